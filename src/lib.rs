@@ -1,0 +1,10 @@
+//! Switchyard: durable, ordered delivery of WhatsApp gateway events.
+//!
+//! # Layout
+//! An event enters once, is stored once, and leaves once per subscription:
+//! `api` / `ingest` -> `log` -> `delivery` -> `sinks`, with `registry` beside them.
+//!
+//! - [`catalog`]: the Evolution event kinds and every spelling of them.
+//! - [`log`]: the `EventLog` trait and the embedded segment-file engine.
+pub mod catalog;
+pub mod log;
