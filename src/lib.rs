@@ -8,3 +8,5 @@
 //! - [`log`]: the `EventLog` trait and the embedded segment-file engine.
 pub mod catalog;
 pub mod log;
+pub mod envelope;
+pub mod ingest;

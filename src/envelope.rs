@@ -1,0 +1,221 @@
+//! The stored event and the envelope each sink sends.
+//!
+//! The log stores a [`StoredEvent`] as JSON; the sequence and receive time are the log
+//! record's own, so they are never stored twice. `data` and `raw` stay raw JSON text from
+//! ingest to the wire: no sink re-parses a payload it only forwards.
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::log::Record;
+
+/// What the log stores for one event: the payload of one event-log record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Unique id, stable across redeliveries (the webhook-id, SQS dedup id, AMQP message_id).
+    pub id: Uuid,
+    /// The instance the event belongs to.
+    pub instance: String,
+    /// Dotted event name (`messages.upsert`), or a provider's own name for custom events.
+    pub event: String,
+    /// The event body, as received (or as normalized from a provider's payload).
+    pub data: Box<RawValue>,
+    /// The instance owner's JID, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// The provider the event came from (`evolution`, `whapi`, `meta`, `linq`); none for
+    /// canonical ingest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The provider's original payload, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Box<RawValue>>,
+}
+
+/// An event read back from the log: the stored event with its position and receive time.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    /// The log position.
+    pub sequence: u64,
+    /// When the log accepted it.
+    pub received_at: DateTime<Utc>,
+    /// The stored fields.
+    pub event: StoredEvent,
+}
+
+/// A log record that does not hold a valid stored event.
+#[derive(Debug, thiserror::Error)]
+#[error("record {sequence} is not a valid event: {source}")]
+pub struct DecodeError {
+    /// The record's sequence.
+    pub sequence: u64,
+    /// The JSON error.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl StoredEvent {
+    /// Serializes for appending to the log.
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        // Serializing a struct of strings and raw JSON cannot fail.
+        bytes::Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+impl LoggedEvent {
+    /// Decodes an event-log record.
+    pub fn decode(record: &Record) -> Result<LoggedEvent, DecodeError> {
+        let event = serde_json::from_slice(&record.payload).map_err(|source| DecodeError {
+            sequence: record.sequence,
+            source,
+        })?;
+        Ok(LoggedEvent {
+            sequence: record.sequence,
+            received_at: Utc
+                .timestamp_millis_opt(record.timestamp_ms)
+                .single()
+                .unwrap_or_default(),
+            event,
+        })
+    }
+
+    /// The receive time as Evolution's `date_time`: RFC 3339, UTC, milliseconds.
+    pub fn date_time(&self) -> String {
+        self.received_at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    /// The envelope with the fields every sink shares; sinks add theirs with the builder
+    /// methods before serializing.
+    pub fn envelope<'a>(&'a self, server_url: &'a str) -> Envelope<'a> {
+        Envelope {
+            event: &self.event.event,
+            instance: &self.event.instance,
+            data: &self.event.data,
+            destination: None,
+            date_time: self.date_time(),
+            sender: self.event.sender.as_deref(),
+            server_url,
+            apikey: None,
+            id: self.event.id,
+            sequence: self.sequence,
+            source: self.event.source.as_deref(),
+            raw: self.event.raw.as_deref(),
+            timestamp: None,
+            data_type: None,
+            server: None,
+        }
+    }
+}
+
+/// Evolution's envelope plus our `id` and `sequence`; field order follows Evolution's.
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a> {
+    /// Dotted event name.
+    pub event: &'a str,
+    /// Instance name.
+    pub instance: &'a str,
+    /// The event body.
+    pub data: &'a RawValue,
+    /// Webhook only: the URL the envelope was sent to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<&'a str>,
+    /// Receive time, RFC 3339 UTC.
+    pub date_time: String,
+    /// The instance owner's JID (null when unknown, as Evolution sends it).
+    pub sender: Option<&'a str>,
+    /// This server's public URL (`SERVER_URL`).
+    pub server_url: &'a str,
+    /// Evolution sends the instance token here; we send null unless configured to expose it.
+    pub apikey: Option<&'a str>,
+    /// Unique, stable event id.
+    pub id: Uuid,
+    /// Log position.
+    pub sequence: u64,
+    /// Provider the event came from, for provider ingest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'a str>,
+    /// The provider's original payload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<&'a RawValue>,
+    /// Kafka only: receive time in epoch milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<i64>,
+    /// SQS only: always `"json"`.
+    #[serde(rename = "dataType", skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<&'static str>,
+    /// SQS only: the server name (Evolution sends its `SERVER_NAME`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<&'a str>,
+}
+
+impl Envelope<'_> {
+    /// Serializes the envelope to JSON bytes.
+    pub fn to_vec(&self) -> Vec<u8> {
+        // Strings, numbers and already-valid raw JSON: serialization cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LoggedEvent {
+        let stored = StoredEvent {
+            id: Uuid::nil(),
+            instance: "inst".into(),
+            event: "messages.upsert".into(),
+            data: RawValue::from_string(r#"{"key":{"id":"A1"}}"#.into()).unwrap(),
+            sender: Some("5511@s.whatsapp.net".into()),
+            source: None,
+            raw: None,
+        };
+        let record = Record {
+            sequence: 7,
+            timestamp_ms: 1_758_749_877_432,
+            payload: stored.to_bytes(),
+        };
+        LoggedEvent::decode(&record).unwrap()
+    }
+
+    #[test]
+    fn envelope_has_evolution_fields_and_ours() {
+        let ev = sample();
+        let mut env = ev.envelope("http://localhost:8080");
+        env.destination = Some("https://example.com/hook");
+        let v: serde_json::Value = serde_json::from_slice(&env.to_vec()).unwrap();
+        assert_eq!(v["event"], "messages.upsert");
+        assert_eq!(v["instance"], "inst");
+        assert_eq!(v["data"]["key"]["id"], "A1");
+        assert_eq!(v["destination"], "https://example.com/hook");
+        assert_eq!(v["date_time"], "2025-09-24T21:37:57.432Z");
+        assert_eq!(v["sender"], "5511@s.whatsapp.net");
+        assert_eq!(v["server_url"], "http://localhost:8080");
+        assert!(v["apikey"].is_null());
+        assert_eq!(v["sequence"], 7);
+        assert_eq!(v["id"], "00000000-0000-0000-0000-000000000000");
+        assert!(v.get("dataType").is_none());
+        assert!(v.get("timestamp").is_none());
+    }
+
+    #[test]
+    fn broker_envelopes_omit_destination() {
+        let ev = sample();
+        let v: serde_json::Value =
+            serde_json::from_slice(&ev.envelope("http://x").to_vec()).unwrap();
+        assert!(v.get("destination").is_none());
+    }
+
+    #[test]
+    fn a_record_that_is_not_an_event_is_an_error() {
+        let record = Record {
+            sequence: 3,
+            timestamp_ms: 0,
+            payload: bytes::Bytes::from_static(b"not json"),
+        };
+        let err = LoggedEvent::decode(&record).unwrap_err();
+        assert_eq!(err.sequence, 3);
+    }
+}
