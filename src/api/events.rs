@@ -1,0 +1,127 @@
+//! `GET /events`: read the log by sequence or time, filtered by instance and event, with an
+//! optional long-poll so that `switchyard tail` follows the log without polling.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::AppState;
+use crate::catalog::EventKind;
+use crate::envelope::LoggedEvent;
+
+/// Records examined per request at most, so a selective filter cannot pin a worker.
+const SCAN_LIMIT: usize = 50_000;
+/// Longest long-poll.
+const MAX_WAIT_MS: u64 = 60_000;
+
+struct EventsQuery {
+    instance: Option<String>,
+    event: Option<EventKind>,
+    from: Option<u64>,
+    since_ms: Option<i64>,
+    limit: usize,
+    wait: Duration,
+}
+
+fn parse_query(q: &HashMap<String, String>) -> Result<EventsQuery, ApiError> {
+    let number = |field: &str| -> Result<Option<u64>, ApiError> {
+        q.get(field)
+            .map(|v| v.parse::<u64>())
+            .transpose()
+            .map_err(|_| ApiError::validation(field, "must be a non-negative integer"))
+    };
+    let since_ms = match q.get("since") {
+        None => None,
+        Some(v) => Some(match v.parse::<i64>() {
+            Ok(ms) => ms,
+            Err(_) => chrono::DateTime::parse_from_rfc3339(v)
+                .map_err(|_| {
+                    ApiError::validation("since", "must be RFC 3339 (2025-01-31T12:00:00Z) or epoch ms")
+                })?
+                .timestamp_millis(),
+        }),
+    };
+    let limit = number("limit")?.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 1000"));
+    }
+    Ok(EventsQuery {
+        instance: q.get("instance").filter(|s| !s.is_empty()).cloned(),
+        event: q.get("event").map(|e| EventKind::parse(e)).transpose()?,
+        from: number("from_sequence")?,
+        since_ms,
+        limit: limit as usize,
+        wait: Duration::from_millis(number("wait_ms")?.unwrap_or(0).min(MAX_WAIT_MS)),
+    })
+}
+
+async fn events(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut q = parse_query(&raw)?;
+    if let Principal::Instance(own) = &principal {
+        principal.require_instance(q.instance.get_or_insert_with(|| own.clone()))?;
+    }
+    let mut from = match (q.from, q.since_ms) {
+        (Some(from), _) => from,
+        (None, Some(ms)) => state.events.sequence_at(ms).await?,
+        (None, None) => 0,
+    };
+    let deadline = tokio::time::Instant::now() + q.wait;
+    let mut changes = state.events.subscribe();
+    let server_url = state.config.server.url.as_str();
+    let mut out: Vec<u8> = b"{\"events\":[".to_vec();
+    let mut found = 0usize;
+    loop {
+        let mut scanned = 0usize;
+        while found < q.limit && scanned < SCAN_LIMIT {
+            let records = state.events.read(from, 1000, 4 * 1024 * 1024).await?;
+            let Some(last) = records.last() else { break };
+            let next = last.sequence + 1;
+            for record in &records {
+                scanned += 1;
+                from = record.sequence + 1;
+                let event = LoggedEvent::decode(record).map_err(ApiError::internal)?;
+                let wanted = q.instance.as_ref().is_none_or(|i| *i == event.event.instance)
+                    && q.event.is_none_or(|k| k.dotted() == event.event.event);
+                if wanted {
+                    if found > 0 {
+                        out.push(b',');
+                    }
+                    out.extend(event.envelope(server_url).to_vec());
+                    found += 1;
+                    if found == q.limit {
+                        break;
+                    }
+                }
+            }
+            if found < q.limit {
+                from = next;
+            }
+        }
+        if found > 0 || q.wait.is_zero() {
+            break;
+        }
+        // Nothing yet: wait for the next append (or the deadline) instead of polling.
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => break,
+        }
+    }
+    out.extend(format!("],\"next_sequence\":{from}}}").as_bytes());
+    Ok(([(header::CONTENT_TYPE, "application/json")], out))
+}
+
+/// The events route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/events", get(events))
+}

@@ -1,0 +1,45 @@
+//! Liveness, readiness and the Prometheus scrape.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::auth::Principal;
+use super::error::{ApiError, ErrorCode};
+use super::AppState;
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    if state.ready.load(Ordering::Acquire) {
+        Ok(Json(json!({"status": "ready", "next_sequence": state.events.next_sequence()})))
+    } else {
+        Err(ApiError::new(ErrorCode::Unavailable, "not ready: starting or shutting down"))
+    }
+}
+
+async fn metrics(State(state): State<AppState>, principal: Principal) -> Result<impl IntoResponse, ApiError> {
+    principal.require_global()?;
+    state.metrics.observe_log(&state.events.stats());
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    ))
+}
+
+/// `/health`, `/ready` and `/metrics`. The first two are open so that orchestrator probes need
+/// no key; `/metrics` takes the global key (Prometheus sends it as a bearer token).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+}

@@ -1,0 +1,221 @@
+//! `/instance/*`: create, list and delete instances, and change their provider settings.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::auth::Principal;
+use super::error::{ApiError, ErrorCode};
+use super::instance_body::{parse_create, parse_providers};
+use super::json::JsonBody;
+use super::sinks::sink_view;
+use super::AppState;
+use crate::registry::records::{ControlRecord, InstanceCreated, SinkSet};
+use crate::registry::{token_digest, Instance};
+
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    principal.require_global()?;
+    let req = parse_create(&body)?;
+    let token = req
+        .token
+        .clone()
+        .unwrap_or_else(|| Uuid::new_v4().simple().to_string().to_uppercase());
+    if token.len() < 8 {
+        return Err(ApiError::validation("token", "must be at least 8 characters"));
+    }
+    let now = Utc::now();
+    let start_sequence = state.events.next_sequence();
+    let created = InstanceCreated {
+        name: req.name.clone(),
+        id: Uuid::new_v4(),
+        token_sha256: token_digest(&token),
+        token: token.clone(),
+        number: req.number.clone(),
+        integration: req.integration.clone(),
+        settings: req.settings.clone(),
+        extra: req.extra.clone(),
+        providers: req.providers.clone(),
+        created_at: now,
+    };
+    let records = state
+        .registry
+        .change(|s| {
+            if s.instances.contains_key(&req.name) {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("instance `{}` already exists", req.name),
+                ));
+            }
+            if s.instance_for_token(&created.token_sha256).is_some() || token == state.api_key {
+                return Err(ApiError::validation("token", "is already in use; choose another"));
+            }
+            let mut records = vec![ControlRecord::InstanceCreated(created.clone())];
+            records.extend(req.sinks.iter().map(|(kind, sink)| {
+                ControlRecord::SinkSet(SinkSet {
+                    instance: req.name.clone(),
+                    kind: *kind,
+                    enabled: sink.enabled,
+                    events: sink.events.clone(),
+                    webhook: sink.webhook.clone(),
+                    start_sequence,
+                    at: now,
+                })
+            }));
+            Ok(records)
+        })
+        .await?;
+    tracing::info!(instance = %req.name, sinks = records.len() - 1, "instance created");
+    let view = state
+        .registry
+        .read(|s| s.instances.get(&req.name).map(|i| instance_view(i, true)))
+        .ok_or_else(|| ApiError::internal("instance vanished right after create"))?;
+    let mut response = json!({
+        "instance": {
+            "instanceName": req.name,
+            "instanceId": created.id,
+            "integration": req.integration,
+            "webhook_wa_business": null,
+            "access_token_wa_business": "",
+            "status": "created",
+        },
+        "hash": {"apikey": token},
+        "settings": Value::Object(req.settings.clone()),
+    });
+    for key in ["webhook", "rabbitmq", "sqs", "websocket", "kafka", "providers"] {
+        if let Some(v) = view.get(key) {
+            response[key] = v.clone();
+        }
+    }
+    for (k, v) in &req.extra {
+        response[k] = v.clone();
+    }
+    Ok((StatusCode::CREATED, Json(response)))
+}
+
+/// An instance as `fetchInstances` shows it. The token is shown only to the global key
+/// holder, as Evolution does; provider secrets never.
+pub fn instance_view(instance: &Instance, show_token: bool) -> Map<String, Value> {
+    let c = &instance.created;
+    let mut out = Map::new();
+    out.insert("id".into(), json!(c.id));
+    out.insert("name".into(), json!(c.name));
+    out.insert("instanceName".into(), json!(c.name));
+    out.insert("status".into(), json!("created"));
+    out.insert("number".into(), json!(c.number));
+    out.insert(
+        "ownerJid".into(),
+        json!(c.number.as_ref().map(|n| format!("{n}@s.whatsapp.net"))),
+    );
+    out.insert("integration".into(), json!(c.integration));
+    if show_token {
+        out.insert("token".into(), json!(c.token));
+    }
+    out.insert("createdAt".into(), json!(c.created_at));
+    out.insert("settings".into(), Value::Object(c.settings.clone()));
+    for (kind, set) in &instance.sinks {
+        out.insert(kind.as_str().into(), sink_view(c, set));
+    }
+    if let Some(meta) = &instance.providers.meta {
+        out.insert(
+            "providers".into(),
+            json!({"meta": {"verifyToken": meta.verify_token, "appSecret": "***"}}),
+        );
+    }
+    for (k, v) in &c.extra {
+        out.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct FetchQuery {
+    #[serde(rename = "instanceName")]
+    instance_name: Option<String>,
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<FetchQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let show_token = principal == Principal::Global;
+    let list: Vec<Value> = state.registry.read(|s| {
+        s.instances
+            .values()
+            .filter(|i| principal.require_instance(&i.created.name).is_ok())
+            .filter(|i| q.instance_name.as_deref().is_none_or(|n| n == i.created.name))
+            .map(|i| Value::Object(instance_view(i, show_token)))
+            .collect()
+    });
+    Ok(Json(Value::Array(list)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require_instance(&name)?;
+    state
+        .registry
+        .change(|s| {
+            if !s.instances.contains_key(&name) {
+                return Err(ApiError::not_found(format!("instance `{name}`")));
+            }
+            Ok(vec![ControlRecord::InstanceDeleted {
+                name: name.clone(),
+                at: Utc::now(),
+            }])
+        })
+        .await?;
+    tracing::info!(instance = %name, "instance deleted");
+    Ok(Json(json!({
+        "status": "SUCCESS",
+        "error": false,
+        "response": {"message": "Instance deleted"}
+    })))
+}
+
+async fn set_providers(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require_instance(&name)?;
+    let providers = parse_providers(body.get("providers").or(Some(&body)))?;
+    state
+        .registry
+        .change(|s| {
+            if !s.instances.contains_key(&name) {
+                return Err(ApiError::not_found(format!("instance `{name}`")));
+            }
+            Ok(vec![ControlRecord::ProvidersSet {
+                instance: name.clone(),
+                providers: providers.clone(),
+            }])
+        })
+        .await?;
+    let meta = providers
+        .meta
+        .map(|m| json!({"verifyToken": m.verify_token, "appSecret": "***"}));
+    Ok(Json(json!({"providers": {"meta": meta}})))
+}
+
+/// The instance routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/instance/create", post(create))
+        .route("/instance/fetchInstances", get(fetch))
+        .route("/instance/delete/{instance}", delete(remove))
+        .route("/instance/providers/{instance}", post(set_providers))
+}

@@ -1,0 +1,73 @@
+//! The HTTP API: one router per resource, merged here, with auth and the error envelope on
+//! every route. Handlers extract, check access, and call plain functions.
+
+pub mod auth;
+pub mod error;
+mod events;
+mod health;
+mod ingest;
+mod instance;
+mod instance_body;
+mod json;
+mod sinks;
+
+use std::ops::Deref;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+
+use crate::config::Config;
+use crate::log::EventLog;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// What every handler may reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+/// The shared parts behind [`AppState`].
+pub struct AppInner {
+    /// The loaded configuration.
+    pub config: Config,
+    /// The event log.
+    pub events: Arc<dyn EventLog>,
+    /// Instances and subscriptions.
+    pub registry: Arc<Registry>,
+    /// The global API key.
+    pub api_key: String,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// False while starting or shutting down: `/ready` answers 503 then.
+    pub ready: AtomicBool,
+}
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(inner: AppInner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.ingest.max_body_bytes;
+    Router::new()
+        .merge(health::router())
+        .merge(instance::router())
+        .merge(ingest::router())
+        .merge(events::router())
+        .merge(sinks::router())
+        .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(error::envelope_plain_errors))
+        .with_state(state)
+}

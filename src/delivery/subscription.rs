@@ -1,0 +1,180 @@
+//! What a subscription is: a sink target, a scope, an event filter and a start position.
+//!
+//! The registry projects its control records into these; the delivery engine runs one
+//! cursor per subscription `id`. Ids are stable across restarts because cursors, dead
+//! letters and retry state are keyed by them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::EventKind;
+
+/// One destination that receives events with its own durable cursor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Stable id: `webhook:{instance}`, `rabbitmq:{instance}`, `global:webhook`,
+    /// `hook:{uuid}` for named webhooks, ... Also the cursor's name.
+    pub id: String,
+    /// Where events go.
+    pub target: SinkTarget,
+    /// Which instances' events it receives.
+    pub scope: Scope,
+    /// Which events; empty means all (as Evolution does while the sink is enabled).
+    pub events: Vec<EventKind>,
+    /// Custom (non-catalog) event names it also receives; ignored when `events` is empty
+    /// (then every event, custom ones included, is delivered).
+    #[serde(default)]
+    pub custom_events: Vec<String>,
+    /// Only instances whose own number (E.164, from instance create) is listed; empty = all.
+    #[serde(default)]
+    pub phone_numbers: Vec<String>,
+    /// Where a new cursor starts: the log's end when the subscription was created, or a
+    /// replay position the user asked for.
+    pub start_sequence: u64,
+    /// Disabled subscriptions keep their cursor but deliver nothing.
+    pub enabled: bool,
+}
+
+/// Which instances a subscription covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "instance", rename_all = "snake_case")]
+pub enum Scope {
+    /// One instance's events.
+    Instance(String),
+    /// Every instance's events (global sinks, account-wide webhooks).
+    AllInstances,
+}
+
+/// The sink a subscription delivers to, with that sink's per-subscription settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "sink", rename_all = "snake_case")]
+pub enum SinkTarget {
+    /// An HTTP endpoint.
+    Webhook(WebhookTarget),
+    /// RabbitMQ: per-instance exchange and queues, or the global exchange.
+    Rabbitmq {
+        /// True for the global exchange/prefix topology.
+        global: bool,
+    },
+    /// SQS FIFO queues.
+    Sqs {
+        /// True for the global prefix topology.
+        global: bool,
+    },
+    /// Kafka topics.
+    Kafka {
+        /// True for the `{prefix}.global.{event}` topics.
+        global: bool,
+    },
+}
+
+/// A webhook endpoint's settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WebhookTarget {
+    /// The endpoint URL.
+    pub url: String,
+    /// Append `/{kebab-event}` to the URL (Evolution's `byEvents`).
+    #[serde(default)]
+    pub by_events: bool,
+    /// Evolution's `base64` flag (media as base64); stored and echoed.
+    #[serde(default)]
+    pub base64: bool,
+    /// Extra headers sent with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Standard Webhooks signing secret (`whsec_...`); unsigned when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// Everything the delivery engine needs from the registry, published whole on every change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscriptionSet {
+    /// Every cursor-driven subscription, enabled or not.
+    pub subscriptions: Vec<Subscription>,
+    /// Instance name -> the instance's own number, for phone-number filters.
+    pub instance_numbers: HashMap<String, String>,
+}
+
+impl Subscription {
+    /// Whether this subscription wants an event of `instance` named `event` (dotted).
+    /// `instance_number` is the instance's own number, for `phone_numbers` filters.
+    pub fn wants(&self, instance: &str, instance_number: Option<&str>, event: &str) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        if let Scope::Instance(name) = &self.scope {
+            if name != instance {
+                return false;
+            }
+        }
+        if !self.phone_numbers.is_empty() {
+            let Some(number) = instance_number else {
+                return false;
+            };
+            let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+            let number = digits(number);
+            if !self.phone_numbers.iter().any(|p| digits(p) == number) {
+                return false;
+            }
+        }
+        if self.events.is_empty() {
+            return true;
+        }
+        match EventKind::parse(event) {
+            Ok(kind) => self.events.contains(&kind),
+            Err(_) => self.custom_events.iter().any(|c| c == event),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(scope: Scope, events: Vec<EventKind>) -> Subscription {
+        Subscription {
+            id: "t".into(),
+            target: SinkTarget::Rabbitmq { global: false },
+            scope,
+            events,
+            custom_events: vec![],
+            phone_numbers: vec![],
+            start_sequence: 1,
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn empty_event_list_means_all() {
+        let s = sub(Scope::Instance("a".into()), vec![]);
+        assert!(s.wants("a", None, "messages.upsert"));
+        assert!(s.wants("a", None, "linq.thing.custom"));
+        assert!(!s.wants("b", None, "messages.upsert"));
+    }
+
+    #[test]
+    fn event_filter_accepts_any_spelling_of_listed_kinds() {
+        let s = sub(Scope::AllInstances, vec![EventKind::MessagesUpdate]);
+        assert!(s.wants("x", None, "messages.update"));
+        assert!(!s.wants("x", None, "messages.upsert"));
+        assert!(!s.wants("x", None, "linq.custom"));
+    }
+
+    #[test]
+    fn phone_filter_matches_instance_number() {
+        let mut s = sub(Scope::AllInstances, vec![]);
+        s.phone_numbers = vec!["+5511999990000".into()];
+        assert!(s.wants("x", Some("5511999990000"), "call"));
+        assert!(!s.wants("x", Some("5511999990001"), "call"));
+        assert!(!s.wants("x", None, "call"));
+    }
+
+    #[test]
+    fn disabled_wants_nothing() {
+        let mut s = sub(Scope::AllInstances, vec![]);
+        s.enabled = false;
+        assert!(!s.wants("x", None, "call"));
+    }
+}

@@ -1,0 +1,74 @@
+//! Prometheus metrics of ingest and the log; the delivery engine and sinks register theirs
+//! in the same registry.
+
+use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
+
+use crate::log::LogStats;
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Events accepted by ingest (after durability).
+    pub ingest_events: IntCounter,
+    /// Payload bytes accepted by ingest.
+    pub ingest_bytes: IntCounter,
+    /// Provider retries acknowledged but not stored again.
+    pub ingest_deduplicated: IntCounter,
+    log_bytes: IntGauge,
+    log_segments: IntGauge,
+    log_first_sequence: IntGauge,
+    log_next_sequence: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        Ok(Metrics {
+            ingest_events: counter("switchyard_ingest_events_total", "Events accepted by ingest.")?,
+            ingest_bytes: counter("switchyard_ingest_bytes_total", "Payload bytes accepted by ingest.")?,
+            ingest_deduplicated: counter(
+                "switchyard_ingest_deduplicated_total",
+                "Provider retries acknowledged without storing them again.",
+            )?,
+            log_bytes: gauge("switchyard_log_bytes", "Bytes in the event log.")?,
+            log_segments: gauge("switchyard_log_segments", "Segment files in the event log.")?,
+            log_first_sequence: gauge("switchyard_log_first_sequence", "Oldest retained sequence.")?,
+            log_next_sequence: gauge("switchyard_log_next_sequence", "Sequence the next event gets.")?,
+            registry,
+        })
+    }
+
+    /// The registry, for other components' metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Refreshes the log gauges (called at scrape time: the log's own stats are cheap).
+    pub fn observe_log(&self, stats: &LogStats) {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.log_bytes.set(clamp(stats.bytes));
+        self.log_segments.set(clamp(stats.segments));
+        self.log_first_sequence.set(clamp(stats.first_sequence));
+        self.log_next_sequence.set(clamp(stats.next_sequence));
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

@@ -1,0 +1,149 @@
+//! The instance registry, event-sourced: every change is a control record appended to the
+//! control log first, then applied to the in-memory projection. At start the projection is
+//! rebuilt by replaying the control log, so sink settings survive restarts by construction
+//! (Evolution's #2694: config wiped on restart).
+
+pub mod projection;
+pub mod records;
+
+use std::sync::{Arc, RwLock};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{watch, Mutex};
+
+use crate::delivery::subscription::{Subscription, SubscriptionSet};
+use crate::log::{EventLog, LogError};
+pub use projection::{Instance, NamedSubscription, Projection};
+pub use records::ControlRecord;
+
+/// Errors of the registry itself (a change's own validation errors are the caller's type).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The control log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// A stored control record does not decode: the control log is not ours or is damaged.
+    #[error("control record {sequence} is unreadable: {source}")]
+    Decode {
+        /// Its sequence.
+        sequence: u64,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The result of [`Registry::change`]: the caller's rejection, or a registry failure.
+#[derive(Debug)]
+pub enum ChangeError<E> {
+    /// The change was refused by its own validation; nothing was written.
+    Rejected(E),
+    /// The control log failed; nothing was applied.
+    Registry(RegistryError),
+}
+
+/// Instances and subscriptions, backed by a control log.
+pub struct Registry {
+    log: Arc<dyn EventLog>,
+    state: RwLock<Projection>,
+    /// Serializes changes so validation and append see the same state.
+    writer: Mutex<()>,
+    /// Subscriptions that come from config (global sinks), not from control records.
+    global: Vec<Subscription>,
+    published: watch::Sender<Arc<SubscriptionSet>>,
+}
+
+/// SHA-256 hex of a token: tokens are looked up by digest, so the lookup's timing says
+/// nothing about the token.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Registry {
+    /// Replays `log` into a projection. `global` are the config-defined subscriptions.
+    pub async fn open(
+        log: Arc<dyn EventLog>,
+        global: Vec<Subscription>,
+    ) -> Result<Arc<Registry>, RegistryError> {
+        let mut state = Projection::default();
+        let mut from = 0;
+        loop {
+            let records = log.read(from, 1024, 8 * 1024 * 1024).await?;
+            let Some(last) = records.last() else { break };
+            from = last.sequence + 1;
+            for record in &records {
+                let decoded: ControlRecord =
+                    serde_json::from_slice(&record.payload).map_err(|source| {
+                        RegistryError::Decode {
+                            sequence: record.sequence,
+                            source,
+                        }
+                    })?;
+                state.apply(&decoded);
+            }
+        }
+        let set = Arc::new(Self::subscription_set(&state, &global));
+        let (published, _) = watch::channel(set);
+        Ok(Arc::new(Registry {
+            log,
+            state: RwLock::new(state),
+            writer: Mutex::new(()),
+            global,
+            published,
+        }))
+    }
+
+    fn subscription_set(state: &Projection, global: &[Subscription]) -> SubscriptionSet {
+        let mut subscriptions = global.to_vec();
+        subscriptions.extend(state.subscriptions());
+        SubscriptionSet {
+            subscriptions,
+            instance_numbers: state.instance_numbers(),
+        }
+    }
+
+    /// Reads the current state.
+    pub fn read<R>(&self, f: impl FnOnce(&Projection) -> R) -> R {
+        let guard = self.state.read().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+
+    /// Makes one change: `decide` sees the current state and returns the records to write
+    /// (or its own error); they are made durable in one append (all or none), then applied
+    /// and published.
+    pub async fn change<E>(
+        &self,
+        decide: impl FnOnce(&Projection) -> Result<Vec<ControlRecord>, E>,
+    ) -> Result<Vec<ControlRecord>, ChangeError<E>> {
+        let _writer = self.writer.lock().await;
+        let records = self.read(decide).map_err(ChangeError::Rejected)?;
+        let payloads = records
+            .iter()
+            .map(|r| serde_json::to_vec(r).unwrap_or_default().into())
+            .collect();
+        self.log
+            .append(payloads)
+            .await
+            .map_err(|e| ChangeError::Registry(e.into()))?;
+        let set = {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            for record in &records {
+                state.apply(record);
+            }
+            Self::subscription_set(&state, &self.global)
+        };
+        self.published.send_replace(Arc::new(set));
+        Ok(records)
+    }
+
+    /// The subscriptions, updated on every change.
+    pub fn subscriptions(&self) -> watch::Receiver<Arc<SubscriptionSet>> {
+        self.published.subscribe()
+    }
+
+    /// The instance an instance token belongs to.
+    pub fn instance_for_token(&self, token: &str) -> Option<String> {
+        let digest = token_digest(token);
+        self.read(|s| s.instance_for_token(&digest).map(str::to_string))
+    }
+}

@@ -1,0 +1,179 @@
+//! The registry's state: the fold of control records, and the subscriptions it implies.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use super::records::{
+    ControlRecord, InstanceCreated, NamedMeta, ProviderSettings, SinkKind, SinkSet,
+};
+use crate::delivery::subscription::{Scope, SinkTarget, Subscription};
+
+/// One instance as the registry knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// How it was created.
+    pub created: InstanceCreated,
+    /// Current provider settings.
+    pub providers: ProviderSettings,
+    /// The last `set` of each per-instance sink.
+    pub sinks: BTreeMap<SinkKind, SinkSet>,
+    /// Subscription ids the delivery engine disabled, with the reason.
+    pub disabled: BTreeMap<String, Option<String>>,
+}
+
+/// A subscription created through a named-webhook API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedSubscription {
+    /// The subscription.
+    pub subscription: Subscription,
+    /// What its API echoes.
+    pub meta: NamedMeta,
+}
+
+/// The registry state.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    /// Instances by name.
+    pub instances: BTreeMap<String, Instance>,
+    /// Named subscriptions by id.
+    pub named: BTreeMap<String, NamedSubscription>,
+    /// Instance name by token digest, for auth.
+    tokens: HashMap<String, String>,
+}
+
+/// The subscription id of a per-instance sink. Derived from the instance id, not its name,
+/// so a deleted and re-created instance never resumes an old cursor.
+pub fn instance_subscription_id(kind: SinkKind, instance: &InstanceCreated) -> String {
+    format!("{}:{}", kind.as_str(), instance.id)
+}
+
+impl Projection {
+    /// Applies one record. Records that refer to something that no longer exists are
+    /// ignored: the log keeps history, the projection keeps what is current.
+    pub fn apply(&mut self, record: &ControlRecord) {
+        match record {
+            ControlRecord::InstanceCreated(created) => {
+                self.tokens
+                    .insert(created.token_sha256.clone(), created.name.clone());
+                self.instances.insert(
+                    created.name.clone(),
+                    Instance {
+                        created: created.clone(),
+                        providers: created.providers.clone(),
+                        sinks: BTreeMap::new(),
+                        disabled: BTreeMap::new(),
+                    },
+                );
+            }
+            ControlRecord::InstanceDeleted { name, .. } => {
+                if let Some(instance) = self.instances.remove(name) {
+                    self.tokens.remove(&instance.created.token_sha256);
+                }
+            }
+            ControlRecord::SinkSet(set) => {
+                if let Some(instance) = self.instances.get_mut(&set.instance) {
+                    let id = instance_subscription_id(set.kind, &instance.created);
+                    // A user's `set` with enabled=true re-enables what the engine disabled.
+                    if set.enabled {
+                        instance.disabled.remove(&id);
+                    }
+                    instance.sinks.insert(set.kind, set.clone());
+                }
+            }
+            ControlRecord::ProvidersSet {
+                instance,
+                providers,
+            } => {
+                if let Some(instance) = self.instances.get_mut(instance) {
+                    instance.providers = providers.clone();
+                }
+            }
+            ControlRecord::SubscriptionPut { subscription, meta } => {
+                self.named.insert(
+                    subscription.id.clone(),
+                    NamedSubscription {
+                        subscription: subscription.clone(),
+                        meta: meta.clone(),
+                    },
+                );
+            }
+            ControlRecord::SubscriptionDeleted { id } => {
+                self.named.remove(id);
+            }
+            ControlRecord::SubscriptionEnabled {
+                id,
+                enabled,
+                reason,
+            } => {
+                if let Some(named) = self.named.get_mut(id) {
+                    named.subscription.enabled = *enabled;
+                    return;
+                }
+                for instance in self.instances.values_mut() {
+                    let owns = SinkKind::ALL
+                        .iter()
+                        .any(|k| instance_subscription_id(*k, &instance.created) == *id);
+                    if owns {
+                        if *enabled {
+                            instance.disabled.remove(id);
+                        } else {
+                            instance.disabled.insert(id.clone(), reason.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The instance a token digest belongs to.
+    pub fn instance_for_token(&self, token_sha256: &str) -> Option<&str> {
+        self.tokens.get(token_sha256).map(String::as_str)
+    }
+
+    /// Every cursor-driven subscription: per-instance sinks (websocket excluded: listeners
+    /// read the log themselves) and named ones.
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        let mut out = Vec::new();
+        for instance in self.instances.values() {
+            for (kind, set) in &instance.sinks {
+                let target = match kind {
+                    SinkKind::Webhook => match &set.webhook {
+                        Some(hook) if !hook.url.is_empty() => SinkTarget::Webhook(hook.clone()),
+                        _ => continue,
+                    },
+                    SinkKind::Rabbitmq => SinkTarget::Rabbitmq { global: false },
+                    SinkKind::Sqs => SinkTarget::Sqs { global: false },
+                    SinkKind::Kafka => SinkTarget::Kafka { global: false },
+                    SinkKind::Websocket => continue,
+                };
+                let id = instance_subscription_id(*kind, &instance.created);
+                out.push(Subscription {
+                    enabled: set.enabled && !instance.disabled.contains_key(&id),
+                    id,
+                    target,
+                    scope: Scope::Instance(instance.created.name.clone()),
+                    events: set.events.clone(),
+                    custom_events: Vec::new(),
+                    phone_numbers: Vec::new(),
+                    start_sequence: set.start_sequence,
+                });
+            }
+        }
+        out.extend(self.named.values().map(|n| n.subscription.clone()));
+        out
+    }
+
+    /// Instance name -> its own number, for phone-number filters.
+    pub fn instance_numbers(&self) -> HashMap<String, String> {
+        self.instances
+            .values()
+            .filter_map(|i| Some((i.created.name.clone(), i.created.number.clone()?)))
+            .collect()
+    }
+
+    /// When the instance was created, for listings.
+    pub fn created_at(&self, name: &str) -> Option<DateTime<Utc>> {
+        self.instances.get(name).map(|i| i.created.created_at)
+    }
+}
