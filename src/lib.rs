@@ -14,5 +14,6 @@ pub mod envelope;
 pub mod ingest;
 pub mod sinks;
 pub mod api;
+pub mod app;
 pub mod metrics;
 pub mod registry;
