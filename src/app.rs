@@ -71,7 +71,10 @@ pub fn global_api_key(config: &Config) -> Result<String, AppError> {
     }
     let key = uuid::Uuid::new_v4().simple().to_string();
     write_private(&path, &key).map_err(io)?;
-    println!("Generated the global API key (stored in {}): {key}", path.display());
+    println!(
+        "Generated the global API key (stored in {}): {key}",
+        path.display()
+    );
     Ok(key)
 }
 
@@ -114,7 +117,11 @@ pub fn global_subscriptions(config: &Config, start: u64) -> Vec<Subscription> {
     }
     if config.rabbitmq.enabled && config.rabbitmq.global_enabled {
         let target = SinkTarget::Rabbitmq { global: true };
-        out.push(global("global:rabbitmq", target, &config.rabbitmq.global_events));
+        out.push(global(
+            "global:rabbitmq",
+            target,
+            &config.rabbitmq.global_events,
+        ));
     }
     if config.sqs.enabled && config.sqs.global_enabled {
         let target = SinkTarget::Sqs { global: true };
@@ -135,8 +142,8 @@ fn open_log(config: &Config, name: &str, fsync: FsyncPolicy) -> Result<Arc<Embed
         options.segment_bytes = l.segment_bytes;
         options.max_record_bytes = config.ingest.max_body_bytes;
         options.retention_bytes = (l.retention_bytes > 0).then_some(l.retention_bytes);
-        options.retention_age = (l.retention_hours > 0.0)
-            .then(|| Duration::from_secs_f64(l.retention_hours * 3600.0));
+        options.retention_age =
+            (l.retention_hours > 0.0).then(|| Duration::from_secs_f64(l.retention_hours * 3600.0));
         options.hard_limit_bytes = (l.hard_limit_bytes > 0).then_some(l.hard_limit_bytes);
     }
     Ok(EmbeddedLog::open(options)?)
@@ -202,7 +209,10 @@ pub async fn serve(
     state.ready.store(false, Ordering::Release);
     tasks.close();
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-        tracing::warn!(?grace, "background work did not finish within the grace period");
+        tracing::warn!(
+            ?grace,
+            "background work did not finish within the grace period"
+        );
     }
     result.map_err(|source| AppError::Listen { addr, source })
 }

@@ -9,7 +9,11 @@ use switchyard::config::Config;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Durable, ordered delivery of WhatsApp gateway events")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Durable, ordered delivery of WhatsApp gateway events"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,10 @@ enum Command {
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
-    Ok(Config::load(config.map(PathBuf::as_path), std::env::vars())?)
+    Ok(Config::load(
+        config.map(PathBuf::as_path),
+        std::env::vars(),
+    )?)
 }
 
 fn init_tracing() {
@@ -69,7 +76,11 @@ fn init_tracing() {
     }
 }
 
-async fn serve(listen: Option<String>, data_dir: Option<PathBuf>, file: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let mut config = load(file.as_ref())?;
     if let Some(listen) = listen {
         config.server.listen = listen;
@@ -115,7 +126,12 @@ async fn wait_for_signal() {
     }
 }
 
-async fn tail(url: String, apikey: Option<String>, instance: Option<String>, from: Option<u64>) -> anyhow::Result<()> {
+async fn tail(
+    url: String,
+    apikey: Option<String>,
+    instance: Option<String>,
+    from: Option<u64>,
+) -> anyhow::Result<()> {
     let key = match apikey {
         Some(k) => k,
         None => std::fs::read_to_string("data/api-key")
@@ -125,14 +141,19 @@ async fn tail(url: String, apikey: Option<String>, instance: Option<String>, fro
     let client = reqwest::Client::new();
     let base = format!("{}/events", url.trim_end_matches('/'));
     let get = |from: Option<u64>, limit: u32, wait: u32| {
-        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string()), ("wait_ms", wait.to_string())];
+        let mut query: Vec<(&str, String)> =
+            vec![("limit", limit.to_string()), ("wait_ms", wait.to_string())];
         if let Some(f) = from {
             query.push(("from_sequence", f.to_string()));
         }
         if let Some(i) = &instance {
             query.push(("instance", i.clone()));
         }
-        client.get(&base).header("apikey", &key).query(&query).send()
+        client
+            .get(&base)
+            .header("apikey", &key)
+            .query(&query)
+            .send()
     };
     let mut next = match from {
         Some(f) => f,
@@ -147,7 +168,9 @@ async fn tail(url: String, apikey: Option<String>, instance: Option<String>, fro
         }
     };
     loop {
-        let response = get(Some(next), 1000, 30_000).await.context("request failed")?;
+        let response = get(Some(next), 1000, 30_000)
+            .await
+            .context("request failed")?;
         let status = response.status();
         let body: serde_json::Value = response.json().await.context("bad response")?;
         if !status.is_success() {
@@ -167,9 +190,20 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
-        Command::Serve { listen, data_dir, config } => serve(listen, data_dir, config).await,
-        Command::Tail { url, apikey, instance, from } => tail(url, apikey, instance, from).await,
-        Command::CheckConfig { config } => load(config.as_ref()).map(|_| println!("configuration is valid")),
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+        } => serve(listen, data_dir, config).await,
+        Command::Tail {
+            url,
+            apikey,
+            instance,
+            from,
+        } => tail(url, apikey, instance, from).await,
+        Command::CheckConfig { config } => {
+            load(config.as_ref()).map(|_| println!("configuration is valid"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
