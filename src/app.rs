@@ -21,7 +21,7 @@ use crate::registry::{Registry, RegistryError};
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The data directory or a file in it.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}")]
     DataDir {
         /// The path.
         path: String,
@@ -36,7 +36,7 @@ pub enum AppError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     /// The listen address.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address.
         addr: String,
@@ -76,6 +76,28 @@ pub fn global_api_key(config: &Config) -> Result<String, AppError> {
         path.display()
     );
     Ok(key)
+}
+
+/// Takes an exclusive lock on `{data_dir}/LOCK`, held while the returned file lives.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, AppError> {
+    let path = data_dir.join("LOCK");
+    let err = |source| AppError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(err(std::io::Error::other(
+            "another switchyard process is using this data directory",
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -164,6 +186,8 @@ pub async fn serve(
         path: data_dir.display().to_string(),
         source,
     })?;
+    // One process per data dir: two writers on one log would interleave records.
+    let _lock = lock_data_dir(&data_dir)?;
     let api_key = global_api_key(&config)?;
     let events_log = open_log(&config, "events", config.log.fsync.policy())?;
     // Control records are rare and precious: always fsync, whatever the event log does.

@@ -47,7 +47,7 @@ pub struct LoggedEvent {
 
 /// A log record that does not hold a valid stored event.
 #[derive(Debug, thiserror::Error)]
-#[error("record {sequence} is not a valid event: {source}")]
+#[error("record {sequence} is not a valid event")]
 pub struct DecodeError {
     /// The record's sequence.
     pub sequence: u64,
