@@ -7,6 +7,6 @@
 //! - [`catalog`]: the Evolution event kinds and every spelling of them.
 //! - [`log`]: the `EventLog` trait and the embedded segment-file engine.
 pub mod catalog;
-pub mod log;
 pub mod envelope;
 pub mod ingest;
+pub mod log;

@@ -4,6 +4,7 @@
 //! webhook payload into the same [`IncomingEvent`]s. Nothing here touches HTTP types, so
 //! adapters are plain functions that tests and fuzzers call directly.
 
+pub mod dedupe;
 pub mod providers;
 
 use serde_json::value::RawValue;
