@@ -51,13 +51,15 @@ pub fn normalize(body: &[u8]) -> Result<Vec<IncomingEvent>, AdapterError> {
     let obj = json::body_object(P, body)?;
     let raw: Box<RawValue> = serde_json::from_slice(body)
         .map_err(|e| AdapterError::invalid(P, "$", format!("not JSON: {e}")))?;
-    let field = |name: &str| -> Result<Value, AdapterError> {
-        match obj.get(name) {
-            Some(r) => json::value(P, name, r),
-            None => Ok(Value::Null),
+    // Only the envelope fields the mapping reads; absent ones stay absent so a missing
+    // `event_type` is reported as missing, not as null.
+    let mut env = serde_json::Map::new();
+    for name in ["event_type", "event_id", "created_at"] {
+        if let Some(r) = obj.get(name) {
+            env.insert(name.to_string(), json::value(P, name, r)?);
         }
-    };
-    let env = json!({ "event_type": field("event_type")?, "event_id": field("event_id")?, "created_at": field("created_at")? });
+    }
+    let env = Value::Object(env);
     let event_type = json::req_str(P, "", &env, "event_type")?;
     super::check_event_token(P, "event_type", event_type)?;
     let event_id = json::opt_str(P, "", &env, "event_id")?;

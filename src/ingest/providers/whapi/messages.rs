@@ -142,10 +142,10 @@ pub(super) fn statuses(ctx: &Ctx<'_>, out: &mut Vec<IncomingEvent>) -> Result<()
         let scope = format!("{}|true", chat.as_deref().unwrap_or(""));
         // A viewer's receipt in a group is its own fact: two members reading the same
         // message are two events.
-        let status_key = format!(
-            "{status}:{}",
-            json::str_at(&v, &["viewer_id"]).unwrap_or("")
-        );
+        let status_key = match json::str_at(&v, &["viewer_id"]) {
+            Some(viewer) => format!("{status}:{viewer}"),
+            None => status.to_string(),
+        };
         let dedupe = dedupe_key(P, &scope, id, "messages.update", &status_key);
         out.push(ctx.b.build(
             "messages.update",

@@ -183,12 +183,14 @@ fn group(path: &str, v: &Value) -> Result<Value, AdapterError> {
         ("name", "subject"),
         ("created_at", "creation"),
         ("description", "desc"),
-        ("created_by", "owner"),
         ("chat_pic", "pictureUrl"),
     ] {
         if let Some(x) = v.get(from).filter(|x| !x.is_null()) {
             out.insert(to.into(), x.clone());
         }
+    }
+    if let Some(owner) = json::str_at(v, &["created_by"]) {
+        out.insert("owner".into(), json!(user_jid(owner)));
     }
     if v.get("participants").is_some() {
         out.insert("participants".into(), Value::Array(participants));
