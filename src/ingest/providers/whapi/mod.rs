@@ -24,6 +24,7 @@
 //! `raw` is each array item verbatim. Chat ids are checked against Whapi's documented
 //! pattern `^[\d-]{10,31}@[\w\.]{1,}$` (plus `status@broadcast`, the stories chat).
 
+mod content;
 mod messages;
 mod others;
 
