@@ -28,7 +28,7 @@ pub fn normalize(
         None => None,
         Some(raw) => match json::value(P, "event", raw)? {
             Value::Null => None,
-            Value::String(name) => Some(EventKind::parse(&name).map_err(|_| {
+            Value::String(name) => Some(parse_event(&name).map_err(|_| {
                 AdapterError::invalid(P, "event", format!("{name:?} is not an Evolution event"))
             })?),
             other => {
@@ -42,7 +42,7 @@ pub fn normalize(
     };
     let path_kind = path_event
         .map(|name| {
-            EventKind::parse(name).map_err(|_| {
+            parse_event(name).map_err(|_| {
                 AdapterError::invalid(
                     P,
                     "(url event)",
@@ -105,6 +105,16 @@ pub fn normalize(
         ),
         dedupe_key: dedupe,
     }])
+}
+
+/// Any spelling of an event. The dotted and kebab names Evolution actually sends are
+/// matched without allocating; [`EventKind::parse`] (which builds every spelling to
+/// compare) handles the rest.
+fn parse_event(name: &str) -> Result<EventKind, crate::catalog::UnknownEvent> {
+    EventKind::all()
+        .find(|k| k.dotted() == name)
+        .map(Ok)
+        .unwrap_or_else(|| EventKind::parse(name))
 }
 
 /// The dedupe key of a message event: Baileys' key (chat, direction, id) plus the status.
