@@ -29,6 +29,9 @@ pub(crate) enum Command {
     },
 }
 
+/// A runner's end: subscription id, runner generation, why.
+type Exit = (String, u64, RunnerExit);
+
 struct RunnerHandle {
     generation: u64,
     kind: SinkKind,
@@ -44,10 +47,7 @@ pub(crate) struct Supervisor {
     sinks: SinkRegistry,
     set_rx: watch::Receiver<Arc<SubscriptionSet>>,
     commands: mpsc::UnboundedReceiver<Command>,
-    exits: (
-        mpsc::UnboundedSender<(String, u64, RunnerExit)>,
-        mpsc::UnboundedReceiver<(String, u64, RunnerExit)>,
-    ),
+    exits: (mpsc::UnboundedSender<Exit>, mpsc::UnboundedReceiver<Exit>),
     runners: HashMap<String, RunnerHandle>,
     /// Subscriptions the engine stopped (410, failure run), held until the registry
     /// publishes a new set: re-enabling, or any later change, lets them resume from their
