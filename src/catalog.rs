@@ -73,7 +73,10 @@ const TABLE: &[(EventKind, &str)] = &[
     (EventKind::ChatsDelete, "chats.delete"),
     (EventKind::GroupsUpsert, "groups.upsert"),
     (EventKind::GroupsUpdate, "groups.update"),
-    (EventKind::GroupParticipantsUpdate, "group-participants.update"),
+    (
+        EventKind::GroupParticipantsUpdate,
+        "group-participants.update",
+    ),
     (EventKind::Call, "call"),
     (EventKind::TypebotStart, "typebot.start"),
     (EventKind::TypebotChangeStatus, "typebot.change-status"),
@@ -278,7 +281,10 @@ mod tests {
             EventKind::SendMessageUpdate.sqs_instance_queue("a"),
             "a_send_message_update.fifo"
         );
-        assert_eq!(EventKind::TypebotChangeStatus.kebab(), "typebot-change-status");
+        assert_eq!(
+            EventKind::TypebotChangeStatus.kebab(),
+            "typebot-change-status"
+        );
         assert_eq!(EventKind::MessagesUpsert.codechat(), "messagesUpsert");
         assert_eq!(EventKind::QrcodeUpdated.codechat(), "qrcodeUpdate");
         assert_eq!(EventKind::StatusInstance.codechat(), "stateInstance");
@@ -292,7 +298,10 @@ mod tests {
             EventKind::MessagesUpsert.sqs_global_queue("global"),
             "global_messages_upsert.fifo"
         );
-        assert_eq!(EventKind::sqs_single_queue("global"), "global_singlequeue.fifo");
+        assert_eq!(
+            EventKind::sqs_single_queue("global"),
+            "global_singlequeue.fifo"
+        );
     }
 
     #[test]
@@ -305,9 +314,18 @@ mod tests {
 
     #[test]
     fn group_update_is_an_alias() {
-        assert_eq!(EventKind::parse("GROUP_UPDATE"), Ok(EventKind::GroupsUpdate));
-        assert_eq!(EventKind::parse("GROUPS_UPDATE"), Ok(EventKind::GroupsUpdate));
-        assert_eq!(EventKind::parse("groups.update"), Ok(EventKind::GroupsUpdate));
+        assert_eq!(
+            EventKind::parse("GROUP_UPDATE"),
+            Ok(EventKind::GroupsUpdate)
+        );
+        assert_eq!(
+            EventKind::parse("GROUPS_UPDATE"),
+            Ok(EventKind::GroupsUpdate)
+        );
+        assert_eq!(
+            EventKind::parse("groups.update"),
+            Ok(EventKind::GroupsUpdate)
+        );
     }
 
     #[test]

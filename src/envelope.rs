@@ -47,7 +47,7 @@ pub struct LoggedEvent {
 
 /// A log record that does not hold a valid stored event.
 #[derive(Debug, thiserror::Error)]
-#[error("record {sequence} is not a valid event: {source}")]
+#[error("record {sequence} is not a valid event")]
 pub struct DecodeError {
     /// The record's sequence.
     pub sequence: u64,
@@ -83,7 +83,8 @@ impl LoggedEvent {
 
     /// The receive time as Evolution's `date_time`: RFC 3339, UTC, milliseconds.
     pub fn date_time(&self) -> String {
-        self.received_at.to_rfc3339_opts(SecondsFormat::Millis, true)
+        self.received_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
     /// The envelope with the fields every sink shares; sinks add theirs with the builder

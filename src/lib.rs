@@ -6,13 +6,14 @@
 //!
 //! - [`catalog`]: the Evolution event kinds and every spelling of them.
 //! - [`log`]: the `EventLog` trait and the embedded segment-file engine.
+pub mod api;
+pub mod app;
 pub mod catalog;
 pub mod config;
 pub mod delivery;
-pub mod log;
 pub mod envelope;
 pub mod ingest;
-pub mod sinks;
-pub mod api;
+pub mod log;
 pub mod metrics;
 pub mod registry;
+pub mod sinks;

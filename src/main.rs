@@ -1,1 +1,215 @@
-fn main() {}
+//! The `switchyard` binary: `serve`, `tail`, `check-config`. Thin: parse, load, call.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchyard::config::Config;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Durable, ordered delivery of WhatsApp gateway events"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server on the embedded log (defaults need nothing else running).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory (default ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Follow the event log of a running server, one envelope per line (like `kcat -C`).
+    Tail {
+        /// Server URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key (default: AUTHENTICATION_API_KEY, or the key stored in ./data).
+        #[arg(long, env = "AUTHENTICATION_API_KEY", hide_env_values = true)]
+        apikey: Option<String>,
+        /// Only this instance's events.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Start at this sequence (default: the end, like `tail -f`).
+        #[arg(long)]
+        from: Option<u64>,
+    },
+    /// Validate the configuration (file + environment) and exit.
+    CheckConfig {
+        /// TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(Config::load(
+        config.map(PathBuf::as_path),
+        std::env::vars(),
+    )?)
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("SWITCHYARD_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut config = load(file.as_ref())?;
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    if let Some(dir) = data_dir {
+        config.server.data_dir = dir;
+    }
+    config.validate()?;
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signals.cancel();
+    });
+    switchyard::app::serve(config, shutdown, |addr| {
+        // Scripts and tests read this line to learn the port (with --listen 127.0.0.1:0).
+        println!("switchyard listening on http://{addr}");
+    })
+    .await
+    .context("server failed")
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn tail(
+    url: String,
+    apikey: Option<String>,
+    instance: Option<String>,
+    from: Option<u64>,
+) -> anyhow::Result<()> {
+    let key = match apikey {
+        Some(k) => k,
+        None => std::fs::read_to_string("data/api-key")
+            .map(|k| k.trim().to_string())
+            .context("no API key: pass --apikey or set AUTHENTICATION_API_KEY")?,
+    };
+    let client = reqwest::Client::new();
+    let base = format!("{}/events", url.trim_end_matches('/'));
+    let get = |from: Option<u64>, limit: u32, wait: u32| {
+        let mut query: Vec<(&str, String)> =
+            vec![("limit", limit.to_string()), ("wait_ms", wait.to_string())];
+        if let Some(f) = from {
+            query.push(("from_sequence", f.to_string()));
+        }
+        if let Some(i) = &instance {
+            query.push(("instance", i.clone()));
+        }
+        client
+            .get(&base)
+            .header("apikey", &key)
+            .query(&query)
+            .send()
+    };
+    let mut next = match from {
+        Some(f) => f,
+        None => {
+            let ready: serde_json::Value = client
+                .get(format!("{}/ready", url.trim_end_matches('/')))
+                .send()
+                .await?
+                .json()
+                .await?;
+            ready["next_sequence"].as_u64().unwrap_or(0)
+        }
+    };
+    loop {
+        let response = get(Some(next), 1000, 30_000)
+            .await
+            .context("request failed")?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.context("bad response")?;
+        if !status.is_success() {
+            anyhow::bail!("server answered {status}: {body}");
+        }
+        if let Some(events) = body["events"].as_array() {
+            for event in events {
+                println!("{event}");
+            }
+        }
+        next = body["next_sequence"].as_u64().unwrap_or(next);
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+        } => serve(listen, data_dir, config).await,
+        Command::Tail {
+            url,
+            apikey,
+            instance,
+            from,
+        } => tail(url, apikey, instance, from).await,
+        Command::CheckConfig { config } => {
+            load(config.as_ref()).map(|_| println!("configuration is valid"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -35,16 +35,28 @@ impl Metrics {
             Ok(g)
         };
         Ok(Metrics {
-            ingest_events: counter("switchyard_ingest_events_total", "Events accepted by ingest.")?,
-            ingest_bytes: counter("switchyard_ingest_bytes_total", "Payload bytes accepted by ingest.")?,
+            ingest_events: counter(
+                "switchyard_ingest_events_total",
+                "Events accepted by ingest.",
+            )?,
+            ingest_bytes: counter(
+                "switchyard_ingest_bytes_total",
+                "Payload bytes accepted by ingest.",
+            )?,
             ingest_deduplicated: counter(
                 "switchyard_ingest_deduplicated_total",
                 "Provider retries acknowledged without storing them again.",
             )?,
             log_bytes: gauge("switchyard_log_bytes", "Bytes in the event log.")?,
             log_segments: gauge("switchyard_log_segments", "Segment files in the event log.")?,
-            log_first_sequence: gauge("switchyard_log_first_sequence", "Oldest retained sequence.")?,
-            log_next_sequence: gauge("switchyard_log_next_sequence", "Sequence the next event gets.")?,
+            log_first_sequence: gauge(
+                "switchyard_log_first_sequence",
+                "Oldest retained sequence.",
+            )?,
+            log_next_sequence: gauge(
+                "switchyard_log_next_sequence",
+                "Sequence the next event gets.",
+            )?,
             registry,
         })
     }

@@ -43,7 +43,10 @@ fn parse_query(q: &HashMap<String, String>) -> Result<EventsQuery, ApiError> {
             Ok(ms) => ms,
             Err(_) => chrono::DateTime::parse_from_rfc3339(v)
                 .map_err(|_| {
-                    ApiError::validation("since", "must be RFC 3339 (2025-01-31T12:00:00Z) or epoch ms")
+                    ApiError::validation(
+                        "since",
+                        "must be RFC 3339 (2025-01-31T12:00:00Z) or epoch ms",
+                    )
                 })?
                 .timestamp_millis(),
         }),
@@ -91,7 +94,10 @@ async fn events(
                 scanned += 1;
                 from = record.sequence + 1;
                 let event = LoggedEvent::decode(record).map_err(ApiError::internal)?;
-                let wanted = q.instance.as_ref().is_none_or(|i| *i == event.event.instance)
+                let wanted = q
+                    .instance
+                    .as_ref()
+                    .is_none_or(|i| *i == event.event.instance)
                     && q.event.is_none_or(|k| k.dotted() == event.event.event);
                 if wanted {
                     if found > 0 {

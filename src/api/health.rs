@@ -19,18 +19,29 @@ async fn health() -> Json<serde_json::Value> {
 
 async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     if state.ready.load(Ordering::Acquire) {
-        Ok(Json(json!({"status": "ready", "next_sequence": state.events.next_sequence()})))
+        Ok(Json(
+            json!({"status": "ready", "next_sequence": state.events.next_sequence()}),
+        ))
     } else {
-        Err(ApiError::new(ErrorCode::Unavailable, "not ready: starting or shutting down"))
+        Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "not ready: starting or shutting down",
+        ))
     }
 }
 
-async fn metrics(State(state): State<AppState>, principal: Principal) -> Result<impl IntoResponse, ApiError> {
+async fn metrics(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
     principal.require_global()?;
     state.metrics.observe_log(&state.events.stats());
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     ))
 }

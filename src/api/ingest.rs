@@ -30,7 +30,12 @@ pub fn owner_jid(state: &AppState, instance: &str) -> Result<Option<String>, Api
     state.registry.read(|s| {
         s.instances
             .get(instance)
-            .map(|i| i.created.number.as_ref().map(|n| format!("{n}@s.whatsapp.net")))
+            .map(|i| {
+                i.created
+                    .number
+                    .as_ref()
+                    .map(|n| format!("{n}@s.whatsapp.net"))
+            })
             .ok_or_else(|| ApiError::not_found(format!("instance `{instance}`")))
     })
 }

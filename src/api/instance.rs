@@ -30,7 +30,10 @@ async fn create(
         .clone()
         .unwrap_or_else(|| Uuid::new_v4().simple().to_string().to_uppercase());
     if token.len() < 8 {
-        return Err(ApiError::validation("token", "must be at least 8 characters"));
+        return Err(ApiError::validation(
+            "token",
+            "must be at least 8 characters",
+        ));
     }
     let now = Utc::now();
     let start_sequence = state.events.next_sequence();
@@ -56,7 +59,10 @@ async fn create(
                 ));
             }
             if s.instance_for_token(&created.token_sha256).is_some() || token == state.api_key {
-                return Err(ApiError::validation("token", "is already in use; choose another"));
+                return Err(ApiError::validation(
+                    "token",
+                    "is already in use; choose another",
+                ));
             }
             let mut records = vec![ControlRecord::InstanceCreated(created.clone())];
             records.extend(req.sinks.iter().map(|(kind, sink)| {
@@ -90,7 +96,14 @@ async fn create(
         "hash": {"apikey": token},
         "settings": Value::Object(req.settings.clone()),
     });
-    for key in ["webhook", "rabbitmq", "sqs", "websocket", "kafka", "providers"] {
+    for key in [
+        "webhook",
+        "rabbitmq",
+        "sqs",
+        "websocket",
+        "kafka",
+        "providers",
+    ] {
         if let Some(v) = view.get(key) {
             response[key] = v.clone();
         }
@@ -152,7 +165,11 @@ async fn fetch(
         s.instances
             .values()
             .filter(|i| principal.require_instance(&i.created.name).is_ok())
-            .filter(|i| q.instance_name.as_deref().is_none_or(|n| n == i.created.name))
+            .filter(|i| {
+                q.instance_name
+                    .as_deref()
+                    .is_none_or(|n| n == i.created.name)
+            })
             .map(|i| Value::Object(instance_view(i, show_token)))
             .collect()
     });

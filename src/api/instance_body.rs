@@ -126,14 +126,23 @@ pub fn events_field(body: &Map<String, Value>, field: &str) -> Result<Vec<EventK
             .enumerate()
             .map(|(i, item)| match item {
                 Value::String(s) => EventKind::parse(s).map_err(ApiError::from),
-                _ => Err(ApiError::validation(&format!("{field}[{i}]"), "must be a string")),
+                _ => Err(ApiError::validation(
+                    &format!("{field}[{i}]"),
+                    "must be a string",
+                )),
             })
             .collect(),
-        Some(_) => Err(ApiError::validation(field, "must be an array of event names")),
+        Some(_) => Err(ApiError::validation(
+            field,
+            "must be an array of event names",
+        )),
     }
 }
 
-fn headers_field(body: &Map<String, Value>, field: &str) -> Result<BTreeMap<String, String>, ApiError> {
+fn headers_field(
+    body: &Map<String, Value>,
+    field: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(map)) => map
@@ -143,22 +152,34 @@ fn headers_field(body: &Map<String, Value>, field: &str) -> Result<BTreeMap<Stri
                 other => Ok((k.clone(), other.to_string())),
             })
             .collect(),
-        Some(_) => Err(ApiError::validation(field, "must be an object of header names to values")),
+        Some(_) => Err(ApiError::validation(
+            field,
+            "must be an object of header names to values",
+        )),
     }
 }
 
 /// Reads the webhook object of `/webhook/set` or of a v2 create body.
 pub fn webhook_object(obj: &Map<String, Value>, prefix: &str) -> Result<SinkRequest, ApiError> {
     let field = |f: &str| format!("{prefix}.{f}");
-    let url = string_field(obj, "url").map_err(|_| ApiError::validation(&field("url"), "must be a string"))?;
+    let url = string_field(obj, "url")
+        .map_err(|_| ApiError::validation(&field("url"), "must be a string"))?;
     let enabled = bool_field(obj, "enabled")?.unwrap_or(url.is_some());
     if enabled && url.is_none() {
-        return Err(ApiError::validation(&field("url"), "is required when the webhook is enabled"));
+        return Err(ApiError::validation(
+            &field("url"),
+            "is required when the webhook is enabled",
+        ));
     }
     if let Some(url) = &url {
         match url::Url::parse(url) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            _ => return Err(ApiError::validation(&field("url"), "must be an absolute http(s) URL")),
+            _ => {
+                return Err(ApiError::validation(
+                    &field("url"),
+                    "must be an absolute http(s) URL",
+                ))
+            }
         }
     }
     let by_events = bool_field(obj, "byEvents")?
@@ -212,7 +233,10 @@ pub fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
         Some(Value::String(url)) if !url.is_empty() => {
             let mut flat = Map::new();
             flat.insert("url".into(), Value::String(url.clone()));
-            for (from, to) in [("webhook_by_events", "byEvents"), ("webhook_base64", "base64")] {
+            for (from, to) in [
+                ("webhook_by_events", "byEvents"),
+                ("webhook_base64", "base64"),
+            ] {
                 if let Some(v) = body.get(from) {
                     flat.insert(to.into(), v.clone());
                 }
@@ -223,9 +247,19 @@ pub fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
             sinks.insert(SinkKind::Webhook, webhook_object(&flat, "webhook")?);
         }
         None | Some(Value::Null) | Some(Value::String(_)) => {}
-        Some(_) => return Err(ApiError::validation("webhook", "must be a URL string or an object")),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "webhook",
+                "must be a URL string or an object",
+            ))
+        }
     }
-    for kind in [SinkKind::Rabbitmq, SinkKind::Sqs, SinkKind::Websocket, SinkKind::Kafka] {
+    for kind in [
+        SinkKind::Rabbitmq,
+        SinkKind::Sqs,
+        SinkKind::Websocket,
+        SinkKind::Kafka,
+    ] {
         let key = kind.as_str();
         match body.get(key) {
             Some(Value::Object(obj)) => {
@@ -283,7 +317,9 @@ pub fn parse_providers(value: Option<&Value>) -> Result<ProviderSettings, ApiErr
                 .map_err(|_| ApiError::validation("providers.meta.appSecret", "must be a string"))?
                 .ok_or_else(|| ApiError::validation("providers.meta.appSecret", "is required"))?,
             verify_token: string_field(meta, "verifyToken")
-                .map_err(|_| ApiError::validation("providers.meta.verifyToken", "must be a string"))?
+                .map_err(|_| {
+                    ApiError::validation("providers.meta.verifyToken", "must be a string")
+                })?
                 .unwrap_or_default(),
         }),
         Some(_) => return Err(ApiError::validation("providers.meta", "must be an object")),
@@ -351,10 +387,17 @@ mod tests {
         assert!(err.message.contains("instanceName"));
         let err = parse_create(&json!({})).unwrap_err();
         assert!(err.message.contains("instanceName"));
-        let err = parse_create(&json!({"instanceName": "a", "rabbitmq": {"enabled": true, "events": ["NOPE"]}}))
-            .unwrap_err();
-        assert!(err.message.contains("NOPE") && err.message.contains("rabbitmq"), "{}", err.message);
-        let err = parse_create(&json!({"instanceName": "a", "webhook": {"url": "ftp://x"}})).unwrap_err();
+        let err = parse_create(
+            &json!({"instanceName": "a", "rabbitmq": {"enabled": true, "events": ["NOPE"]}}),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("NOPE") && err.message.contains("rabbitmq"),
+            "{}",
+            err.message
+        );
+        let err =
+            parse_create(&json!({"instanceName": "a", "webhook": {"url": "ftp://x"}})).unwrap_err();
         assert!(err.message.contains("webhook.url"));
     }
 }

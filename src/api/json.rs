@@ -13,16 +13,18 @@ pub struct JsonBody<T>(pub T);
 
 /// Reads the raw body, mapping an over-limit body to 413.
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                "request body exceeds the configured limit (ingest.max_body_bytes)",
-            )
-        } else {
-            ApiError::new(ErrorCode::InvalidJson, format!("could not read body: {e}"))
-        }
-    })
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "request body exceeds the configured limit (ingest.max_body_bytes)",
+                )
+            } else {
+                ApiError::new(ErrorCode::InvalidJson, format!("could not read body: {e}"))
+            }
+        })
 }
 
 /// Parses JSON, with the line/column and serde's reason in the message.

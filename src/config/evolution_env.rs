@@ -11,18 +11,33 @@ use crate::catalog::EventKind;
 /// against this list by a test, so it cannot drift.
 pub const EVOLUTION_ENV: &[(&str, &str)] = &[
     ("AUTHENTICATION_API_KEY", "auth.api_key"),
-    ("AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES", "auth.expose_in_envelope"),
+    (
+        "AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES",
+        "auth.expose_in_envelope",
+    ),
     ("SERVER_URL", "server.url"),
     ("SERVER_NAME", "server.name"),
     ("WEBHOOK_GLOBAL_ENABLED", "webhook.global_enabled"),
     ("WEBHOOK_GLOBAL_URL", "webhook.global_url"),
-    ("WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS", "webhook.global_by_events"),
+    (
+        "WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS",
+        "webhook.global_by_events",
+    ),
     ("WEBHOOK_REQUEST_TIMEOUT_MS", "webhook.request_timeout_ms"),
     ("WEBHOOK_RETRY_MAX_ATTEMPTS", "delivery.max_attempts"),
-    ("WEBHOOK_RETRY_INITIAL_DELAY_SECONDS", "delivery.initial_delay_seconds"),
-    ("WEBHOOK_RETRY_MAX_DELAY_SECONDS", "delivery.max_delay_seconds"),
+    (
+        "WEBHOOK_RETRY_INITIAL_DELAY_SECONDS",
+        "delivery.initial_delay_seconds",
+    ),
+    (
+        "WEBHOOK_RETRY_MAX_DELAY_SECONDS",
+        "delivery.max_delay_seconds",
+    ),
     ("WEBHOOK_RETRY_JITTER_FACTOR", "delivery.jitter_factor"),
-    ("WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES", "webhook.non_retryable_status_codes"),
+    (
+        "WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES",
+        "webhook.non_retryable_status_codes",
+    ),
     ("RABBITMQ_ENABLED", "rabbitmq.enabled"),
     ("RABBITMQ_URI", "rabbitmq.uri"),
     ("RABBITMQ_EXCHANGE_NAME", "rabbitmq.exchange_name"),
@@ -34,7 +49,10 @@ pub const EVOLUTION_ENV: &[(&str, &str)] = &[
     ("SQS_ACCOUNT_ID", "sqs.account_id"),
     ("SQS_REGION", "sqs.region"),
     ("SQS_GLOBAL_ENABLED", "sqs.global_enabled"),
-    ("SQS_GLOBAL_FORCE_SINGLE_QUEUE", "sqs.global_force_single_queue"),
+    (
+        "SQS_GLOBAL_FORCE_SINGLE_QUEUE",
+        "sqs.global_force_single_queue",
+    ),
     ("SQS_GLOBAL_PREFIX_NAME", "sqs.global_prefix_name"),
     ("SQS_MAX_PAYLOAD_SIZE", "sqs.max_payload_size"),
     ("WEBSOCKET_ENABLED", "websocket.enabled"),
@@ -57,8 +75,34 @@ const EVENT_LISTS: &[(&str, &str)] = &[
     ("KAFKA_EVENTS_", "kafka.global_events"),
 ];
 
-/// The config overrides Evolution's env names imply, as (dotted key, value).
-pub(super) fn overrides(env: &HashMap<String, String>) -> Vec<(String, config::Value)> {
+/// Evolution's env names as a config source, layered above the file and below
+/// `SWITCHYARD_*` env.
+#[derive(Debug, Clone)]
+pub(super) struct EvolutionEnv {
+    values: Vec<(String, config::Value)>,
+}
+
+impl EvolutionEnv {
+    /// Reads the Evolution names present in `env`.
+    pub(super) fn new(env: &HashMap<String, String>) -> Self {
+        EvolutionEnv {
+            values: overrides(env),
+        }
+    }
+}
+
+impl config::Source for EvolutionEnv {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
+        Ok(self.values.iter().cloned().collect())
+    }
+}
+
+/// The config values Evolution's env names imply, as (dotted key, value).
+fn overrides(env: &HashMap<String, String>) -> Vec<(String, config::Value)> {
     let mut out = Vec::new();
     for (name, key) in EVOLUTION_ENV {
         if let Some(value) = env.get(*name) {
@@ -82,7 +126,10 @@ pub(super) fn overrides(env: &HashMap<String, String>) -> Vec<(String, config::V
             .iter()
             .filter_map(|(name, value)| {
                 let upper = name.strip_prefix(prefix)?;
-                let on = matches!(value.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes");
+                let on = matches!(
+                    value.trim().to_ascii_lowercase().as_str(),
+                    "true" | "1" | "yes"
+                );
                 // Unknown names are kept so validation reports them by key.
                 let order = EventKind::parse(upper)
                     .map(|k| EventKind::all().position(|x| x == k).unwrap_or(usize::MAX))
@@ -92,8 +139,10 @@ pub(super) fn overrides(env: &HashMap<String, String>) -> Vec<(String, config::V
             .collect();
         if !events.is_empty() {
             events.sort();
-            let list: Vec<config::Value> =
-                events.into_iter().map(|(_, e)| config::Value::from(e)).collect();
+            let list: Vec<config::Value> = events
+                .into_iter()
+                .map(|(_, e)| config::Value::from(e))
+                .collect();
             out.push(((*key).to_string(), config::Value::from(list)));
         }
     }

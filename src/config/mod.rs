@@ -414,9 +414,7 @@ impl Config {
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));
         }
-        for (key, value) in evolution_env::overrides(&env) {
-            builder = builder.set_override(key, value)?;
-        }
+        builder = builder.add_source(evolution_env::EvolutionEnv::new(&env));
         let switchyard_env = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("_")
             .separator("__")
@@ -428,7 +426,10 @@ impl Config {
             .with_list_parse_key("sqs.global_events")
             .with_list_parse_key("kafka.global_events")
             .source(Some(env.into_iter().collect()));
-        let cfg: Config = builder.add_source(switchyard_env).build()?.try_deserialize()?;
+        let cfg: Config = builder
+            .add_source(switchyard_env)
+            .build()?
+            .try_deserialize()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -440,7 +441,10 @@ impl Config {
             message: message.into(),
         };
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(rule("server.listen", "must be an address like 127.0.0.1:8080"));
+            return Err(rule(
+                "server.listen",
+                "must be an address like 127.0.0.1:8080",
+            ));
         }
         if url::Url::parse(&self.server.url).is_err() {
             return Err(rule("server.url", "must be an absolute URL"));
@@ -448,7 +452,7 @@ impl Config {
         if self.log.segment_bytes < 4096 {
             return Err(rule("log.segment_bytes", "must be at least 4096"));
         }
-        if !(self.log.retention_hours >= 0.0) {
+        if !non_negative(self.log.retention_hours) {
             return Err(rule("log.retention_hours", "must be 0 or more"));
         }
         if self.ingest.max_batch_events == 0 {
@@ -458,7 +462,8 @@ impl Config {
         if d.max_attempts == 0 {
             return Err(rule("delivery.max_attempts", "must be at least 1"));
         }
-        if !(d.initial_delay_seconds >= 0.0) || !(d.max_delay_seconds >= d.initial_delay_seconds)
+        if !non_negative(d.initial_delay_seconds)
+            || !non_negative(d.max_delay_seconds - d.initial_delay_seconds)
         {
             return Err(rule(
                 "delivery.max_delay_seconds",
@@ -487,7 +492,10 @@ impl Config {
                 return Err(rule(key, &e.to_string()));
             }
         }
-        for (key, value) in [("sqs.group_by", &self.sqs.group_by), ("kafka.key_by", &self.kafka.key_by)] {
+        for (key, value) in [
+            ("sqs.group_by", &self.sqs.group_by),
+            ("kafka.key_by", &self.kafka.key_by),
+        ] {
             if value != "instance" && value != "chat" {
                 return Err(rule(key, "must be `instance` or `chat`"));
             }
@@ -499,6 +507,11 @@ impl Config {
     pub fn generated_key_path(&self) -> PathBuf {
         self.server.data_dir.join("api-key")
     }
+}
+
+/// True for finite numbers >= 0 (NaN and infinities are not).
+fn non_negative(x: f64) -> bool {
+    x.is_finite() && x >= 0.0
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -75,7 +78,11 @@ fn a_bad_value_names_its_key() {
 fn file_is_read_and_unknown_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("switchyard.toml");
-    std::fs::write(&path, "[log]\nfsync = \"never\"\n[server]\nlisten = \"0.0.0.0:9000\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[log]\nfsync = \"never\"\n[server]\nlisten = \"0.0.0.0:9000\"\n",
+    )
+    .unwrap();
     let cfg = Config::load(Some(&path), env(&[])).unwrap();
     assert_eq!(cfg.log.fsync, FsyncSetting::Never);
     assert_eq!(cfg.server.listen, "0.0.0.0:9000");

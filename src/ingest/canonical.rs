@@ -137,15 +137,21 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let err = parse(br#"{"events":[{"event":"call","data":{}},{"event":"nope","data":{}}]}"#, 10)
-            .unwrap_err();
+        let err = parse(
+            br#"{"events":[{"event":"call","data":{}},{"event":"nope","data":{}}]}"#,
+            10,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("events[1].event"), "{err}");
         assert!(err.to_string().contains("MESSAGES_UPSERT"), "{err}");
         let err = parse(br#"{"event":"call"}"#, 10).unwrap_err();
         assert!(err.to_string().contains("`data`"), "{err}");
         assert!(matches!(parse(b"{", 10), Err(CanonicalError::Json(_))));
         assert!(matches!(
-            parse(br#"{"events":[{"event":"call","data":{}},{"event":"call","data":{}}]}"#, 1),
+            parse(
+                br#"{"events":[{"event":"call","data":{}},{"event":"call","data":{}}]}"#,
+                1
+            ),
             Err(CanonicalError::TooMany { count: 2, limit: 1 })
         ));
         assert!(parse(br#"{"events":[]}"#, 1).is_err());

@@ -23,7 +23,7 @@ pub enum RegistryError {
     #[error(transparent)]
     Log(#[from] LogError),
     /// A stored control record does not decode: the control log is not ours or is damaged.
-    #[error("control record {sequence} is unreadable: {source}")]
+    #[error("control record {sequence} is unreadable")]
     Decode {
         /// Its sequence.
         sequence: u64,

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs (if missing) and starts (if not running) the services the test suite talks to.
+# Idempotent: safe to run again and again. Prints the env the tests read.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port seconds name
+  for _ in $(seq 1 $(( $2 * 10 ))); do port_open "$1" && return 0; sleep 0.1; done
+  log "$3 did not open port $1 within $2 s"; return 1
+}
+
+apt_updated=0
+apt_install() { # packages...
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$apt_updated" -eq 0 ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# RabbitMQ on 127.0.0.1:5672, guest/guest.
+ensure_rabbitmq() {
+  if port_open 5672; then return 0; fi
+  apt_install rabbitmq-server
+  log "starting rabbitmq"
+  RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached >/dev/null 2>&1 || true
+  rabbitmqctl await_startup >/dev/null 2>&1 || true
+  wait_port 5672 60 rabbitmq
+}
+
+# A Python virtualenv with the third-party clients tests verify against.
+ensure_venv() {
+  apt_install python3-venv >/dev/null 2>&1 || true
+  if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    python3 -m venv .venv
+  fi
+  if ! .venv/bin/python -c 'import standardwebhooks, moto' >/dev/null 2>&1; then
+    log "installing standardwebhooks and moto[server] into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check standardwebhooks 'moto[server]'
+  fi
+}
+
+# moto_server (SQS-compatible) on 127.0.0.1:$SQS_PORT.
+SQS_PORT="${SWITCHYARD_TEST_SQS_PORT:-4576}"
+ensure_moto() {
+  if port_open "$SQS_PORT"; then return 0; fi
+  log "starting moto_server on $SQS_PORT"
+  mkdir -p target
+  nohup .venv/bin/moto_server -H 127.0.0.1 -p "$SQS_PORT" >target/moto.log 2>&1 &
+  wait_port "$SQS_PORT" 30 moto_server
+}
+
+ensure_rabbitmq
+ensure_venv
+ensure_moto
+echo "export SWITCHYARD_TEST_AMQP_URI=amqp://guest:guest@127.0.0.1:5672/%2f"
+echo "export SWITCHYARD_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT"
+echo "export SWITCHYARD_TEST_PYTHON=$(pwd)/.venv/bin/python"

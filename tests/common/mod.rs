@@ -1,0 +1,201 @@
+//! Test harness: runs the real `switchyard` binary on a loopback port with its own data dir,
+//! and gives tests an HTTP client bound to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// A running server process.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The global key.
+    pub key: String,
+    child: Child,
+    data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    /// Keeps the temp dir alive (None when the caller owns the dir).
+    _tmp: Option<tempfile::TempDir>,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+}
+
+/// A random suffix so that names never collide between tests or runs.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+fn spawn(data_dir: &Path, key: &str, env: &[(String, String)]) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AUTHENTICATION_API_KEY", key)
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn switchyard");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("switchyard listening on ") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("switchyard did not start listening within 30 s"));
+    (child, base)
+}
+
+impl TestServer {
+    /// Starts a server with a fresh data dir and extra env.
+    pub fn start(env: &[(&str, &str)]) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut server = Self::start_in(&dir, env);
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// Starts a server on an existing data dir (the caller keeps the dir).
+    pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        let key = "test-global-key-0123456789".to_string();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, base) = spawn(dir, &key, &env);
+        TestServer {
+            base,
+            key,
+            child,
+            data_dir: dir.to_path_buf(),
+            env,
+            _tmp: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// SIGKILLs the process: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills (if running) and starts again on the same data dir (a new port).
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, base) = spawn(&self.data_dir, &self.key, &self.env);
+        self.child = child;
+        self.base = base;
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().expect("wait")
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// `url` under the server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the global key.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("apikey", &self.key)
+    }
+
+    /// GET with the global key, returning (status, JSON).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .req(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST JSON with the global key, returning (status, JSON).
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .req(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates an instance and returns its token.
+    pub async fn create_instance(&self, name: &str, extra: Value) -> String {
+        let mut body = json!({"instanceName": name, "number": "5511999990000"});
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        let (status, v) = self.post("/instance/create", &body).await;
+        assert_eq!(status, 201, "create {name}: {v}");
+        v["hash"]["apikey"].as_str().expect("token").to_string()
+    }
+
+    /// Reads every event from the log (all pages).
+    pub async fn all_events(&self, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut from = 0u64;
+        loop {
+            let (status, v) = self
+                .get(&format!("/events?from_sequence={from}&limit=1000{query}"))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            let events = v["events"].as_array().cloned().unwrap_or_default();
+            let next = v["next_sequence"].as_u64().expect("next_sequence");
+            if events.is_empty() && next == from {
+                return out;
+            }
+            out.extend(events);
+            from = next;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
