@@ -74,7 +74,7 @@ impl RetryPolicy {
             Some(hint) => hint.as_secs_f64().clamp(jittered, 2.0 * jittered),
             None => jittered,
         };
-        Duration::from_secs_f64(delay)
+        Duration::try_from_secs_f64(delay).unwrap_or(self.max_delay)
     }
 
     /// [`RetryPolicy::delay_with`] with fresh randomness.

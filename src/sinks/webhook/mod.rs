@@ -1,7 +1,6 @@
 //! The webhook sink: Evolution's envelope POSTed to HTTP endpoints, with Standard Webhooks
 //! signatures, an SSRF guard, a pooled client and per-endpoint concurrency limits.
 
-mod global;
 mod retry_after;
 mod signing;
 mod sink;
@@ -11,7 +10,6 @@ use std::time::Duration;
 
 use crate::config::{Config, WebhookConfig};
 
-pub use global::{global_subscription, GLOBAL_WEBHOOK_ID};
 pub use retry_after::parse_retry_after;
 pub use signing::{InvalidSecret, SigningKey, SECRET_PREFIX};
 pub use sink::{destination_url, WebhookSink, WebhookSinkError};

@@ -65,14 +65,14 @@ impl WebhookSink {
             url.host_str().unwrap_or_default(),
             url.port_or_known_default().unwrap_or(0)
         );
+        let permits = self
+            .options
+            .max_concurrency_per_endpoint
+            .clamp(1, Semaphore::MAX_PERMITS);
         let mut endpoints = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
         endpoints
             .entry(key)
-            .or_insert_with(|| {
-                Arc::new(Semaphore::new(
-                    self.options.max_concurrency_per_endpoint.max(1),
-                ))
-            })
+            .or_insert_with(|| Arc::new(Semaphore::new(permits)))
             .clone()
     }
 
