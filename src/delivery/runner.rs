@@ -1,13 +1,14 @@
 //! One subscription's reader: follows the log from the subscription's cursor, keeps the
-//! events it wants in per-instance queues, hands each instance's head batch to a worker,
-//! and commits the cursor at the lowest unfinished sequence.
+//! events it wants in per-instance queues, starts a worker for each instance that has work
+//! (the worker then drains that instance), and commits the cursor at the lowest unfinished
+//! sequence.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -86,7 +87,8 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         Ok(None) => view.borrow().subscription.start_sequence,
         Err(e) => return RunnerExit::Stopped(format!("cannot read the cursor: {e}")),
     };
-    let mut window = Window::new(start, opts.window);
+    let window = Arc::new(Mutex::new(Window::new(start, opts.window)));
+    let lock = || window.lock().unwrap_or_else(|p| p.into_inner());
     let mut committed = start;
     // A new subscription's start is made durable at once, so "start at the log's end"
     // means the end when it was created, not when it first delivered.
@@ -97,6 +99,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     stats.running.store(true, Ordering::Relaxed);
 
     let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let wake = Arc::new(Notify::new());
     let worker_cancel = cancel.child_token();
     let workers = TaskTracker::new();
     let ctx = Arc::new(WorkerCtx {
@@ -108,44 +111,34 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         stats: stats.clone(),
         reports: report_tx,
         cancel: worker_cancel.clone(),
+        window: window.clone(),
+        wake: wake.clone(),
+        max_batch: sink.max_batch().max(1),
     });
-    let max_batch = sink.max_batch().max(1);
     let mut log_end = log.subscribe();
     let mut log_open = true;
-    let mut active = 0usize;
-    let mut redriving: HashSet<u64> = HashSet::new();
     let mut commit_due: Option<Instant> = None;
     let mut read_error_until: Option<Instant> = None;
     let labels = [&*sub_id];
 
-    let exit = 'main: loop {
-        // Finished batches first: they free window room and instance slots.
-        while let Ok(report) = reports.try_recv() {
-            match report {
-                Report::Finished {
-                    instance,
-                    tracked,
-                    redriven,
-                } => {
-                    active = active.saturating_sub(1);
-                    window.finish(&instance, &tracked);
-                    for sequence in redriven {
-                        redriving.remove(&sequence);
-                    }
-                }
-                Report::Stop { reason } => break 'main RunnerExit::Stopped(reason),
-            }
+    let exit = loop {
+        if let Ok(Report::Stop { reason }) = reports.try_recv() {
+            break RunnerExit::Stopped(reason);
         }
-
         let end = *log_end.borrow_and_update();
-        let mut can_read =
-            window.room() > 0 && window.read_pos() < end && read_error_until.is_none();
+        let (room, read_pos) = {
+            let w = lock();
+            (w.room(), w.read_pos())
+        };
+        let mut can_read = room > 0 && read_pos < end && read_error_until.is_none();
         if can_read {
             let current = view.borrow().clone();
-            let limit = window.room().min(opts.read_batch);
-            match log.read(window.read_pos(), limit, opts.read_bytes).await {
+            match log
+                .read(read_pos, room.min(opts.read_batch), opts.read_bytes)
+                .await
+            {
                 Ok(records) if records.is_empty() => can_read = false,
-                Ok(records) => accept(&mut window, &current, records, &sub_id),
+                Ok(records) => accept(&mut lock(), &current, records, &sub_id),
                 Err(e) => {
                     stats.failed(&format!("cannot read the event log: {e}"));
                     read_error_until = Some(Instant::now() + Duration::from_secs(1));
@@ -154,24 +147,28 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             }
         }
 
-        while active < opts.max_parallel_instances {
-            let Some((instance, batch)) = window.take_ready(max_batch) else {
-                break;
-            };
-            active += 1;
+        let (batches, position, in_flight, room) = {
+            let mut w = lock();
+            let mut batches = Vec::new();
+            while w.active < opts.max_parallel_instances {
+                let Some(batch) = w.take_ready(ctx.max_batch) else {
+                    break;
+                };
+                w.active += 1;
+                batches.push(batch);
+            }
+            (batches, w.commit_position(), w.in_flight(), w.room())
+        };
+        for (instance, batch) in batches {
             workers.spawn(worker::deliver(ctx.clone(), instance, batch));
         }
-
-        let position = window.commit_position();
         stats.position.store(position, Ordering::Relaxed);
-        stats
-            .in_flight
-            .store(window.in_flight() as u64, Ordering::Relaxed);
+        stats.in_flight.store(in_flight as u64, Ordering::Relaxed);
         shared
             .metrics
             .in_flight
             .with_label_values(&labels)
-            .set(window.in_flight() as i64);
+            .set(in_flight as i64);
         shared
             .metrics
             .lag
@@ -181,7 +178,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             // Coalesce: one cursor commit per interval, not one per event.
             commit_due = Some(Instant::now() + opts.commit_interval);
         }
-        if can_read && window.room() > 0 {
+        if can_read && room > 0 {
             continue;
         }
 
@@ -189,16 +186,8 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         let retry_read_at = read_error_until.unwrap_or_else(Instant::now);
         tokio::select! {
             _ = cancel.cancelled() => break RunnerExit::Cancelled,
-            Some(report) = reports.recv() => match report {
-                Report::Finished { instance, tracked, redriven } => {
-                    active = active.saturating_sub(1);
-                    window.finish(&instance, &tracked);
-                    for sequence in redriven {
-                        redriving.remove(&sequence);
-                    }
-                }
-                Report::Stop { reason } => break RunnerExit::Stopped(reason),
-            },
+            Some(Report::Stop { reason }) = reports.recv() => break RunnerExit::Stopped(reason),
+            _ = wake.notified() => {}
             changed = log_end.changed(), if log_open => {
                 if changed.is_err() {
                     log_open = false;
@@ -211,13 +200,13 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             }
             Some(RunnerCmd::Redrive(entries)) = cmds.recv() => {
                 for entry in entries {
-                    if !redriving.insert(entry.sequence) {
+                    if !lock().redriving.insert(entry.sequence) {
                         continue;
                     }
                     match read_one(&shared, entry.sequence).await {
-                        Some(event) => window.push(Item { event, redrive: Some(entry.attempts) }),
+                        Some(event) => lock().push(Item { event, redrive: Some(entry.attempts) }),
                         None => {
-                            redriving.remove(&entry.sequence);
+                            lock().redriving.remove(&entry.sequence);
                             tracing::warn!(subscription = &*sub_id, sequence = entry.sequence,
                                 "dead letter no longer in the log (retention); cannot redrive");
                         }
@@ -240,15 +229,8 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     worker_cancel.cancel();
     workers.close();
     workers.wait().await;
-    while let Ok(report) = reports.try_recv() {
-        if let Report::Finished {
-            instance, tracked, ..
-        } = report
-        {
-            window.finish(&instance, &tracked);
-        }
-    }
-    commit(&shared, &sub_id, &stats, window.commit_position()).await;
+    let position = lock().commit_position();
+    commit(&shared, &sub_id, &stats, position).await;
     stats.running.store(false, Ordering::Relaxed);
     stats.in_flight.store(0, Ordering::Relaxed);
     shared.metrics.in_flight.with_label_values(&labels).set(0);

@@ -3,7 +3,7 @@
 //!
 //! Pure bookkeeping with no I/O, so ordering and cursor rules are unit-tested here alone.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::delivery::state::Attempt;
@@ -38,6 +38,10 @@ pub(crate) struct Window {
     read_pos: u64,
     /// Most unfinished events held at once (bounded memory).
     capacity: usize,
+    /// Workers running (one per busy instance).
+    pub active: usize,
+    /// Dead letters queued for redrive and not yet finished (no double redrive).
+    pub redriving: HashSet<u64>,
 }
 
 impl Window {
@@ -49,6 +53,8 @@ impl Window {
             unfinished: BTreeSet::new(),
             read_pos,
             capacity: capacity.max(1),
+            active: 0,
+            redriving: HashSet::new(),
         }
     }
 
@@ -103,43 +109,52 @@ impl Window {
             let Some(queue) = self.queues.get_mut(&instance) else {
                 continue;
             };
-            let Some(first) = queue.items.front() else {
+            if queue.items.is_empty() {
                 continue;
-            };
-            let redrive = first.redrive.is_some();
-            let mut batch = Vec::new();
-            while batch.len() < max_batch.max(1) {
-                match queue.items.front() {
-                    Some(item) if item.redrive.is_some() == redrive => {
-                        if let Some(item) = queue.items.pop_front() {
-                            batch.push(item);
-                        }
-                    }
-                    _ => break,
-                }
             }
             queue.busy = true;
-            return Some((instance, batch));
+            return Some((instance, take_batch(&mut queue.items, max_batch)));
         }
         None
     }
 
     /// Marks a batch of `instance` finished (delivered or dead-lettered): its tracked
-    /// sequences leave the window and the instance's next batch becomes ready.
-    pub(crate) fn finish(&mut self, instance: &str, sequences: &[u64]) {
-        for sequence in sequences {
+    /// sequences leave the window, and the instance's next batch is returned for the same
+    /// worker to send at once (no hop through the runner on the hot path). `None` when the
+    /// instance has nothing queued: it is then idle and forgotten.
+    pub(crate) fn finish_and_next(
+        &mut self,
+        instance: &str,
+        tracked: &[u64],
+        max_batch: usize,
+    ) -> Option<Vec<Item>> {
+        for sequence in tracked {
             self.unfinished.remove(sequence);
         }
-        let Some(queue) = self.queues.get_mut(instance) else {
-            return;
-        };
-        queue.busy = false;
+        let queue = self.queues.get_mut(instance)?;
         if queue.items.is_empty() {
             self.queues.remove(instance);
-        } else if let Some((name, _)) = self.queues.get_key_value(instance) {
-            self.ready.push_back(name.clone());
+            return None;
+        }
+        Some(take_batch(&mut queue.items, max_batch))
+    }
+}
+
+/// The head items sharing the first item's kind (redriven or not), at most `max_batch`.
+fn take_batch(items: &mut VecDeque<Item>, max_batch: usize) -> Vec<Item> {
+    let redrive = items.front().is_some_and(|i| i.redrive.is_some());
+    let mut batch = Vec::new();
+    while batch.len() < max_batch.max(1) {
+        match items.front() {
+            Some(item) if item.redrive.is_some() == redrive => {
+                if let Some(item) = items.pop_front() {
+                    batch.push(item);
+                }
+            }
+            _ => break,
         }
     }
+    batch
 }
 
 #[cfg(test)]
@@ -184,9 +199,10 @@ mod tests {
         let (b, batch) = w.take_ready(1).unwrap();
         assert_eq!((&*b, seqs(&batch)), ("b", vec![2]));
         assert!(w.take_ready(1).is_none(), "a is busy until 1 finishes");
-        w.finish("a", &[1]);
-        let (_, batch) = w.take_ready(5).unwrap();
+        let batch = w.finish_and_next("a", &[1], 5).unwrap();
         assert_eq!(seqs(&batch), vec![3, 4]);
+        assert!(w.take_ready(1).is_none(), "the finishing worker keeps a");
+        assert!(w.finish_and_next("a", &[3, 4], 5).is_none());
     }
 
     #[test]
@@ -199,12 +215,12 @@ mod tests {
         assert_eq!(w.commit_position(), 1);
         let _ = w.take_ready(1);
         let _ = w.take_ready(1);
-        w.finish("b", &[2]);
+        let next = w.finish_and_next("b", &[2], 1).unwrap();
+        assert_eq!(seqs(&next), vec![3]);
         assert_eq!(w.commit_position(), 1);
-        w.finish("a", &[1]);
+        assert!(w.finish_and_next("a", &[1], 1).is_none());
         assert_eq!(w.commit_position(), 3);
-        let _ = w.take_ready(1);
-        w.finish("b", &[3]);
+        assert!(w.finish_and_next("b", &[3], 1).is_none());
         assert_eq!(w.commit_position(), 6);
         assert_eq!(w.in_flight(), 0);
         assert!(w.queues.is_empty(), "idle instances are forgotten");
@@ -222,8 +238,7 @@ mod tests {
         assert_eq!(w.commit_position(), 10);
         let (_, batch) = w.take_ready(10).unwrap();
         assert_eq!(seqs(&batch), vec![10, 11], "redrives are batched apart");
-        w.finish("a", &[10, 11]);
-        let (_, batch) = w.take_ready(10).unwrap();
+        let batch = w.finish_and_next("a", &[10, 11], 10).unwrap();
         assert_eq!(seqs(&batch), vec![3]);
         assert_eq!(w.commit_position(), 12);
     }

@@ -1,37 +1,42 @@
 //! Delivers one instance's head batch to its sink until every event of it is finished
 //! (delivered or dead-lettered), retrying on the policy's schedule.
 //!
-//! A worker owns its batch while it runs; the runner starts the instance's next batch only
-//! after this one reports back, which is what keeps an instance's events in order.
+//! A worker owns its instance while it runs: it takes the instance's next batch only after
+//! the current one is finished, which is what keeps an instance's events in order. It then
+//! continues with that batch itself (no hop through the runner) and ends when the
+//! instance's queue is empty.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::engine::Shared;
 use crate::delivery::runner::View;
 use crate::delivery::state::{Attempt, AttemptOutcome, DeadLetter, RetryState, StateRecord};
 use crate::delivery::status::SubStats;
-use crate::delivery::window::Item;
+use crate::delivery::window::{Item, Window};
 use crate::envelope::LoggedEvent;
 use crate::sinks::{Outcome, Sink, SinkKind};
 
-/// What a worker tells its runner when it ends.
+/// What a worker tells its runner besides progress (which goes through the window).
 #[derive(Debug)]
 pub(crate) enum Report {
-    /// The batch is done: `tracked` sequences leave the window, `redriven` ones leave the
-    /// redrive set.
-    Finished {
-        instance: Arc<str>,
-        tracked: Vec<u64>,
-        redriven: Vec<u64>,
-    },
     /// The destination asked to stop (410) or the failure run hit the limit; the batch stays
     /// unfinished so the cursor will resume at it.
     Stop { reason: String },
+}
+
+/// How one batch ended.
+enum BatchEnd {
+    Finished {
+        tracked: Vec<u64>,
+        redriven: Vec<u64>,
+    },
+    Stopped(String),
+    Cancelled,
 }
 
 /// Everything a subscription's workers share.
@@ -44,6 +49,11 @@ pub(crate) struct WorkerCtx {
     pub stats: Arc<SubStats>,
     pub reports: mpsc::UnboundedSender<Report>,
     pub cancel: CancellationToken,
+    /// The subscription's queues, shared with the runner.
+    pub window: Arc<Mutex<Window>>,
+    /// Wakes the runner after progress (room to read, a cursor to commit).
+    pub wake: Arc<Notify>,
+    pub max_batch: usize,
 }
 
 /// An event of the batch with its delivery progress.
@@ -59,9 +69,40 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Runs the batch to completion, or until cancelled (then it reports nothing: the runner
-/// is going away and the cursor still points at these events).
-pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, instance: Arc<str>, items: Vec<Item>) {
+/// Delivers `items`, then the instance's following batches, until its queue is empty, the
+/// subscription must stop, or the worker is cancelled (then it reports nothing: the runner
+/// is going away and the cursor still points at the unfinished events).
+pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, instance: Arc<str>, mut items: Vec<Item>) {
+    loop {
+        let (tracked, redriven) = match deliver_batch(&ctx, items).await {
+            BatchEnd::Finished { tracked, redriven } => (tracked, redriven),
+            BatchEnd::Stopped(reason) => {
+                let _ = ctx.reports.send(Report::Stop { reason });
+                return;
+            }
+            BatchEnd::Cancelled => return,
+        };
+        let next = {
+            let mut window = ctx.window.lock().unwrap_or_else(|p| p.into_inner());
+            for sequence in &redriven {
+                window.redriving.remove(sequence);
+            }
+            let next = window.finish_and_next(&instance, &tracked, ctx.max_batch);
+            if next.is_none() {
+                window.active = window.active.saturating_sub(1);
+            }
+            next
+        };
+        ctx.wake.notify_one();
+        match next {
+            Some(batch) => items = batch,
+            None => return,
+        }
+    }
+}
+
+/// Runs one batch until every event of it is delivered or dead-lettered.
+async fn deliver_batch(ctx: &WorkerCtx, items: Vec<Item>) -> BatchEnd {
     let mut tracked = Vec::new();
     let mut redriven = Vec::new();
     let mut events = Vec::with_capacity(items.len());
@@ -114,7 +155,7 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, instance: Arc<str>, items: Vec<
         if wait > 0 {
             let sleep = tokio::time::sleep(Duration::from_millis(wait as u64));
             tokio::select! {
-                _ = ctx.cancel.cancelled() => return,
+                _ = ctx.cancel.cancelled() => return BatchEnd::Cancelled,
                 _ = sleep => {}
             }
         }
@@ -122,7 +163,7 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, instance: Arc<str>, items: Vec<
         let at_ms = now_ms();
         let started = Instant::now();
         let outcomes = tokio::select! {
-            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.cancel.cancelled() => return BatchEnd::Cancelled,
             outcomes = ctx.sink.send(&subscription, &events) => outcomes,
         };
         let elapsed = started.elapsed();
@@ -141,24 +182,19 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, instance: Arc<str>, items: Vec<
                 after: None,
                 reason: "the sink returned no outcome for this event".into(),
             });
-            let keep = handle(&ctx, &event, &mut p, outcome, at_ms, elapsed, &mut stop).await;
+            let keep = handle(ctx, &event, &mut p, outcome, at_ms, elapsed, &mut stop).await;
             if keep {
                 retry_events.push(event);
                 retry_progress.push(p);
             }
         }
         if let Some(reason) = stop {
-            let _ = ctx.reports.send(Report::Stop { reason });
-            return;
+            return BatchEnd::Stopped(reason);
         }
         events = retry_events;
         progress = retry_progress;
     }
-    let _ = ctx.reports.send(Report::Finished {
-        instance,
-        tracked,
-        redriven,
-    });
+    BatchEnd::Finished { tracked, redriven }
 }
 
 /// Applies one outcome; returns whether the event needs another attempt.
