@@ -1,8 +1,19 @@
 //! Prometheus metrics of the delivery engine, per subscription and per sink kind.
 
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry,
 };
+
+/// One subscription's hot-path series, looked up once per runner.
+#[derive(Clone)]
+pub(crate) struct Meters {
+    pub attempts: IntCounter,
+    pub failures: IntCounter,
+    pub delivered: IntCounter,
+    pub send_seconds: Histogram,
+    pub end_to_end_seconds: Histogram,
+}
 
 /// The engine's metric families, registered once in the registry the engine is given.
 #[derive(Clone)]
@@ -79,6 +90,17 @@ impl Metrics {
         registry.register(Box::new(metrics.send_seconds.clone()))?;
         registry.register(Box::new(metrics.end_to_end_seconds.clone()))?;
         Ok(metrics)
+    }
+
+    /// The series of one subscription delivering through `sink`.
+    pub(crate) fn meters(&self, subscription: &str, sink: &str) -> Meters {
+        Meters {
+            attempts: self.attempts.with_label_values(&[subscription]),
+            failures: self.failures.with_label_values(&[subscription]),
+            delivered: self.delivered.with_label_values(&[subscription]),
+            send_seconds: self.send_seconds.with_label_values(&[sink]),
+            end_to_end_seconds: self.end_to_end_seconds.with_label_values(&[sink]),
+        }
     }
 
     /// Drops a removed subscription's series so `/metrics` does not grow forever.

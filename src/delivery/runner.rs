@@ -107,13 +107,13 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         sub_id: sub_id.clone(),
         view: view.clone(),
         sink: sink.clone(),
-        kind,
         stats: stats.clone(),
         reports: report_tx,
         cancel: worker_cancel.clone(),
         window: window.clone(),
         wake: wake.clone(),
         max_batch: sink.max_batch().max(1),
+        meters: shared.metrics.meters(&sub_id, kind.as_str()),
     });
     let mut log_end = log.subscribe();
     let mut log_open = true;

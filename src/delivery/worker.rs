@@ -14,12 +14,13 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::engine::Shared;
+use crate::delivery::metrics::Meters;
 use crate::delivery::runner::View;
 use crate::delivery::state::{Attempt, AttemptOutcome, DeadLetter, RetryState, StateRecord};
 use crate::delivery::status::SubStats;
 use crate::delivery::window::{Item, Window};
 use crate::envelope::LoggedEvent;
-use crate::sinks::{Outcome, Sink, SinkKind};
+use crate::sinks::{Outcome, Sink};
 
 /// What a worker tells its runner besides progress (which goes through the window).
 #[derive(Debug)]
@@ -45,7 +46,6 @@ pub(crate) struct WorkerCtx {
     pub sub_id: Arc<str>,
     pub view: watch::Receiver<Arc<View>>,
     pub sink: Arc<dyn Sink>,
-    pub kind: SinkKind,
     pub stats: Arc<SubStats>,
     pub reports: mpsc::UnboundedSender<Report>,
     pub cancel: CancellationToken,
@@ -54,6 +54,8 @@ pub(crate) struct WorkerCtx {
     /// Wakes the runner after progress (room to read, a cursor to commit).
     pub wake: Arc<Notify>,
     pub max_batch: usize,
+    /// This subscription's metric series, resolved once (label lookups are per event).
+    pub meters: Meters,
 }
 
 /// An event of the batch with its delivery progress.
@@ -167,11 +169,7 @@ async fn deliver_batch(ctx: &WorkerCtx, items: Vec<Item>) -> BatchEnd {
             outcomes = ctx.sink.send(&subscription, &events) => outcomes,
         };
         let elapsed = started.elapsed();
-        ctx.shared
-            .metrics
-            .send_seconds
-            .with_label_values(&[ctx.kind.as_str()])
-            .observe(elapsed.as_secs_f64());
+        ctx.meters.send_seconds.observe(elapsed.as_secs_f64());
 
         let mut retry_events = Vec::new();
         let mut retry_progress = Vec::new();
@@ -209,17 +207,15 @@ async fn handle(
 ) -> bool {
     let sub = &*ctx.sub_id;
     ctx.stats.attempts.fetch_add(1, Ordering::Relaxed);
-    ctx.shared.metrics.attempts.with_label_values(&[sub]).inc();
+    ctx.meters.attempts.inc();
     p.tries += 1;
     let (kind, reason, hint) = match outcome {
         Outcome::Delivered => {
             ctx.stats.succeeded();
-            ctx.shared.metrics.delivered.with_label_values(&[sub]).inc();
+            ctx.meters.delivered.inc();
             let age = chrono::Utc::now() - event.received_at;
-            ctx.shared
-                .metrics
+            ctx.meters
                 .end_to_end_seconds
-                .with_label_values(&[ctx.kind.as_str()])
                 .observe(age.num_microseconds().unwrap_or(0).max(0) as f64 / 1e6);
             if p.redrive || !p.attempts.is_empty() {
                 let record = StateRecord::Delivered {
@@ -239,7 +235,7 @@ async fn handle(
         Outcome::Permanent { reason } => (AttemptOutcome::Permanent, reason, None),
         Outcome::Disable { reason } => (AttemptOutcome::Disable, reason, None),
     };
-    ctx.shared.metrics.failures.with_label_values(&[sub]).inc();
+    ctx.meters.failures.inc();
     let run = ctx.stats.failed(&reason);
     p.attempts.push(Attempt {
         at_ms,
