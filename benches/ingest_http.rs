@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 const BATCH: usize = 100;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn batch_body() -> bytes::Bytes {
@@ -31,7 +34,9 @@ fn batch_body() -> bytes::Bytes {
             }})
         })
         .collect();
-    serde_json::to_vec(&json!({"events": events})).unwrap_or_default().into()
+    serde_json::to_vec(&json!({"events": events}))
+        .unwrap_or_default()
+        .into()
 }
 
 /// Drives `clients` concurrent posters against `url` for `seconds`; returns events/s.
@@ -82,9 +87,13 @@ async fn load(url: String, key: String, clients: u64, seconds: u64) -> f64 {
 async fn baseline_server() -> String {
     let app = Router::new().route(
         "/ingest/{instance}",
-        post(|body: bytes::Bytes| async move { (axum::http::StatusCode::ACCEPTED, body.len().to_string()) }),
+        post(|body: bytes::Bytes| async move {
+            (axum::http::StatusCode::ACCEPTED, body.len().to_string())
+        }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -94,10 +103,22 @@ async fn baseline_server() -> String {
 
 async fn switchyard_server(dir: &std::path::Path) -> (String, String, CancellationToken) {
     let env = vec![
-        ("AUTHENTICATION_API_KEY".to_string(), "bench-key".to_string()),
-        ("SWITCHYARD_SERVER__LISTEN".to_string(), "127.0.0.1:0".to_string()),
-        ("SWITCHYARD_SERVER__DATA_DIR".to_string(), dir.display().to_string()),
-        ("SWITCHYARD_RATE_LIMIT__INGEST_PER_MINUTE".to_string(), "0".to_string()),
+        (
+            "AUTHENTICATION_API_KEY".to_string(),
+            "bench-key".to_string(),
+        ),
+        (
+            "SWITCHYARD_SERVER__LISTEN".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+        (
+            "SWITCHYARD_SERVER__DATA_DIR".to_string(),
+            dir.display().to_string(),
+        ),
+        (
+            "SWITCHYARD_RATE_LIMIT__INGEST_PER_MINUTE".to_string(),
+            "0".to_string(),
+        ),
     ];
     let config = Config::load(None, env).expect("config");
     let token = CancellationToken::new();
@@ -120,7 +141,11 @@ async fn switchyard_server(dir: &std::path::Path) -> (String, String, Cancellati
         .await
         .expect("create");
     assert_eq!(r.status().as_u16(), 201);
-    (format!("{base}/ingest/bench"), "bench-key".to_string(), token)
+    (
+        format!("{base}/ingest/bench"),
+        "bench-key".to_string(),
+        token,
+    )
 }
 
 fn main() {
@@ -147,7 +172,10 @@ fn main() {
         println!("ingest_http: batches of {BATCH} x ~1 KiB, {clients} clients, fsync=always");
         println!("  baseline (axum, body read, no parse/store): {base:>10.0} events/s");
         println!("  switchyard POST /ingest:                    {ours:>10.0} events/s");
-        println!("  ratio switchyard/baseline:                  {:>10.2}x", ours / base);
+        println!(
+            "  ratio switchyard/baseline:                  {:>10.2}x",
+            ours / base
+        );
         token.cancel();
     });
 }

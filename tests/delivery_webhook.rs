@@ -2,7 +2,7 @@
 //! acceptance (ordering, completeness, signatures), dead letters and redrive, replay,
 //! 410 disable and resume, SSRF refusal, durable retry state across a restart.
 
-#[path = "delivery_support.rs"]
+#[path = "support/delivery.rs"]
 mod support;
 
 use std::collections::{HashMap, HashSet};

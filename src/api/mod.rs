@@ -9,7 +9,9 @@ mod ingest;
 mod instance;
 mod instance_body;
 mod json;
+mod providers;
 mod sinks;
+mod subscriptions;
 
 use std::ops::Deref;
 use std::sync::atomic::AtomicBool;
@@ -19,6 +21,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
 use crate::config::Config;
+use crate::delivery::DeliveryEngine;
+use crate::ingest::dedupe::Deduper;
 use crate::log::EventLog;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -35,10 +39,14 @@ pub struct AppInner {
     pub events: Arc<dyn EventLog>,
     /// Instances and subscriptions.
     pub registry: Arc<Registry>,
+    /// The delivery engine: status, dead letters, redrive, replay.
+    pub delivery: Arc<DeliveryEngine>,
     /// The global API key.
     pub api_key: String,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Provider-retry dedupe for provider ingest.
+    pub deduper: Deduper,
     /// False while starting or shutting down: `/ready` answers 503 then.
     pub ready: AtomicBool,
 }
@@ -64,8 +72,10 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(instance::router())
         .merge(ingest::router())
+        .merge(providers::router())
         .merge(events::router())
         .merge(sinks::router())
+        .merge(subscriptions::router())
         .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(error::envelope_plain_errors))

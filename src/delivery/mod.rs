@@ -56,7 +56,6 @@
 
 mod engine;
 mod error;
-pub mod memory_log;
 mod metrics;
 mod policy;
 mod runner;

@@ -220,7 +220,7 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::memory_log::MemoryLog;
+    use crate::log::embedded::{EmbeddedLog, EmbeddedOptions};
 
     fn dead(sequence: u64) -> DeadLetter {
         DeadLetter {
@@ -240,7 +240,11 @@ mod tests {
 
     #[tokio::test]
     async fn state_survives_a_restart() {
-        let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+        let dir = tempfile::tempdir().unwrap();
+        let open = || -> Arc<dyn EventLog> {
+            EmbeddedLog::open(EmbeddedOptions::new(dir.path())).unwrap()
+        };
+        let log = open();
         let store = StateStore::load(log.clone()).await.unwrap();
         let retry = RetryState {
             attempts: dead(0).attempts,
@@ -278,7 +282,9 @@ mod tests {
             .await
             .unwrap();
 
-        let again = StateStore::load(log).await.unwrap();
+        drop(store);
+        drop(log);
+        let again = StateStore::load(open()).await.unwrap();
         assert_eq!(again.dead_letters("s"), vec![entry]);
         assert_eq!(again.dead_letter_count("t"), 0);
         assert_eq!(

@@ -47,8 +47,7 @@ impl Deduper {
     /// True the first time `key` is seen for `instance` within the window (append the
     /// event); false for a retry inside the window (acknowledge, do not append).
     pub fn first_seen(&self, instance: &str, key: &str, now: Instant) -> bool {
-        // The instance's length prefixes it, so ("a|b", "c") and ("a", "b|c") differ.
-        let composite = format!("{}:{instance}{key}", instance.len());
+        let composite = composite(instance, key);
         // A poisoned lock only means another thread panicked mid-update; the maps are
         // still consistent enough to keep deduping.
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -69,6 +68,15 @@ impl Deduper {
         true
     }
 
+    /// Forgets `key` again: called when the append of the event it admitted failed, so the
+    /// provider's next retry is stored rather than taken for a duplicate.
+    pub fn forget(&self, instance: &str, key: &str) {
+        let composite = composite(instance, key);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.seen.remove(&composite);
+        inner.order.retain(|(_, k)| *k != composite);
+    }
+
     /// How many keys are held now (for metrics and tests).
     pub fn len(&self) -> usize {
         self.inner
@@ -82,6 +90,11 @@ impl Deduper {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The instance's length prefixes it, so ("a|b", "c") and ("a", "b|c") differ.
+fn composite(instance: &str, key: &str) -> String {
+    format!("{}:{instance}{key}", instance.len())
 }
 
 impl Inner {
@@ -118,6 +131,20 @@ mod tests {
             "whapi|c|false|M1|messages.upsert|",
             t0 + Duration::from_secs(59)
         ));
+    }
+
+    #[test]
+    fn a_forgotten_key_is_accepted_again() {
+        let d = Deduper::new(W, 100);
+        let t0 = Instant::now();
+        assert!(d.first_seen("i", "k", t0));
+        assert!(d.first_seen("i", "other", t0));
+        d.forget("i", "k");
+        assert!(d.first_seen("i", "k", t0));
+        assert!(
+            !d.first_seen("i", "other", t0),
+            "forget touches only its key"
+        );
     }
 
     #[test]
