@@ -396,7 +396,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             per_minute: 200,
-            ingest_per_minute: 60_000,
+            ingest_per_minute: 600_000,
         }
     }
 }
