@@ -23,8 +23,8 @@ pub struct Subscription {
     pub scope: Scope,
     /// Which events; empty means all (as Evolution does while the sink is enabled).
     pub events: Vec<EventKind>,
-    /// Custom (non-catalog) event names it also receives; ignored when `events` is empty
-    /// (then every event, custom ones included, is delivered).
+    /// Custom (non-catalog) event names it also receives. When both lists are empty every
+    /// event, custom ones included, is delivered; a custom list alone selects only those.
     #[serde(default)]
     pub custom_events: Vec<String>,
     /// Only instances whose own number (E.164, from instance create) is listed; empty = all.
@@ -84,9 +84,33 @@ pub struct WebhookTarget {
     /// Extra headers sent with every request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Standard Webhooks signing secret (`whsec_...`); unsigned when absent.
+    /// Signing secret; unsigned when absent. `whsec_...` for Standard Webhooks, the secret
+    /// string itself (its UTF-8 bytes are the key) for [`SigningScheme::Linq`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// How `secret` signs a request. Absent in records written before the field existed,
+    /// hence the default.
+    #[serde(default, skip_serializing_if = "SigningScheme::is_default")]
+    pub signing: SigningScheme,
+}
+
+/// How a webhook request is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SigningScheme {
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over
+    /// `{id}.{timestamp}.{body}` (Svix's Standard Webhooks).
+    #[default]
+    StandardWebhooks,
+    /// Linq's: `X-Webhook-Signature: <hex>` over `{timestamp}.{body}`, with
+    /// `X-Webhook-Timestamp` and `X-Webhook-Event`, so Linq receivers verify unchanged.
+    Linq,
+}
+
+impl SigningScheme {
+    fn is_default(&self) -> bool {
+        *self == SigningScheme::StandardWebhooks
+    }
 }
 
 /// Everything the delivery engine needs from the registry, published whole on every change.
@@ -132,7 +156,7 @@ impl Subscription {
                 return false;
             }
         }
-        if self.events.is_empty() {
+        if self.events.is_empty() && self.custom_events.is_empty() {
             return true;
         }
         match EventKind::parse(event) {
@@ -173,6 +197,15 @@ mod tests {
         assert!(s.wants("x", None, "messages.update"));
         assert!(!s.wants("x", None, "messages.upsert"));
         assert!(!s.wants("x", None, "linq.custom"));
+    }
+
+    #[test]
+    fn custom_events_alone_select_only_themselves() {
+        let mut s = sub(Scope::AllInstances, vec![]);
+        s.custom_events = vec!["linq.phone_number.status_updated".into()];
+        assert!(s.wants("x", None, "linq.phone_number.status_updated"));
+        assert!(!s.wants("x", None, "messages.upsert"));
+        assert!(!s.wants("x", None, "linq.other"));
     }
 
     #[test]
