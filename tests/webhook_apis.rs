@@ -5,8 +5,8 @@
 mod common;
 #[path = "support/delivery.rs"]
 mod support;
-
-use std::time::Duration;
+#[path = "support/webhook_apis.rs"]
+mod webhook_support;
 
 use common::{unique, TestServer};
 use hmac::{Hmac, Mac};
@@ -14,62 +14,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
+use webhook_support::{drained, events_of, ingest, instance, send};
 
 const PRIVATE: &[(&str, &str)] = &[("SWITCHYARD_WEBHOOK__ALLOW_PRIVATE_TARGETS", "true")];
-
-async fn send(s: &TestServer, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = s.req(method, path);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let r = req.send().await.expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Creates an instance owning `number`; returns its id (UUID).
-async fn instance(s: &TestServer, name: &str, number: &str) -> String {
-    let body = json!({"instanceName": name, "number": number});
-    let (status, v) = s.post("/instance/create", &body).await;
-    assert_eq!(status, 201, "{v}");
-    v["instance"]["instanceId"].as_str().unwrap().to_string()
-}
-
-async fn ingest(s: &TestServer, instance: &str, events: &[&str]) {
-    let events: Vec<Value> = events
-        .iter()
-        .enumerate()
-        .map(|(n, e)| json!({"event": e, "data": {"n": n}}))
-        .collect();
-    let (status, v) = s
-        .post(&format!("/ingest/{instance}"), &json!({"events": events}))
-        .await;
-    assert_eq!(status, 202, "{v}");
-}
-
-/// Waits until the subscription's committed cursor reaches the log's end: every event so
-/// far was delivered or filtered out, so the receiver has seen all it will.
-async fn drained(s: &TestServer, subscription: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, v) = s.get(&format!("/subscriptions/{subscription}")).await;
-        assert_eq!(status, 200, "{v}");
-        let st = &v["status"];
-        if st["cursor"].as_u64() >= st["log_end"].as_u64() && st["log_end"].as_u64() > Some(0) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not drained: {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn events_of(receiver: &support::Receiver) -> Vec<String> {
-    receiver
-        .delivered()
-        .iter()
-        .map(|r| r.json()["event"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
 
 #[tokio::test]
 async fn codechat_crud_and_flags_select_events() {
@@ -313,7 +260,7 @@ async fn linq_deliveries_are_linq_signed_and_phone_filtered() {
 
 #[tokio::test]
 async fn ventia_crud_pagination_and_validation() {
-    let s = TestServer::start(&[]);
+    let mut s = TestServer::start(&[]);
     let (status, v) = send(
         &s,
         Method::POST,
@@ -396,6 +343,8 @@ async fn ventia_crud_pagination_and_validation() {
     assert_eq!((status, v["success"].as_bool()), (200, Some(true)));
     let (status, _) = s.get(&path).await;
     assert_eq!(status, 404);
+    // The control log keeps them across a restart.
+    s.restart();
     let (_, all) = s.get("/webhooks").await;
     assert_eq!(all["paging"]["totalCount"], 2);
     let token = s.create_instance(&unique("ventia-tok"), json!({})).await;

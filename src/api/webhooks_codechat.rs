@@ -254,6 +254,19 @@ async fn remove(
     Ok(Json(view(&hook)))
 }
 
+/// The CodeChat webhook routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v2/instance/{instance}/webhook",
+            post(create).get(list),
+        )
+        .route(
+            "/api/v2/instance/{instance}/webhook/{id}",
+            get(one).put(update).delete(remove),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,17 +293,4 @@ mod tests {
         let bad = json!({"qrcodeUpdate": "yes"});
         assert!(apply_flags(&mut flags, bad.as_object().unwrap()).is_err());
     }
-}
-
-/// The CodeChat webhook routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v2/instance/{instance}/webhook",
-            post(create).get(list),
-        )
-        .route(
-            "/api/v2/instance/{instance}/webhook/{id}",
-            get(one).put(update).delete(remove),
-        )
 }

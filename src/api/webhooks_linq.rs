@@ -323,6 +323,16 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The Linq webhook-subscription routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v3/webhook-subscriptions", post(create).get(list))
+        .route(
+            "/v3/webhook-subscriptions/{id}",
+            get(one).put(update).delete(remove),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,14 +386,4 @@ mod tests {
         assert_eq!(custom, vec!["linq.phone_number.status_updated".to_string()]);
         assert!(selection(&["message.nope".into()]).is_err());
     }
-}
-
-/// The Linq webhook-subscription routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v3/webhook-subscriptions", post(create).get(list))
-        .route(
-            "/v3/webhook-subscriptions/{id}",
-            get(one).put(update).delete(remove),
-        )
 }

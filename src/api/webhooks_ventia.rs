@@ -264,6 +264,13 @@ async fn remove(
     Ok(Json(json!({"success": true})))
 }
 
+/// The Ventia webhook routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks", get(list).post(create))
+        .route("/webhooks/{id}", get(one).put(update).delete(remove))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,11 +302,4 @@ mod tests {
         }
         assert!(p("?limit=0").unwrap_err().message.contains("`limit`"));
     }
-}
-
-/// The Ventia webhook routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks", get(list).post(create))
-        .route("/webhooks/{id}", get(one).put(update).delete(remove))
 }
