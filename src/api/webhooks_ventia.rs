@@ -7,8 +7,9 @@
 //! (`messages.update`). Every dotted Evolution event name is also a topic of its own. No
 //! topics means no events.
 
-use axum::extract::{Path, State};
-use axum::http::Uri;
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 use super::auth::Principal;
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::pagination::PageRequest;
 use super::webhooks_named::{self as named, Api};
 use super::AppState;
 use crate::catalog::EventKind;
@@ -40,9 +42,7 @@ const TOPICS: [(&str, &[EventKind]); 2] = [
     ),
 ];
 
-/// Page size when `limit` is not given, and its bounds (Ventia's).
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 100;
+/// Longest `name`, in characters.
 const MAX_NAME_CHARS: usize = 64;
 
 /// The events a topic selects; `None` for an unknown topic.
@@ -168,32 +168,6 @@ fn view(hook: &NamedSubscription) -> Value {
     })
 }
 
-/// `page` (from 1) and `limit` (1..=100, default 50) from the query string.
-fn paging(uri: &Uri) -> Result<(usize, usize), ApiError> {
-    let (mut page, mut limit) = (1, DEFAULT_LIMIT);
-    let query = uri.query().unwrap_or_default();
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        let (slot, min, max) = match key.as_ref() {
-            "page" => (&mut page, 1, usize::MAX),
-            "limit" => (&mut limit, 1, MAX_LIMIT),
-            _ => continue,
-        };
-        *slot = value
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| {
-                let rule = if max == usize::MAX {
-                    format!("must be an integer >= {min}")
-                } else {
-                    format!("must be an integer from {min} to {max}")
-                };
-                ApiError::validation(&key, rule)
-            })?;
-    }
-    Ok((page, limit))
-}
-
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -240,17 +214,18 @@ async fn one(
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require_global()?;
-    let (page, limit) = paging(&uri)?;
+    let page = PageRequest::from_query(&q)?.unwrap_or_else(PageRequest::first);
     let hooks = named::list(&state, Api::Ventia, |_| true);
-    let skip = (page - 1).saturating_mul(limit);
-    let result: Vec<Value> = hooks.iter().skip(skip).take(limit).map(view).collect();
+    let (hooks, paging) = page.apply(hooks);
+    let result: Vec<Value> = hooks.iter().map(view).collect();
+    // Ventia's own paging block is `{totalCount}`.
     Ok(Json(json!({
         "success": true,
         "result": result,
-        "paging": {"totalCount": hooks.len()},
+        "paging": {"totalCount": paging.total_items},
     })))
 }
 
@@ -289,17 +264,5 @@ mod tests {
             None,
             "topics are dotted names only"
         );
-    }
-
-    #[test]
-    fn paging_bounds() {
-        let p = |q: &str| paging(&format!("/webhooks{q}").parse::<Uri>().unwrap());
-        assert_eq!(p("").unwrap(), (1, 50));
-        assert_eq!(p("?page=2&limit=100&api-key=x").unwrap(), (2, 100));
-        for bad in ["?limit=0", "?limit=101", "?page=0", "?page=x", "?limit=-1"] {
-            let err = p(bad).unwrap_err();
-            assert_eq!(err.status, 400, "{bad}");
-        }
-        assert!(p("?limit=0").unwrap_err().message.contains("`limit`"));
     }
 }
