@@ -70,8 +70,8 @@ pub enum SinkTarget {
     },
 }
 
-/// A webhook endpoint's settings.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// A webhook endpoint's settings. Its `Debug` hides the secret, so no log line can carry it.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct WebhookTarget {
     /// The endpoint URL.
     pub url: String,
@@ -92,6 +92,19 @@ pub struct WebhookTarget {
     /// hence the default.
     #[serde(default, skip_serializing_if = "SigningScheme::is_default")]
     pub signing: SigningScheme,
+}
+
+impl std::fmt::Debug for WebhookTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookTarget")
+            .field("url", &self.url)
+            .field("by_events", &self.by_events)
+            .field("base64", &self.base64)
+            .field("headers", &self.headers)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("signing", &self.signing)
+            .finish()
+    }
 }
 
 /// How a webhook request is signed.
@@ -215,6 +228,16 @@ mod tests {
         assert!(s.wants("x", Some("5511999990000"), "call"));
         assert!(!s.wants("x", Some("5511999990001"), "call"));
         assert!(!s.wants("x", None, "call"));
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let target = WebhookTarget {
+            secret: Some("whsec_topsecret".into()),
+            ..WebhookTarget::default()
+        };
+        let shown = format!("{target:?}");
+        assert!(!shown.contains("topsecret") && shown.contains("redacted"));
     }
 
     #[test]
