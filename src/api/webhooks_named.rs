@@ -244,8 +244,9 @@ pub(super) async fn update(
     }
 }
 
-/// Deletes a subscription of `api` that `check` accepts; returns what it was. Its cursor
-/// stays in the delivery state, harmless: no subscription of that id will exist again.
+/// Deletes a subscription of `api` that `check` accepts; returns what it was. The delivery
+/// engine drops its cursor once the subscription leaves the published set; ids are never
+/// reused, so nothing could resume it anyway.
 pub(super) async fn delete(
     state: &AppState,
     api: Api,
