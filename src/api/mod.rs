@@ -15,6 +15,10 @@ mod providers;
 mod rate_limit;
 mod sinks;
 mod subscriptions;
+mod webhooks_codechat;
+mod webhooks_linq;
+mod webhooks_named;
+mod webhooks_ventia;
 
 use std::ops::Deref;
 use std::sync::atomic::AtomicBool;
@@ -81,6 +85,9 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(sinks::router())
         .merge(subscriptions::router())
+        .merge(webhooks_codechat::router())
+        .merge(webhooks_linq::router())
+        .merge(webhooks_ventia::router())
         .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
