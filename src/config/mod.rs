@@ -6,6 +6,7 @@
 
 mod evolution_env;
 mod fsync;
+pub mod reference;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -425,7 +426,11 @@ impl Config {
             .with_list_parse_key("rabbitmq.global_events")
             .with_list_parse_key("sqs.global_events")
             .with_list_parse_key("kafka.global_events")
-            .source(Some(env.into_iter().collect()));
+            .source(Some(
+                env.into_iter()
+                    .filter(|(name, _)| is_config_env(name))
+                    .collect(),
+            ));
         let cfg: Config = builder
             .add_source(switchyard_env)
             .build()?
@@ -507,6 +512,15 @@ impl Config {
     pub fn generated_key_path(&self) -> PathBuf {
         self.server.data_dir.join("api-key")
     }
+}
+
+/// True for `SWITCHYARD_<SECTION>__<KEY>` names. Other `SWITCHYARD_*` names (the process's
+/// `SWITCHYARD_LOG_FORMAT`, a test harness's `SWITCHYARD_TEST_*`) are not config keys and
+/// must not be refused as unknown ones.
+fn is_config_env(name: &str) -> bool {
+    name.strip_prefix(ENV_PREFIX)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|rest| rest.contains("__"))
 }
 
 /// True for finite numbers >= 0 (NaN and infinities are not).

@@ -91,3 +91,19 @@ fn file_is_read_and_unknown_keys_are_refused() {
     let err = Config::load(Some(&path), env(&[])).unwrap_err();
     assert!(err.to_string().contains("fsynk"), "{err}");
 }
+
+#[test]
+fn other_switchyard_env_names_are_not_config_keys() {
+    let cfg = Config::load(
+        None,
+        env(&[
+            ("SWITCHYARD_LOG_FORMAT", "json"),
+            ("SWITCHYARD_TEST_PYTHON", "/x/python"),
+            ("SWITCHYARD_LOG__SEGMENT_BYTES", "8192"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(cfg.log.segment_bytes, 8192);
+    let err = Config::load(None, env(&[("SWITCHYARD_LOG__FORMAT", "json")])).unwrap_err();
+    assert!(err.to_string().contains("format"), "{err}");
+}
