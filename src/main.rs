@@ -59,9 +59,10 @@ enum Command {
     ConfigReference,
     /// Probe a running server (for container health checks: the image has no curl).
     Health {
-        /// URL to GET; exits 0 when it answers 2xx within the timeout.
-        #[arg(long, default_value = "http://127.0.0.1:8080/health")]
-        url: String,
+        /// URL to GET; exits 0 when it answers 2xx within the timeout. Default: `/health`
+        /// on the configured `server.listen` (0.0.0.0 probed as 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
         /// Timeout in seconds.
         #[arg(long, default_value_t = 3.0)]
         timeout: f64,
@@ -197,7 +198,19 @@ async fn tail(
     }
 }
 
-async fn health(url: String, timeout: f64) -> anyhow::Result<()> {
+async fn health(url: Option<String>, timeout: f64) -> anyhow::Result<()> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let listen = load(None)?.server.listen;
+            let mut addr: std::net::SocketAddr =
+                listen.parse().context("server.listen is not an address")?;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}/health")
+        }
+    };
     let timeout = std::time::Duration::try_from_secs_f64(timeout).context("bad --timeout")?;
     let response = reqwest::Client::builder()
         .timeout(timeout)
