@@ -33,22 +33,6 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(out))
 "#;
 
-/// The test venv's python (scripts/services.sh makes it); a clear failure when missing.
-fn python() -> String {
-    let python = std::env::var("SWITCHYARD_TEST_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
-    let ok = Command::new(&python)
-        .args(["-c", "import prometheus_client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "{python} cannot import prometheus_client: run `bash scripts/services.sh` \
-         (it installs prometheus-client into .venv) or set SWITCHYARD_TEST_PYTHON"
-    );
-    python
-}
-
 /// One parsed scrape.
 struct Scrape {
     families: Vec<Value>,
@@ -160,7 +144,7 @@ async fn ingest(s: &TestServer, instance: &str, count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_rises_while_the_webhook_is_down_and_falls_after_it_recovers() {
-    let python = python();
+    let python = common::test_python("prometheus_client");
     let cancel = CancellationToken::new();
     let receiver = support::Receiver::start(cancel.clone()).await;
     receiver.set_status(503);
