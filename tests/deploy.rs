@@ -53,7 +53,11 @@ fn yaml_documents(path: &Path) -> Vec<Value> {
 /// `docker-compose config`: the file as the tool understands it (interpolated, normalised).
 fn compose_config() -> Value {
     let hint = "install it with `bash scripts/services.sh` (apt: docker-compose)";
-    let out = run("docker-compose", &["-f", "docker-compose.yml", "config"], hint);
+    let out = run(
+        "docker-compose",
+        &["-f", "docker-compose.yml", "config"],
+        hint,
+    );
     ok_or_explain("docker-compose config", &out);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("compose.yml");
@@ -119,7 +123,10 @@ fn compose_env_names_are_the_ones_the_code_reads() {
         "KAFKA_BROKERS",
         "SWITCHYARD_SERVER__LISTEN",
     ] {
-        assert!(env.contains_key(needed), "switchyard service lacks {needed}");
+        assert!(
+            env.contains_key(needed),
+            "switchyard service lacks {needed}"
+        );
     }
     assert_env_is_read_and_loads("docker-compose.yml's switchyard service", &env);
 
@@ -200,10 +207,7 @@ fn k8s_manifests_validate_against_the_kubernetes_schemas() {
 
 #[test]
 fn k8s_workloads_probe_health_and_ready_and_read_known_env() {
-    let docs: Vec<Value> = k8s_files()
-        .iter()
-        .flat_map(|f| yaml_documents(f))
-        .collect();
+    let docs: Vec<Value> = k8s_files().iter().flat_map(|f| yaml_documents(f)).collect();
     let of_kind = |kind: &str| {
         docs.iter()
             .find(|d| d["kind"] == kind)
@@ -273,7 +277,9 @@ fn dockerfile_is_multi_stage_non_root_with_volume_and_healthcheck() {
         .find(|l| l.starts_with("USER "))
         .expect("a USER line");
     assert!(!user.contains("root") && !user.ends_with(" 0"), "{user}");
-    assert!(lines.iter().any(|l| l.starts_with("VOLUME") && l.contains("/data")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("VOLUME") && l.contains("/data")));
     assert!(lines
         .iter()
         .any(|l| l.starts_with("CMD [\"switchyard\", \"health\"]")));
@@ -284,7 +290,10 @@ fn dockerfile_is_multi_stage_non_root_with_volume_and_healthcheck() {
     let ignore = std::fs::read_to_string(root().join(".dockerignore")).expect(".dockerignore");
     for path in ["Cargo.toml", "Cargo.lock", "src", "benches"] {
         assert!(root().join(path).exists(), "{path}");
-        assert!(ignore.contains(&format!("!{path}")), ".dockerignore drops {path}");
+        assert!(
+            ignore.contains(&format!("!{path}")),
+            ".dockerignore drops {path}"
+        );
     }
     // The image's health check is a real subcommand of this binary.
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -305,7 +314,10 @@ fn systemd_unit_verifies() {
     let path = dir.path().join("switchyard.service");
     std::fs::write(
         &path,
-        unit.replace("/usr/local/bin/switchyard", env!("CARGO_BIN_EXE_switchyard")),
+        unit.replace(
+            "/usr/local/bin/switchyard",
+            env!("CARGO_BIN_EXE_switchyard"),
+        ),
     )
     .expect("write");
     let out = run(

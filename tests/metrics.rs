@@ -83,7 +83,10 @@ async fn scrape(s: &TestServer, python: &str) -> Scrape {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
     let text = response.text().await.expect("body");
     let mut child = Command::new(python)
         .args(["-c", PARSER])
@@ -161,15 +164,21 @@ async fn lag_rises_while_the_webhook_is_down_and_falls_after_it_recovers() {
     s.create_instance(&instance, json!({})).await;
 
     ingest(&s, &instance, 20).await;
-    let down = scrape_until(&s, &python, "lag >= 20 while down", Duration::from_secs(20), |m| {
-        m.lag() >= 20.0
-            && m.value(
-                "switchyard_delivery_failures_total",
-                &[("subscription", SUB)],
-            )
-            .unwrap_or(0.0)
-                > 0.0
-    })
+    let down = scrape_until(
+        &s,
+        &python,
+        "lag >= 20 while down",
+        Duration::from_secs(20),
+        |m| {
+            m.lag() >= 20.0
+                && m.value(
+                    "switchyard_delivery_failures_total",
+                    &[("subscription", SUB)],
+                )
+                .unwrap_or(0.0)
+                    > 0.0
+        },
+    )
     .await;
     let first_lag = down.lag();
     ingest(&s, &instance, 30).await;
@@ -177,7 +186,10 @@ async fn lag_rises_while_the_webhook_is_down_and_falls_after_it_recovers() {
         m.lag() >= first_lag + 30.0
     })
     .await;
-    assert!(receiver.delivered().is_empty(), "nothing is delivered while down");
+    assert!(
+        receiver.delivered().is_empty(),
+        "nothing is delivered while down"
+    );
 
     // Everything the issue asks /metrics to show is there, with Prometheus' types.
     for (name, kind) in [
@@ -226,7 +238,11 @@ async fn lag_rises_while_the_webhook_is_down_and_falls_after_it_recovers() {
         Some(50.0),
         "ingest counter"
     );
-    assert!(more.value("switchyard_ingest_bytes_total", &[]).unwrap_or(0.0) > 0.0);
+    assert!(
+        more.value("switchyard_ingest_bytes_total", &[])
+            .unwrap_or(0.0)
+            > 0.0
+    );
     assert!(more.value("switchyard_log_bytes", &[]).unwrap_or(0.0) > 0.0);
     assert!(more.value("switchyard_log_segments", &[]).unwrap_or(0.0) >= 1.0);
     assert!(more.in_flight() >= 1.0, "the failing event is in flight");
@@ -250,7 +266,11 @@ async fn lag_rises_while_the_webhook_is_down_and_falls_after_it_recovers() {
                 *seen.entry(r.sequence()).or_default() += 1;
                 seen
             });
-    assert!(delivered.len() >= 50, "{} sequences delivered", delivered.len());
+    assert!(
+        delivered.len() >= 50,
+        "{} sequences delivered",
+        delivered.len()
+    );
     assert!(
         recovered
             .value(
@@ -283,6 +303,9 @@ async fn lag_rises_while_the_webhook_is_down_and_falls_after_it_recovers() {
             &[("subscription", SUB)],
         )
         .unwrap_or(0.0);
-    assert!(attempts > failures && failures > 0.0, "{attempts} {failures}");
+    assert!(
+        attempts > failures && failures > 0.0,
+        "{attempts} {failures}"
+    );
     cancel.cancel();
 }

@@ -20,7 +20,10 @@ const SOURCE: &str = include_str!("mod.rs");
 
 /// Environment variables the binary reads that are not config keys.
 pub const PROCESS_ENV: &[(&str, &str)] = &[
-    ("RUST_LOG", "log filter, e.g. `info` or `switchyard=debug` (default `info`)"),
+    (
+        "RUST_LOG",
+        "log filter, e.g. `info` or `switchyard=debug` (default `info`)",
+    ),
     (
         "SWITCHYARD_LOG_FORMAT",
         "`json` for JSON log lines (default: plain text)",
@@ -238,7 +241,9 @@ mod tests {
             .iter()
             .find(|k| k.key == "delivery.max_attempts")
             .unwrap();
-        assert!(attempts.env.contains(&"WEBHOOK_RETRY_MAX_ATTEMPTS".to_string()));
+        assert!(attempts
+            .env
+            .contains(&"WEBHOOK_RETRY_MAX_ATTEMPTS".to_string()));
     }
 
     #[test]
