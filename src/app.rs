@@ -234,6 +234,7 @@ pub async fn serve(
         addr: addr.clone(),
         source,
     })?;
+    let rate_limit = config.rate_limit.clone();
     let dedupe_window = Duration::from_secs_f64(config.ingest.dedupe_window_seconds.max(0.0));
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
     let state = AppState::new(AppInner {
@@ -244,9 +245,11 @@ pub async fn serve(
         api_key,
         metrics,
         deduper: Deduper::new(dedupe_window, 1_000_000),
+        rate_limits: api::RateLimits::new(&rate_limit),
         ready: Default::default(),
     });
     let router = api::router(state.clone());
+    tasks.spawn(shrink_rate_limits(state.clone(), shutdown.clone()));
     state.ready.store(true, Ordering::Release);
     tracing::info!(%local, "listening");
     on_listening(local);
@@ -315,6 +318,17 @@ async fn start_delivery(
         }
     });
     Ok(Arc::new(engine))
+}
+
+/// Drops idle accounts from the rate limiters once a minute, so memory stays bounded.
+async fn shrink_rate_limits(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => state.rate_limits.shrink(),
+        }
+    }
 }
 
 /// Enforces retention once a minute; the log itself never deletes past a live cursor.

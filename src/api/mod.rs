@@ -3,13 +3,16 @@
 
 pub mod auth;
 pub mod error;
+pub use rate_limit::RateLimits;
 mod events;
 mod health;
 mod ingest;
 mod instance;
 mod instance_body;
 mod json;
+mod pagination;
 mod providers;
+mod rate_limit;
 mod sinks;
 mod subscriptions;
 
@@ -45,6 +48,8 @@ pub struct AppInner {
     pub api_key: String,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Per-account rate limits.
+    pub rate_limits: rate_limit::RateLimits,
     /// Provider-retry dedupe for provider ingest.
     pub deduper: Deduper,
     /// False while starting or shutting down: `/ready` answers 503 then.
@@ -78,6 +83,10 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::router())
         .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ))
         .layer(axum::middleware::from_fn(error::envelope_plain_errors))
         .with_state(state)
 }

@@ -2,7 +2,9 @@
 //! last error), its dead letters and their redrive, replay from a sequence or a time, and
 //! re-enabling after the engine disabled it.
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -12,6 +14,7 @@ use uuid::Uuid;
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
 use super::json::JsonBody;
+use super::pagination::PageRequest;
 use super::AppState;
 use crate::delivery::{DeliveryError, Redrive, ReplayFrom, Scope, Subscription};
 use crate::registry::records::ControlRecord;
@@ -63,7 +66,12 @@ fn view(state: &AppState, sub: &Subscription) -> Value {
     v
 }
 
-async fn list(State(state): State<AppState>, principal: Principal) -> Json<Value> {
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let page = PageRequest::from_query(&q)?.unwrap_or_else(PageRequest::first);
     let set = state.registry.subscriptions().borrow().clone();
     let items: Vec<Value> = set
         .subscriptions
@@ -74,7 +82,10 @@ async fn list(State(state): State<AppState>, principal: Principal) -> Json<Value
         })
         .map(|s| view(&state, s))
         .collect();
-    Json(json!({"subscriptions": items}))
+    let (items, pagination) = page.apply(items);
+    Ok(Json(
+        json!({"subscriptions": items, "pagination": pagination}),
+    ))
 }
 
 async fn one(
@@ -90,10 +101,14 @@ async fn dead_letters(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    let page = PageRequest::from_query(&q)?.unwrap_or_else(PageRequest::first);
     visible(&state, &principal, &id)?;
-    let items = state.delivery.dead_letters(&id);
-    Ok(Json(json!({"subscription": id, "dead_letters": items})))
+    let (items, pagination) = page.apply(state.delivery.dead_letters(&id));
+    Ok(Json(
+        json!({"subscription": id, "dead_letters": items, "pagination": pagination}),
+    ))
 }
 
 #[derive(Deserialize, Default)]

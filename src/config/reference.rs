@@ -2,8 +2,9 @@
 //! doc line, rendered from the code itself so the README's table cannot drift.
 //!
 //! The keys and defaults come from `Config::default()` serialized; the descriptions are the
-//! `///` lines of the fields in `config/mod.rs`, read from the source compiled into the
-//! binary (`include_str!`), so the doc comment stays the one place a key is described.
+//! `///` lines of the fields in `config/mod.rs` and `config/sections.rs`, read from the
+//! source compiled into the binary (`include_str!`), so the doc comment stays the one place
+//! a key is described.
 //! `switchyard config-reference` prints the table; `tests/config_reference.rs` checks that
 //! the README holds exactly this rendering.
 
@@ -15,8 +16,8 @@ use super::evolution_env::{EVENT_LISTS, EVOLUTION_ENV};
 use super::{Config, ENV_PREFIX};
 use crate::catalog::EventKind;
 
-/// The source of the config structs, whose `///` lines are the descriptions.
-const SOURCE: &str = include_str!("mod.rs");
+/// The sources of the config structs, whose `///` lines are the descriptions.
+const SOURCES: &[&str] = &[include_str!("mod.rs"), include_str!("sections.rs")];
 
 /// Environment variables the binary reads that are not config keys.
 pub const PROCESS_ENV: &[(&str, &str)] = &[
@@ -127,7 +128,8 @@ fn env_names(section: &str, field: &str, default: &Value) -> Vec<String> {
 
 /// Every configuration key in source order, with env names, default and description.
 pub fn keys() -> Vec<KeyReference> {
-    let structs = parse_structs(SOURCE);
+    let structs: HashMap<String, Vec<Field>> =
+        SOURCES.iter().flat_map(|s| parse_structs(s)).collect();
     let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
     let Some(sections) = defaults.as_object() else {
         return Vec::new();
