@@ -341,3 +341,25 @@ fn systemd_unit_verifies() {
         }
     }
 }
+
+#[test]
+fn health_subcommand_probes_the_configured_listen_address() {
+    let server = common::TestServer::start(&[]);
+    let health = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.arg("health").args(args).env_clear();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("switchyard health").status.success()
+    };
+    let url = server.url("/health");
+    assert!(health(&["--url", &url], &[]));
+    // No --url: /health on server.listen, an unspecified address probed on loopback (the
+    // image's HEALTHCHECK relies on this with SWITCHYARD_SERVER__LISTEN=0.0.0.0:8080).
+    let port = server.base.rsplit(':').next().expect("port");
+    let listen = format!("0.0.0.0:{port}");
+    assert!(health(&[], &[("SWITCHYARD_SERVER__LISTEN", &listen)]));
+    drop(server);
+    assert!(!health(&["--url", &url, "--timeout", "1"], &[]));
+}
