@@ -90,11 +90,7 @@ impl Config {
             .with_list_parse_key("rabbitmq.global_events")
             .with_list_parse_key("sqs.global_events")
             .with_list_parse_key("kafka.global_events")
-            .source(Some(
-                env.into_iter()
-                    .filter(|(name, _)| is_config_env(name))
-                    .collect(),
-            ));
+            .source(Some(section_keys(env)));
         let cfg: Config = builder
             .add_source(switchyard_env)
             .build()?
@@ -178,13 +174,17 @@ impl Config {
     }
 }
 
-/// True for `SWITCHYARD_<SECTION>__<KEY>` names. Other `SWITCHYARD_*` names (the process's
-/// `SWITCHYARD_LOG_FORMAT`, a test harness's `SWITCHYARD_TEST_*`) are not config keys and
-/// must not be refused as unknown ones.
-fn is_config_env(name: &str) -> bool {
-    name.strip_prefix(ENV_PREFIX)
-        .and_then(|rest| rest.strip_prefix('_'))
-        .is_some_and(|rest| rest.contains("__"))
+/// Only `SWITCHYARD_<SECTION>__<KEY>` names are config; other `SWITCHYARD_*` variables
+/// (`SWITCHYARD_LOG_FORMAT`, a deployment's own) are not keys and must not be refused as
+/// unknown ones.
+fn section_keys(env: HashMap<String, String>) -> HashMap<String, String> {
+    let prefix = format!("{ENV_PREFIX}_");
+    env.into_iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(&prefix)
+                .is_some_and(|rest| rest.contains("__"))
+        })
+        .collect()
 }
 
 /// True for finite numbers >= 0 (NaN and infinities are not).
