@@ -40,10 +40,19 @@ ensure_venv() {
     log "creating .venv"
     python3 -m venv .venv
   fi
-  if ! .venv/bin/python -c 'import standardwebhooks, moto' >/dev/null 2>&1; then
-    log "installing standardwebhooks and moto[server] into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check standardwebhooks 'moto[server]'
+  # standardwebhooks: a third-party signature verifier; moto[server]: the SQS server (and
+  # PyYAML); prometheus-client: its text parser reads /metrics; kubernetes-validate: the
+  # Kubernetes JSON schemas, shipped in the package, so deploy/ validates offline.
+  if ! .venv/bin/python -c 'import standardwebhooks, moto, yaml, prometheus_client, kubernetes_validate' >/dev/null 2>&1; then
+    log "installing standardwebhooks, moto[server], prometheus-client, kubernetes-validate into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check standardwebhooks 'moto[server]' \
+      pyyaml prometheus-client kubernetes-validate
   fi
+}
+
+# docker-compose 1.29 (Debian) parses docker-compose.yml; no engine is needed for that.
+ensure_compose() {
+  command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 }
 
 # moto_server (SQS-compatible) on 127.0.0.1:$SQS_PORT.
@@ -59,6 +68,7 @@ ensure_moto() {
 ensure_rabbitmq
 ensure_venv
 ensure_moto
+ensure_compose
 echo "export SWITCHYARD_TEST_AMQP_URI=amqp://guest:guest@127.0.0.1:5672/%2f"
 echo "export SWITCHYARD_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT"
 echo "export SWITCHYARD_TEST_PYTHON=$(pwd)/.venv/bin/python"

@@ -6,6 +6,7 @@
 
 mod evolution_env;
 mod fsync;
+pub mod reference;
 mod sections;
 
 use std::collections::HashMap;
