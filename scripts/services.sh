@@ -65,6 +65,15 @@ ensure_moto() {
   wait_port "$SQS_PORT" 30 moto_server
 }
 
+# cargo-fuzz for the fuzz smoke run (needs the nightly toolchain the machine ships).
+ensure_cargo_fuzz() {
+  rustup toolchain list 2>/dev/null | grep -q '^nightly' || { log "no nightly toolchain: fuzz smoke falls back to proptest"; return 0; }
+  cargo +nightly fuzz --version >/dev/null 2>&1 && return 0
+  log "installing cargo-fuzz"
+  cargo +nightly install cargo-fuzz --locked --quiet >&2
+}
+
+ensure_cargo_fuzz
 ensure_rabbitmq
 ensure_venv
 ensure_moto
