@@ -16,6 +16,7 @@ use crate::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use crate::log::{EventLog, FsyncPolicy, LogError};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
+use crate::websocket::{Hub, WsMetrics};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +213,20 @@ pub async fn serve(
         source,
     })?;
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
+    let websocket = if config.websocket.enabled {
+        let ws_metrics = WsMetrics::register(metrics.registry())?;
+        Some(Hub::start(
+            events.clone(),
+            registry.clone(),
+            config.websocket.clone(),
+            config.server.url.clone(),
+            ws_metrics,
+            shutdown.clone(),
+            &tasks,
+        ))
+    } else {
+        None
+    };
     let state = AppState::new(AppInner {
         config,
         events,
@@ -219,6 +234,7 @@ pub async fn serve(
         api_key,
         metrics,
         ready: Default::default(),
+        websocket,
     });
     let router = api::router(state.clone());
     state.ready.store(true, Ordering::Release);

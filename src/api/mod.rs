@@ -10,6 +10,7 @@ mod instance;
 mod instance_body;
 mod json;
 mod sinks;
+mod websocket;
 
 use std::ops::Deref;
 use std::sync::atomic::AtomicBool;
@@ -41,6 +42,8 @@ pub struct AppInner {
     pub metrics: Arc<Metrics>,
     /// False while starting or shutting down: `/ready` answers 503 then.
     pub ready: AtomicBool,
+    /// The WebSocket listeners' hub; `None` when `WEBSOCKET_ENABLED=false`.
+    pub websocket: Option<Arc<crate::websocket::Hub>>,
 }
 
 impl AppState {
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest::router())
         .merge(events::router())
         .merge(sinks::router())
+        .merge(websocket::router())
         .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(error::envelope_plain_errors))

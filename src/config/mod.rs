@@ -368,8 +368,13 @@ pub struct WebsocketConfig {
     pub enabled: bool,
     /// socket.io default namespace receives every instance's events (`WEBSOCKET_GLOBAL_EVENTS`).
     pub global_events: bool,
-    /// Messages buffered per listener before a slow one is cut off.
+    /// Messages buffered per listener before a slow one is cut off (close code 4008).
     pub buffer_messages: usize,
+    /// Seconds between keep-alive pings (WebSocket pings; Engine.IO `pingInterval`).
+    pub ping_interval_seconds: f64,
+    /// Seconds a peer may stay silent after a ping before it is considered dead and dropped
+    /// (Engine.IO `pingTimeout`).
+    pub ping_timeout_seconds: f64,
 }
 
 impl Default for WebsocketConfig {
@@ -378,6 +383,8 @@ impl Default for WebsocketConfig {
             enabled: true,
             global_events: false,
             buffer_messages: 1024,
+            ping_interval_seconds: 25.0,
+            ping_timeout_seconds: 20.0,
         }
     }
 }
@@ -472,6 +479,16 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&d.jitter_factor) {
             return Err(rule("delivery.jitter_factor", "must be between 0 and 1"));
+        }
+        let ws = &self.websocket;
+        if ws.buffer_messages == 0 {
+            return Err(rule("websocket.buffer_messages", "must be at least 1"));
+        }
+        if !(ws.ping_interval_seconds > 0.0 && ws.ping_timeout_seconds > 0.0) {
+            return Err(rule(
+                "websocket.ping_interval_seconds",
+                "ping_interval_seconds and ping_timeout_seconds must be more than 0",
+            ));
         }
         if self.webhook.request_timeout_ms == 0 {
             return Err(rule("webhook.request_timeout_ms", "must be at least 1"));
