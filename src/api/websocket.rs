@@ -94,9 +94,13 @@ async fn plain(
         &values(&pairs, &["instance", "instances"]),
         &values(&pairs, &["events", "event"]),
     )?;
+    let selection = listener::authorize(&hub, &principal, selection)?;
+    // A live-only listener starts at the log's end as of now, before the 101 goes out: every
+    // event accepted after the client sees the upgrade reaches it.
+    let from = from_sequence(&pairs)?.unwrap_or_else(|| hub.next_sequence());
     let request = Request {
-        selection: listener::authorize(&hub, &principal, selection)?,
-        from: from_sequence(&pairs)?,
+        selection,
+        from: Some(from),
     };
     let ws = upgrade(ws)?.max_message_size(64 * 1024);
     let tracker = hub.tasks.clone();

@@ -368,8 +368,12 @@ pub struct WebsocketConfig {
     pub enabled: bool,
     /// socket.io default namespace receives every instance's events (`WEBSOCKET_GLOBAL_EVENTS`).
     pub global_events: bool,
-    /// Messages buffered per listener before a slow one is cut off (close code 4008).
+    /// Messages buffered in memory per listener. When they are all unsent, the listener's
+    /// feed pauses (it later resumes from the log, holding no more memory).
     pub buffer_messages: usize,
+    /// Seconds a listener's full buffer may go without taking a message before the server
+    /// closes it with code 4008 and the sequence to resume from.
+    pub slow_timeout_seconds: f64,
     /// Seconds between keep-alive pings (WebSocket pings; Engine.IO `pingInterval`).
     pub ping_interval_seconds: f64,
     /// Seconds a peer may stay silent after a ping before it is considered dead and dropped
@@ -383,6 +387,7 @@ impl Default for WebsocketConfig {
             enabled: true,
             global_events: false,
             buffer_messages: 1024,
+            slow_timeout_seconds: 10.0,
             ping_interval_seconds: 25.0,
             ping_timeout_seconds: 20.0,
         }
@@ -484,10 +489,13 @@ impl Config {
         if ws.buffer_messages == 0 {
             return Err(rule("websocket.buffer_messages", "must be at least 1"));
         }
-        if !(ws.ping_interval_seconds > 0.0 && ws.ping_timeout_seconds > 0.0) {
+        if !(ws.ping_interval_seconds > 0.0
+            && ws.ping_timeout_seconds > 0.0
+            && ws.slow_timeout_seconds > 0.0)
+        {
             return Err(rule(
                 "websocket.ping_interval_seconds",
-                "ping_interval_seconds and ping_timeout_seconds must be more than 0",
+                "ping_interval_seconds, ping_timeout_seconds and slow_timeout_seconds must be more than 0",
             ));
         }
         if self.webhook.request_timeout_ms == 0 {

@@ -107,29 +107,45 @@ impl Closer {
     }
 }
 
-/// The sending side handed to feeds: never blocks; a full outbox closes the connection.
+/// The sending side handed to feeds. A full outbox makes the feed wait (it is the
+/// listener's own pace; nobody else waits); one that takes nothing for the slow timeout
+/// closes the connection with [`Why::TooSlow`].
 #[derive(Clone)]
 pub struct Outbox {
     tx: mpsc::Sender<Outgoing>,
     closer: Closer,
+    slow_timeout: Duration,
     /// Where to resume when nothing has been written yet (set by the feed at start).
     resume_hint: Arc<AtomicU64>,
     hub: Arc<Hub>,
 }
 
 impl Outbox {
-    /// Queues `item`. Returns false when the connection is closing: the caller stops.
-    pub fn push(&self, item: Outgoing) -> bool {
-        match self.tx.try_send(item) {
+    /// Queues `item`, waiting while the outbox is full. Returns false when the connection
+    /// is closing (possibly because of this wait): the caller stops.
+    pub async fn push(&self, item: Outgoing) -> bool {
+        let item = match self.tx.try_send(item) {
             Ok(()) => {
                 self.hub.metrics.messages.inc();
-                true
+                return true;
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.closer.close(Why::TooSlow);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        };
+        let wait = tokio::time::timeout(self.slow_timeout, self.tx.send(item));
+        tokio::select! {
+            _ = self.closer.closed() => false,
+            sent = wait => match sent {
+                Ok(Ok(())) => {
+                    self.hub.metrics.messages.inc();
+                    true
+                }
+                Ok(Err(_)) => false,
+                Err(_) => {
+                    self.closer.close(Why::TooSlow);
+                    false
+                }
+            },
         }
     }
 
@@ -214,6 +230,7 @@ pub fn open(socket: WebSocket, hub: Arc<Hub>, ping: Message) -> (Outbox, Inbox) 
     let outbox = Outbox {
         tx,
         closer: closer.clone(),
+        slow_timeout: Duration::from_secs_f64(config.slow_timeout_seconds),
         resume_hint,
         hub: hub.clone(),
     };
@@ -269,17 +286,28 @@ impl Writer {
                 },
                 _ = ping.tick() => Outgoing { sequence: None, message: self.ping.clone() },
             };
-            // A send stuck on a peer that stopped reading is abandoned as soon as a close is
-            // decided: the frame already sits whole in the socket's buffer, so framing holds.
+            // A write stuck on a peer that stopped reading is abandoned as soon as a close is
+            // decided. Once `feed` has taken a frame it is queued whole ahead of anything sent
+            // later (the close frame included), so framing holds and the frame counts as sent
+            // for the resume point; a frame not yet taken was not sent at all.
             tokio::select! {
                 biased;
                 why = decided(&mut self.close_rx) => return why,
-                sent = self.sink.send(item.message) => {
-                    if sent.is_err() {
+                fed = self.sink.feed(item.message) => {
+                    if fed.is_err() {
                         return Why::PeerGone;
                     }
                     if let Some(sequence) = item.sequence {
                         self.resume_hint.fetch_max(sequence + 1, Ordering::Relaxed);
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                why = decided(&mut self.close_rx) => return why,
+                flushed = self.sink.flush() => {
+                    if flushed.is_err() {
+                        return Why::PeerGone;
                     }
                 }
             }

@@ -65,14 +65,14 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, handshake: Handshake) {
     );
     let mut namespaces: HashMap<String, Namespace> = HashMap::new();
     let mut why = Why::PeerGone;
-    if send(&outbox, open) {
+    if send(&outbox, open).await {
         while let Some(message) = inbox.recv().await {
             let Message::Text(text) = message else {
                 continue;
             };
             let packet = match socketio::engine_frame(&text) {
                 socketio::Frame::Ping => {
-                    if !send(&outbox, "3".into()) {
+                    if !send(&outbox, "3".into()).await {
                         break;
                     }
                     continue;
@@ -94,12 +94,12 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, handshake: Handshake) {
                     if let Some(old) = namespaces.remove(&ns) {
                         old.cancel.cancel();
                     }
-                    match connect(&hub, &handshake, &outbox, &ns, packet.data) {
+                    match connect(&hub, &handshake, &outbox, &ns, packet.data).await {
                         Ok(running) => {
                             namespaces.insert(ns, running);
                         }
                         Err(message) => {
-                            if !send(&outbox, socketio::connect_error(&ns, &message)) {
+                            if !send(&outbox, socketio::connect_error(&ns, &message)).await {
                                 break;
                             }
                         }
@@ -121,15 +121,17 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, handshake: Handshake) {
     inbox.finish(why).await;
 }
 
-fn send(outbox: &Outbox, text: String) -> bool {
-    outbox.push(Outgoing {
-        sequence: None,
-        message: Message::Text(text.into()),
-    })
+async fn send(outbox: &Outbox, text: String) -> bool {
+    outbox
+        .push(Outgoing {
+            sequence: None,
+            message: Message::Text(text.into()),
+        })
+        .await
 }
 
 /// Accepts or refuses a namespace; on acceptance the feed is running.
-fn connect(
+async fn connect(
     hub: &Arc<Hub>,
     handshake: &Handshake,
     outbox: &Outbox,
@@ -171,15 +173,17 @@ fn connect(
         (selection, true)
     };
     let selection = authorize(hub, &principal, selection).map_err(|e| e.message)?;
-    if !send(outbox, socketio::connect_ok(ns, &new_sid())) {
-        return Err("connection closing".into());
-    }
     let filter = Filter::new(selection, hub.registry.clone(), instance_settings);
     let namespace = ns.to_string();
     let render = Box::new(move |frame: &super::hub::Frame| {
         Message::Text(socketio::event(&namespace, &frame.event, &frame.envelope).into())
     });
+    // The feed's start is fixed before the client hears "connected": every event accepted
+    // after its `connect` handler runs reaches it.
     let feed = Feed::new(hub.clone(), filter, render, outbox.clone(), from);
+    if !send(outbox, socketio::connect_ok(ns, &new_sid())).await {
+        return Err("connection closing".into());
+    }
     let cancel = CancellationToken::new();
     let task = tokio::spawn(feed.run(cancel.clone()));
     Ok(Namespace {

@@ -60,16 +60,16 @@ impl Feed {
     /// Runs until `cancel` fires, the connection closes, or the log fails; returns the next
     /// sequence it had not looked at, where a replacing feed continues.
     pub async fn run(mut self, cancel: CancellationToken) -> u64 {
-        self.stream(cancel).await;
+        self.stream(&cancel).await;
         self.next
     }
 
-    async fn stream(&mut self, cancel: CancellationToken) {
+    async fn stream(&mut self, cancel: &CancellationToken) {
         self.outbox.hint_resume(self.next);
         // Subscribe before the first log read: everything published from now on is in
         // `live`, everything before is in the log.
         let mut live = self.hub.subscribe();
-        if self.catch_up(None).await.is_err() {
+        if self.catch_up(None, cancel).await.is_err() {
             return;
         }
         loop {
@@ -79,8 +79,8 @@ impl Feed {
                 received = live.recv() => received,
             };
             let step = match received {
-                Ok(batch) => self.live(&batch).await,
-                Err(RecvError::Lagged(_)) => self.catch_up(None).await,
+                Ok(batch) => self.live(&batch, cancel).await,
+                Err(RecvError::Lagged(_)) => self.catch_up(None, cancel).await,
                 Err(RecvError::Closed) => return,
             };
             if step.is_err() {
@@ -89,17 +89,21 @@ impl Feed {
         }
     }
 
-    async fn live(&mut self, batch: &Batch) -> Result<(), Stop> {
+    async fn live(&mut self, batch: &Batch, cancel: &CancellationToken) -> Result<(), Stop> {
         if batch.first > self.next {
-            self.catch_up(Some(batch.first)).await?;
+            self.catch_up(Some(batch.first), cancel).await?;
         }
-        self.deliver(&batch.frames)?;
+        self.deliver(&batch.frames, cancel).await?;
         self.next = self.next.max(batch.next);
         Ok(())
     }
 
     /// Reads the log from `next` until `until` (or the log's end).
-    async fn catch_up(&mut self, until: Option<u64>) -> Result<(), Stop> {
+    async fn catch_up(
+        &mut self,
+        until: Option<u64>,
+        cancel: &CancellationToken,
+    ) -> Result<(), Stop> {
         while until.is_none_or(|until| self.next < until) {
             let batch = match self.hub.read(self.next).await {
                 Ok(batch) => batch,
@@ -111,24 +115,33 @@ impl Feed {
             if batch.next <= self.next {
                 break;
             }
-            self.deliver(&batch.frames)?;
-            self.next = batch.next;
+            self.deliver(&batch.frames, cancel).await?;
+            self.next = self.next.max(batch.next);
         }
         Ok(())
     }
 
-    fn deliver(&mut self, frames: &[Frame]) -> Result<(), Stop> {
+    /// Queues the accepted frames at or past `next`, advancing `next` frame by frame so a
+    /// stop in the middle reports exactly where a replacing feed must continue.
+    async fn deliver(&mut self, frames: &[Frame], cancel: &CancellationToken) -> Result<(), Stop> {
         for frame in frames {
-            if frame.sequence < self.next || !self.filter.accepts(frame) {
+            if frame.sequence < self.next {
                 continue;
             }
-            let item = Outgoing {
-                sequence: Some(frame.sequence),
-                message: (self.render)(frame),
-            };
-            if !self.outbox.push(item) {
-                return Err(Stop);
+            if self.filter.accepts(frame) {
+                let item = Outgoing {
+                    sequence: Some(frame.sequence),
+                    message: (self.render)(frame),
+                };
+                let queued = tokio::select! {
+                    _ = cancel.cancelled() => false,
+                    queued = self.outbox.push(item) => queued,
+                };
+                if !queued {
+                    return Err(Stop);
+                }
             }
+            self.next = frame.sequence + 1;
         }
         Ok(())
     }

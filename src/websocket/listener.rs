@@ -144,14 +144,16 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, principal: Principal, reque
             Ok(request) => request,
             Err(e) => {
                 let reply = Message::Text(e.body().to_string().into());
-                if !outbox.push(Outgoing { sequence: None, message: reply }) {
+                if !outbox.push(Outgoing { sequence: None, message: reply }).await {
                     break;
                 }
                 continue;
             }
         };
         running.cancel.cancel();
-        let position = (&mut running.task).await.unwrap_or_default();
+        let position = (&mut running.task)
+            .await
+            .unwrap_or_else(|_| hub.next_sequence());
         let from = *request.from.get_or_insert(position);
         let ack = json!({"subscribed": {
             "instances": request.selection.instances,
@@ -161,7 +163,9 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, principal: Principal, reque
         if !outbox.push(Outgoing {
             sequence: None,
             message: Message::Text(ack.to_string().into()),
-        }) {
+        })
+        .await
+        {
             break;
         }
         running = start(&hub, &outbox, request);

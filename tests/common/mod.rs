@@ -199,3 +199,5 @@ impl Drop for TestServer {
         let _ = self.child.wait();
     }
 }
+
+pub mod ws;
