@@ -201,3 +201,4 @@ impl Drop for TestServer {
 }
 
 pub mod ws;
+pub mod socketio;
