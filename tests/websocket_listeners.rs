@@ -55,7 +55,10 @@ async fn wait_metric(s: &TestServer, prefix: &str, min: f64) {
 async fn access_is_checked_before_the_upgrade() {
     let off = TestServer::start(&[("WEBSOCKET_ENABLED", "false")]);
     let key = off.key.clone();
-    let (status, v) = try_connect(&off, &format!("/ws?apikey={key}")).await.err().unwrap();
+    let (status, v) = try_connect(&off, &format!("/ws?apikey={key}"))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(status, 404);
     assert_error(&v, 404, 2006, "WEBSOCKET_ENABLED");
     let sio = format!("/socket.io/?EIO=4&transport=websocket&apikey={key}");
@@ -72,10 +75,30 @@ async fn access_is_checked_before_the_upgrade() {
     let cases = [
         ("/ws".to_string(), 401, 2004, "apikey"),
         ("/ws?apikey=wrong".to_string(), 401, 2004, "invalid"),
-        (format!("/ws?apikey={token_a}&instance={b}"), 403, 2005, "own instance"),
-        (format!("/ws?apikey={key}&instance=nope-{a}"), 404, 2006, "nope-"),
-        (format!("/ws?apikey={key}&events=messages.nope"), 400, 2003, "messages.nope"),
-        (format!("/ws?apikey={key}&from_sequence=x"), 400, 2001, "from_sequence"),
+        (
+            format!("/ws?apikey={token_a}&instance={b}"),
+            403,
+            2005,
+            "own instance",
+        ),
+        (
+            format!("/ws?apikey={key}&instance=nope-{a}"),
+            404,
+            2006,
+            "nope-",
+        ),
+        (
+            format!("/ws?apikey={key}&events=messages.nope"),
+            400,
+            2003,
+            "messages.nope",
+        ),
+        (
+            format!("/ws?apikey={key}&from_sequence=x"),
+            400,
+            2001,
+            "from_sequence",
+        ),
     ];
     for (path, status, code, needle) in cases {
         let (got, v) = try_connect(&s, &path).await.err().unwrap();
@@ -123,7 +146,12 @@ async fn listeners_get_exactly_their_selection_in_order() {
     .await;
     let mut disabled = connect(&s, &format!("/ws?apikey={key}&instance={c}")).await;
 
-    let kinds = ["messages.upsert", "chats.update", "contacts.update", "messages.upsert"];
+    let kinds = [
+        "messages.upsert",
+        "chats.update",
+        "contacts.update",
+        "messages.upsert",
+    ];
     let mut sent = Vec::new();
     for round in 0..5 {
         for inst in [&a, &b, &c] {
@@ -139,7 +167,10 @@ async fn listeners_get_exactly_their_selection_in_order() {
         (&mut all, expect(&|e| visible(e))),
         (&mut only_a, expect(&|e| e.instance == a)),
         (&mut token, expect(&|e| e.instance == a)),
-        (&mut upserts, expect(&|e| visible(e) && e.event == "messages.upsert")),
+        (
+            &mut upserts,
+            expect(&|e| visible(e) && e.event == "messages.upsert"),
+        ),
         (
             &mut two_kinds,
             expect(&|e| visible(e) && (e.event == "messages.upsert" || e.event == "chats.update")),
@@ -261,9 +292,18 @@ async fn a_listener_that_stops_reading_is_cut_off_and_others_keep_going() {
     }
     assert_eq!(sent[0].sequence, start);
     for reader in readers {
-        assert_eq!(reader.await.unwrap(), sent, "a reading listener lost events");
+        assert_eq!(
+            reader.await.unwrap(),
+            sent,
+            "a reading listener lost events"
+        );
     }
-    wait_metric(&s, "switchyard_websocket_server_closed_total{reason=\"too_slow\"}", 1.0).await;
+    wait_metric(
+        &s,
+        "switchyard_websocket_server_closed_total{reason=\"too_slow\"}",
+        1.0,
+    )
+    .await;
 
     // The slow listener now reads: what was buffered, in order, then the close frame.
     let mut got = Vec::new();
@@ -300,7 +340,12 @@ async fn dead_peers_are_dropped_and_live_ones_kept() {
     let mut alive = connect(&s, &path).await;
     // Reading answers pings; nothing arrives for a while, yet the listener stays.
     assert_quiet(&mut alive, Duration::from_millis(1500)).await;
-    wait_metric(&s, "switchyard_websocket_server_closed_total{reason=\"dead_peer\"}", 1.0).await;
+    wait_metric(
+        &s,
+        "switchyard_websocket_server_closed_total{reason=\"dead_peer\"}",
+        1.0,
+    )
+    .await;
     let sent = ingest(&s, &a, &["messages.upsert"]).await;
     assert_eq!(read_envelopes(&mut alive, 1, WAIT).await, sent);
 }

@@ -30,14 +30,28 @@ async fn an_instance_namespace_exists_before_any_event_and_carries_its_events() 
     let mut by_query = listen(&format!("{}/{a}", s.base), &s.key, "query", 0, &[]);
     assert_eq!(by_query.line(WAIT).await, "connected");
     // Instance token in the CONNECT auth payload; listening to one named event.
-    let mut by_auth = listen(&format!("{}/{a}", s.base), &token_a, "auth", 0, &["chats.update"]);
+    let mut by_auth = listen(
+        &format!("{}/{a}", s.base),
+        &token_a,
+        "auth",
+        0,
+        &["chats.update"],
+    );
     assert_eq!(by_auth.line(WAIT).await, "connected");
 
-    let mut sent = ingest(&s, &a, &["messages.upsert", "chats.update", "messages.upsert"]).await;
+    let mut sent = ingest(
+        &s,
+        &a,
+        &["messages.upsert", "chats.update", "messages.upsert"],
+    )
+    .await;
     ingest(&s, &b, &["messages.upsert"]).await;
     sent.extend(ingest(&s, &a, &["chats.update"]).await);
     assert_eq!(by_query.events(4, WAIT).await, triples(&sent));
-    let chats: Vec<_> = sent.into_iter().filter(|e| e.event == "chats.update").collect();
+    let chats: Vec<_> = sent
+        .into_iter()
+        .filter(|e| e.event == "chats.update")
+        .collect();
     assert_eq!(by_auth.events(2, WAIT).await, triples(&chats));
 
     // The instance's websocket settings narrow its namespace, as in Evolution.
@@ -59,11 +73,36 @@ async fn refused_connects_reach_the_client_as_connect_error() {
     let token_a = s.create_instance(&a, json!({})).await;
     s.create_instance(&b, json!({})).await;
     let cases = [
-        (format!("{}/{a}", s.base), "wrong-key".to_string(), "auth", "apikey is invalid"),
-        (format!("{}/{a}", s.base), String::new(), "none", "apikey is required"),
-        (format!("{}/{b}", s.base), token_a.clone(), "auth", "own instance"),
-        (format!("{}/nope-{a}", s.base), s.key.clone(), "auth", "not found"),
-        (s.base.clone(), s.key.clone(), "auth", "WEBSOCKET_GLOBAL_EVENTS"),
+        (
+            format!("{}/{a}", s.base),
+            "wrong-key".to_string(),
+            "auth",
+            "apikey is invalid",
+        ),
+        (
+            format!("{}/{a}", s.base),
+            String::new(),
+            "none",
+            "apikey is required",
+        ),
+        (
+            format!("{}/{b}", s.base),
+            token_a.clone(),
+            "auth",
+            "own instance",
+        ),
+        (
+            format!("{}/nope-{a}", s.base),
+            s.key.clone(),
+            "auth",
+            "not found",
+        ),
+        (
+            s.base.clone(),
+            s.key.clone(),
+            "auth",
+            "WEBSOCKET_GLOBAL_EVENTS",
+        ),
     ];
     for (url, key, mode, needle) in cases {
         let mut client = listen(&url, &key, mode, 0, &[]);

@@ -70,10 +70,7 @@ fn upgrade(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<WebSocketUpgrade, ApiError> {
     ws.map_err(|e| {
-        ApiError::validation(
-            "Upgrade",
-            format!("connect with a WebSocket client ({e})"),
-        )
+        ApiError::validation("Upgrade", format!("connect with a WebSocket client ({e})"))
     })
 }
 

@@ -261,7 +261,11 @@ impl Writer {
         let why = self.pump().await;
         // Tell the reader and the feeds, when the writer is the one that found out.
         self.closer.close(why.clone());
-        self.hub.metrics.closed.with_label_values(&[why.label()]).inc();
+        self.hub
+            .metrics
+            .closed
+            .with_label_values(&[why.label()])
+            .inc();
         let resume = self.resume_hint.load(Ordering::Relaxed);
         if let Some(frame) = why.frame(resume) {
             // A peer that does not read may never take the frame; give up after a while.

@@ -118,8 +118,11 @@ mod tests {
 
     #[test]
     fn parses_repeated_and_comma_separated_names_in_any_spelling() {
-        let s = Selection::parse(&["a,b", "c"], &["MESSAGES_UPSERT", "chats.update,GROUP_UPDATE"])
-            .unwrap();
+        let s = Selection::parse(
+            &["a,b", "c"],
+            &["MESSAGES_UPSERT", "chats.update,GROUP_UPDATE"],
+        )
+        .unwrap();
         let instances: Vec<_> = s.instances.unwrap().into_iter().collect();
         assert_eq!(instances, ["a", "b", "c"]);
         let events: Vec<_> = s.events.unwrap().into_iter().collect();
@@ -129,7 +132,10 @@ mod tests {
     #[test]
     fn empty_lists_mean_everything_and_unknown_events_are_errors() {
         let empty: [&str; 0] = [];
-        assert_eq!(Selection::parse(&empty, &[""]).unwrap(), Selection::everything());
+        assert_eq!(
+            Selection::parse(&empty, &[""]).unwrap(),
+            Selection::everything()
+        );
         assert!(Selection::parse(&empty, &["nope.nope"]).is_err());
     }
 }

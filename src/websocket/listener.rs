@@ -144,7 +144,13 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, principal: Principal, reque
             Ok(request) => request,
             Err(e) => {
                 let reply = Message::Text(e.body().to_string().into());
-                if !outbox.push(Outgoing { sequence: None, message: reply }).await {
+                if !outbox
+                    .push(Outgoing {
+                        sequence: None,
+                        message: reply,
+                    })
+                    .await
+                {
                     break;
                 }
                 continue;
@@ -160,11 +166,12 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, principal: Principal, reque
             "events": request.selection.events,
             "from_sequence": from,
         }});
-        if !outbox.push(Outgoing {
-            sequence: None,
-            message: Message::Text(ack.to_string().into()),
-        })
-        .await
+        if !outbox
+            .push(Outgoing {
+                sequence: None,
+                message: Message::Text(ack.to_string().into()),
+            })
+            .await
         {
             break;
         }

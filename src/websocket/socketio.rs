@@ -84,7 +84,9 @@ pub fn decode(text: &str) -> Result<Packet<'_>, Malformed> {
     };
     let mut rest = &text[1..];
     if matches!(kind, Kind::BinaryEvent | Kind::BinaryAck) {
-        let dash = rest.find('-').ok_or(Malformed("binary packet without count"))?;
+        let dash = rest
+            .find('-')
+            .ok_or(Malformed("binary packet without count"))?;
         rest = &rest[dash + 1..];
     }
     let namespace = if rest.starts_with('/') {
@@ -145,7 +147,10 @@ mod tests {
     #[test]
     fn decodes_namespace_connects_with_and_without_auth() {
         let p = decode("0/acme,").unwrap();
-        assert_eq!((p.kind, p.namespace, p.data), (Kind::Connect, "/acme", None));
+        assert_eq!(
+            (p.kind, p.namespace, p.data),
+            (Kind::Connect, "/acme", None)
+        );
         let p = decode(r#"0/acme,{"apikey":"k"}"#).unwrap();
         assert_eq!(p.data, Some(r#"{"apikey":"k"}"#));
         let p = decode("0").unwrap();

@@ -200,5 +200,5 @@ impl Drop for TestServer {
     }
 }
 
-pub mod ws;
 pub mod socketio;
+pub mod ws;

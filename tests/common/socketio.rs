@@ -23,7 +23,8 @@ fn client_dir() -> PathBuf {
 pub fn listen(url: &str, key: &str, mode: &str, count: usize, events: &[&str]) -> NodeListener {
     let dir = client_dir();
     assert!(
-        dir.join("node_modules/socket.io-client/package.json").exists(),
+        dir.join("node_modules/socket.io-client/package.json")
+            .exists(),
         "socket.io-client is not installed in {}: run scripts/services.sh \
          (npm install --prefix tests/socketio)",
         dir.display()
@@ -37,7 +38,9 @@ pub fn listen(url: &str, key: &str, mode: &str, count: usize, events: &[&str]) -
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node (install Node.js, see scripts/services.sh): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run node (install Node.js, see scripts/services.sh): {e}")
+        });
     let stdout = child.stdout.take().expect("stdout");
     NodeListener {
         child,

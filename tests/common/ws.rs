@@ -38,7 +38,10 @@ pub enum Next {
 
 /// `ws://host:port{path_and_query}`.
 pub fn ws_url(server: &TestServer, path_and_query: &str) -> String {
-    format!("{}{path_and_query}", server.base.replacen("http://", "ws://", 1))
+    format!(
+        "{}{path_and_query}",
+        server.base.replacen("http://", "ws://", 1)
+    )
 }
 
 /// Connects, panicking with the server's answer when the upgrade is refused.
