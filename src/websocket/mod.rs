@@ -15,8 +15,9 @@
 //!   namespaces over one Engine.IO websocket.
 //!
 //! A listener never slows anyone else: the tail only `send`s to a broadcast (which never
-//! blocks), a lagging feed re-reads the log itself, and a full outbox closes that one
-//! connection with [`CLOSE_TOO_SLOW`] and the sequence to resume from.
+//! blocks), a lagging feed re-reads the log itself, and a full outbox pauses only that
+//! listener's feed; one that takes nothing for `websocket.slow_timeout_seconds` is closed
+//! with [`CLOSE_TOO_SLOW`] and the sequence to resume from.
 
 pub mod connection;
 pub mod engineio;
