@@ -120,7 +120,9 @@ async fn main() {
     let mut idle_conns = Vec::with_capacity(idle);
     for _ in 0..idle {
         let url = format!("{ws_base}/ws?apikey={KEY}&instance=idle");
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         idle_conns.push(tokio::spawn(async move {
             let mut ws = ws;
             while let Some(Ok(_)) = ws.next().await {}
@@ -140,7 +142,9 @@ async fn main() {
     let mut readers = Vec::new();
     for _ in 0..active {
         let url = format!("{ws_base}/ws?apikey={KEY}&instance=hot");
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         let latencies = latencies.clone();
         readers.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(total);

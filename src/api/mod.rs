@@ -3,13 +3,18 @@
 
 pub mod auth;
 pub mod error;
+pub use rate_limit::RateLimits;
 mod events;
 mod health;
 mod ingest;
 mod instance;
 mod instance_body;
 mod json;
+mod pagination;
+mod providers;
+mod rate_limit;
 mod sinks;
+mod subscriptions;
 mod websocket;
 
 use std::ops::Deref;
@@ -20,6 +25,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
 use crate::config::Config;
+use crate::delivery::DeliveryEngine;
+use crate::ingest::dedupe::Deduper;
 use crate::log::EventLog;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -36,10 +43,16 @@ pub struct AppInner {
     pub events: Arc<dyn EventLog>,
     /// Instances and subscriptions.
     pub registry: Arc<Registry>,
+    /// The delivery engine: status, dead letters, redrive, replay.
+    pub delivery: Arc<DeliveryEngine>,
     /// The global API key.
     pub api_key: String,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Per-account rate limits.
+    pub rate_limits: rate_limit::RateLimits,
+    /// Provider-retry dedupe for provider ingest.
+    pub deduper: Deduper,
     /// False while starting or shutting down: `/ready` answers 503 then.
     pub ready: AtomicBool,
     /// The WebSocket listeners' hub; `None` when `WEBSOCKET_ENABLED=false`.
@@ -67,11 +80,17 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(instance::router())
         .merge(ingest::router())
+        .merge(providers::router())
         .merge(events::router())
         .merge(sinks::router())
         .merge(websocket::router())
+        .merge(subscriptions::router())
         .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ))
         .layer(axum::middleware::from_fn(error::envelope_plain_errors))
         .with_state(state)
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::EventKind;
+use crate::sinks::SinkKind;
 
 /// One destination that receives events with its own durable cursor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +96,18 @@ pub struct SubscriptionSet {
     pub subscriptions: Vec<Subscription>,
     /// Instance name -> the instance's own number, for phone-number filters.
     pub instance_numbers: HashMap<String, String>,
+}
+
+impl SinkTarget {
+    /// The sink kind that serves this target (the key of the engine's sink registry).
+    pub fn kind(&self) -> SinkKind {
+        match self {
+            SinkTarget::Webhook(_) => SinkKind::Webhook,
+            SinkTarget::Rabbitmq { .. } => SinkKind::Rabbitmq,
+            SinkTarget::Sqs { .. } => SinkKind::Sqs,
+            SinkTarget::Kafka { .. } => SinkKind::Kafka,
+        }
+    }
 }
 
 impl Subscription {

@@ -28,6 +28,9 @@ pub struct Feed {
     outbox: Outbox,
     /// The next sequence this feed has not yet looked at.
     next: u64,
+    /// When this feed replaces another without a new start: frames below the sequence still
+    /// follow the replaced feed's filter, so the switch happens at one point in the log.
+    handover: Option<(u64, Filter)>,
 }
 
 /// Why a feed stopped: the outbox is closing or the log failed; either way, stop quietly.
@@ -49,7 +52,14 @@ impl Feed {
             render,
             outbox,
             next,
+            handover: None,
         }
+    }
+
+    /// Makes frames below `until` follow `previous` (the filter of the feed this one replaces).
+    pub fn with_handover(mut self, until: u64, previous: Filter) -> Feed {
+        self.handover = Some((until, previous));
+        self
     }
 
     /// The next sequence the feed will look at.
@@ -128,7 +138,11 @@ impl Feed {
             if frame.sequence < self.next {
                 continue;
             }
-            if self.filter.accepts(frame) {
+            let filter = match &self.handover {
+                Some((until, previous)) if frame.sequence < *until => previous,
+                _ => &self.filter,
+            };
+            if filter.accepts(frame) {
                 let item = Outgoing {
                     sequence: Some(frame.sequence),
                     message: (self.render)(frame),

@@ -5,7 +5,8 @@
 //! A subscribe message: `{"action":"subscribe","instances":["a"],"events":["messages.upsert"],
 //! "from_sequence":N}` (every field optional; `instance`/`event` accepted too). The server
 //! answers `{"subscribed":{...}}` and continues from `from_sequence`, or, without it, right
-//! after the last event the previous subscription looked at: no gap, no duplicate.
+//! after the last event the previous subscription looked at, with events accepted before
+//! the message still following the old selection: no gap, no duplicate, one switch point.
 
 use std::sync::Arc;
 
@@ -114,21 +115,42 @@ fn parse_subscribe(hub: &Hub, principal: &Principal, text: &str) -> Result<Reque
 struct Running {
     cancel: CancellationToken,
     task: JoinHandle<u64>,
+    filter: Filter,
 }
 
-fn start(hub: &Arc<Hub>, outbox: &Outbox, request: Request) -> Running {
+/// Starts a feed; `handover` is (switch point, previous filter) when it replaces a feed
+/// without a new start.
+fn start(
+    hub: &Arc<Hub>,
+    outbox: &Outbox,
+    request: Request,
+    handover: Option<(u64, Filter)>,
+) -> Running {
     let filter = Filter::new(request.selection, hub.registry.clone(), true);
     let render = Box::new(|frame: &super::hub::Frame| Message::Text(frame.envelope.clone()));
-    let feed = Feed::new(hub.clone(), filter, render, outbox.clone(), request.from);
+    let mut feed = Feed::new(
+        hub.clone(),
+        filter.clone(),
+        render,
+        outbox.clone(),
+        request.from,
+    );
+    if let Some((until, previous)) = handover {
+        feed = feed.with_handover(until, previous);
+    }
     let cancel = CancellationToken::new();
     let task = tokio::spawn(feed.run(cancel.clone()));
-    Running { cancel, task }
+    Running {
+        cancel,
+        task,
+        filter,
+    }
 }
 
 /// Serves one `/ws` connection until it closes.
 pub async fn serve(socket: WebSocket, hub: Arc<Hub>, principal: Principal, request: Request) {
     let (outbox, mut inbox) = connection::open(socket, hub.clone(), Message::Ping(Bytes::new()));
-    let mut running = start(&hub, &outbox, request);
+    let mut running = start(&hub, &outbox, request, None);
     while let Some(message) = inbox.recv().await {
         let text = match message {
             Message::Text(text) => text,
@@ -156,10 +178,17 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, principal: Principal, reque
                 continue;
             }
         };
+        // Without a new start, events accepted before this message keep the old selection
+        // and later ones get the new one, whatever the old feed had reached.
+        let switch_at = hub.next_sequence();
         running.cancel.cancel();
         let position = (&mut running.task)
             .await
             .unwrap_or_else(|_| hub.next_sequence());
+        let handover = request
+            .from
+            .is_none()
+            .then(|| (switch_at, running.filter.clone()));
         let from = *request.from.get_or_insert(position);
         let ack = json!({"subscribed": {
             "instances": request.selection.instances,
@@ -175,7 +204,7 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, principal: Principal, reque
         {
             break;
         }
-        running = start(&hub, &outbox, request);
+        running = start(&hub, &outbox, request, handover);
     }
     running.cancel.cancel();
     inbox.finish(Why::PeerGone).await;
