@@ -20,6 +20,9 @@ use crate::websocket::filter::Selection;
 use crate::websocket::listener::{self, Request};
 use crate::websocket::Hub;
 
+/// Read buffer per connection (clients send only subscribe and namespace packets).
+const READ_BUFFER: usize = 4 * 1024;
+
 fn hub(state: &AppState) -> Result<Arc<Hub>, ApiError> {
     state.websocket.clone().ok_or_else(|| {
         ApiError::new(
@@ -99,7 +102,11 @@ async fn plain(
         selection,
         from: Some(from),
     };
-    let ws = upgrade(ws)?.max_message_size(64 * 1024);
+    // Listeners send only small subscribe messages: a small read buffer keeps an idle
+    // connection cheap (tungstenite's default is 128 KiB each).
+    let ws = upgrade(ws)?
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(64 * 1024);
     let tracker = hub.tasks.clone();
     Ok(ws.on_upgrade(move |socket| {
         tracker.track_future(listener::serve(socket, hub, principal, request))
@@ -133,7 +140,9 @@ async fn socket_io(
             Arc::new(move |key: &str| authenticate(&state, key))
         },
     };
-    let ws = upgrade(ws)?.max_message_size(1_000_000);
+    let ws = upgrade(ws)?
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(1_000_000);
     let tracker = hub.tasks.clone();
     Ok(ws.on_upgrade(move |socket| tracker.track_future(engineio::serve(socket, hub, handshake))))
 }
