@@ -74,8 +74,18 @@ ensure_cargo_fuzz() {
 }
 
 ensure_cargo_fuzz
+# An unmodified socket.io-client from npm (pinned by tests/socketio/package-lock.json), for
+# tests/websocket_socketio.rs.
+ensure_socketio_client() {
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  if [ -f tests/socketio/node_modules/socket.io-client/package.json ]; then return 0; fi
+  log "installing socket.io-client into tests/socketio"
+  npm install --prefix tests/socketio --no-audit --no-fund --silent >/dev/null
+}
+
 ensure_rabbitmq
 ensure_venv
+ensure_socketio_client
 ensure_moto
 ensure_compose
 echo "export SWITCHYARD_TEST_AMQP_URI=amqp://guest:guest@127.0.0.1:5672/%2f"

@@ -19,6 +19,7 @@ mod webhooks_codechat;
 mod webhooks_linq;
 mod webhooks_named;
 mod webhooks_ventia;
+mod websocket;
 
 use std::ops::Deref;
 use std::sync::atomic::AtomicBool;
@@ -58,6 +59,8 @@ pub struct AppInner {
     pub deduper: Deduper,
     /// False while starting or shutting down: `/ready` answers 503 then.
     pub ready: AtomicBool,
+    /// The WebSocket listeners' hub; `None` when `WEBSOCKET_ENABLED=false`.
+    pub websocket: Option<Arc<crate::websocket::Hub>>,
 }
 
 impl AppState {
@@ -84,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(providers::router())
         .merge(events::router())
         .merge(sinks::router())
+        .merge(websocket::router())
         .merge(subscriptions::router())
         .merge(webhooks_codechat::router())
         .merge(webhooks_linq::router())

@@ -219,3 +219,5 @@ pub fn test_python(module: &str) -> String {
     );
     python
 }
+pub mod socketio;
+pub mod ws;
