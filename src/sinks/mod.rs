@@ -48,3 +48,6 @@ pub trait Sink: Send + Sync + 'static {
     /// `subscription`. Returns one outcome per event, in the same order.
     async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome>;
 }
+
+pub mod rabbitmq;
+pub mod sqs;
