@@ -293,3 +293,36 @@ impl RabbitmqSink {
         self.publish(link, events, routes, outcomes, deadline).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(queue: &str) -> Option<Route> {
+        Some(Route {
+            exchange: "i".into(),
+            queue: queue.into(),
+            routing_key: "call",
+        })
+    }
+
+    #[test]
+    fn a_failure_makes_later_events_of_its_queue_retry_only() {
+        let routes = vec![route("q1"), route("q1"), route("q2"), route("q1"), None];
+        let mut outcomes = vec![
+            Outcome::Delivered,
+            retry("nacked".into()),
+            Outcome::Delivered,
+            Outcome::Delivered,
+            Outcome::Permanent {
+                reason: "custom".into(),
+            },
+        ];
+        keep_queue_order(&mut outcomes, &routes);
+        assert_eq!(outcomes[0], Outcome::Delivered);
+        assert!(matches!(outcomes[1], Outcome::Retry { .. }));
+        assert_eq!(outcomes[2], Outcome::Delivered);
+        assert!(matches!(outcomes[3], Outcome::Retry { .. }));
+        assert!(matches!(outcomes[4], Outcome::Permanent { .. }));
+    }
+}
