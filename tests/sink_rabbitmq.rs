@@ -63,7 +63,14 @@ async fn drain(ch: &Channel, queue: &str) -> Vec<lapin::message::BasicGetMessage
 
 fn message_ids(msgs: &[lapin::message::BasicGetMessage]) -> Vec<String> {
     msgs.iter()
-        .map(|m| m.delivery.properties.message_id().clone().unwrap().to_string())
+        .map(|m| {
+            m.delivery
+                .properties
+                .message_id()
+                .clone()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -121,7 +128,10 @@ async fn per_instance_queues_names_bindings_body_and_properties() {
 
     let upsert = format!("{inst}.messages.upsert");
     let gpu = format!("{inst}.group-participants.update");
-    assert_eq!(upsert, EventKind::MessagesUpsert.rabbitmq_instance_queue(&inst));
+    assert_eq!(
+        upsert,
+        EventKind::MessagesUpsert.rabbitmq_instance_queue(&inst)
+    );
     assert_eq!(queue_type(&upsert).as_deref(), Some("quorum"));
     assert_eq!(queue_type(&gpu).as_deref(), Some("quorum"));
     assert_eq!(
@@ -135,7 +145,10 @@ async fn per_instance_queues_names_bindings_body_and_properties() {
 
     let (_conn, ch) = client().await;
     let got = drain(&ch, &upsert).await;
-    assert_eq!(message_ids(&got), ids(&[events[0].clone(), events[2].clone()]));
+    assert_eq!(
+        message_ids(&got),
+        ids(&[events[0].clone(), events[2].clone()])
+    );
     let m = &got[0];
     let body: Value = serde_json::from_slice(&m.delivery.data).unwrap();
     assert_eq!(body["event"], "messages.upsert");
@@ -145,10 +158,16 @@ async fn per_instance_queues_names_bindings_body_and_properties() {
     assert_eq!(body["sender"], "5511999990000@s.whatsapp.net");
     assert_eq!(body["id"], events[0].event.id.to_string());
     assert_eq!(body["sequence"], 1);
-    assert!(body.get("destination").is_none(), "RabbitMQ has no destination");
+    assert!(
+        body.get("destination").is_none(),
+        "RabbitMQ has no destination"
+    );
     assert!(body.get("dataType").is_none());
     let p = &m.delivery.properties;
-    assert_eq!(p.content_type().as_ref().unwrap().as_str(), "application/json");
+    assert_eq!(
+        p.content_type().as_ref().unwrap().as_str(),
+        "application/json"
+    );
     assert_eq!(*p.delivery_mode(), Some(2));
     assert_eq!(
         *p.timestamp(),
@@ -195,7 +214,10 @@ async fn global_queues_without_prefix_are_not_undefined() {
     let sink = sink(cfg.clone()).await;
     let sub = subscription(SinkTarget::Rabbitmq { global: true }, None);
     let ev = event(&unique("a"), "labels.association", 1, "{}");
-    assert_eq!(sink.send(&sub, &[ev.clone()]).await, vec![Outcome::Delivered]);
+    assert_eq!(
+        sink.send(&sub, &[ev.clone()]).await,
+        vec![Outcome::Delivered]
+    );
     // The queue is the bare dotted name, shared by every run: look for our message only.
     let bindings = bindings_of("labels.association");
     assert!(bindings.contains(&(cfg.exchange_name.clone(), "labels.association".into())));
@@ -216,7 +238,10 @@ async fn eager_topology_declares_before_any_publish() {
         bindings_of(&format!("{inst}.qrcode.updated")),
         vec![(inst.clone(), "qrcode.updated".to_string())]
     );
-    assert_eq!(queue_type(&format!("{inst}.call")).as_deref(), Some("quorum"));
+    assert_eq!(
+        queue_type(&format!("{inst}.call")).as_deref(),
+        Some("quorum")
+    );
 }
 
 #[tokio::test]
@@ -252,7 +277,10 @@ async fn returned_message_is_retry_and_the_queue_comes_back() {
         "{out:?}"
     );
     // The retry declares the queue again and lands.
-    assert_eq!(sink.send(&sub, &[second.clone()]).await, vec![Outcome::Delivered]);
+    assert_eq!(
+        sink.send(&sub, &[second.clone()]).await,
+        vec![Outcome::Delivered]
+    );
     assert_eq!(
         message_ids(&drain(&ch, &format!("{inst}.call")).await),
         ids(&[second])
@@ -312,7 +340,12 @@ async fn nack_is_retry_and_later_events_of_that_queue_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_over_three_instances_in_order_once() {
     let sink: Arc<dyn Sink> = Arc::new(sink(config().await).await);
-    let kinds = ["messages.upsert", "messages.update", "presence.update", "chats.upsert"];
+    let kinds = [
+        "messages.upsert",
+        "messages.update",
+        "presence.update",
+        "chats.upsert",
+    ];
     let instances: Vec<String> = (0..3).map(|_| unique("bulk")).collect();
     let mut per_instance: HashMap<String, Vec<LoggedEvent>> = HashMap::new();
     for seq in 1..=10_000u64 {
@@ -329,8 +362,14 @@ async fn ten_thousand_events_over_three_instances_in_order_once() {
         let sink = sink.clone();
         tasks.push(tokio::spawn(async move {
             let sub = subscription(SinkTarget::Rabbitmq { global: false }, Some(&inst));
-            deliver_all(sink, &sub, events, Duration::from_millis(200), Duration::from_secs(120))
-                .await
+            deliver_all(
+                sink,
+                &sub,
+                events,
+                Duration::from_millis(200),
+                Duration::from_secs(120),
+            )
+            .await
         }));
     }
     for t in tasks {

@@ -54,8 +54,8 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
         ..LinkOptions::default()
     };
     let cancel = CancellationToken::new();
-    let sink = RabbitmqSink::with_options(&cfg, "http://x".into(), options, cancel.clone())
-        .unwrap();
+    let sink =
+        RabbitmqSink::with_options(&cfg, "http://x".into(), options, cancel.clone()).unwrap();
     sink.wait_connected(Duration::from_secs(10)).await.unwrap();
     let sink: Arc<dyn Sink> = Arc::new(sink);
 
@@ -131,7 +131,13 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
     };
     tokio::time::timeout(Duration::from_secs(30), collect)
         .await
-        .unwrap_or_else(|_| panic!("only {} distinct of {} events", distinct.len(), expected.len()));
+        .unwrap_or_else(|_| {
+            panic!(
+                "only {} distinct of {} events",
+                distinct.len(),
+                expected.len()
+            )
+        });
     let dups = assert_in_order(&queue, &got, &expected);
     println!("outage: {stats:?}, {dups} duplicate(s) of unconfirmed publishes");
     cancel.cancel();

@@ -107,7 +107,9 @@ fn ids(events: &[LoggedEvent]) -> Vec<String> {
 }
 
 fn received_ids(r: &[Received]) -> Vec<String> {
-    r.iter().map(|m| m.body["id"].as_str().unwrap().to_string()).collect()
+    r.iter()
+        .map(|m| m.body["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
@@ -144,10 +146,16 @@ async fn per_instance_fifo_queue_created_on_first_use_with_envelope() {
         .unwrap();
     let attrs = attrs.attributes().unwrap();
     assert_eq!(attrs[&QueueAttributeName::FifoQueue], "true");
-    assert_eq!(attrs[&QueueAttributeName::ContentBasedDeduplication], "false");
+    assert_eq!(
+        attrs[&QueueAttributeName::ContentBasedDeduplication],
+        "false"
+    );
 
     let got = receive(&sink, &queue, 2).await;
-    assert_eq!(received_ids(&got), ids(&[events[0].clone(), events[2].clone()]));
+    assert_eq!(
+        received_ids(&got),
+        ids(&[events[0].clone(), events[2].clone()])
+    );
     let body = &got[0].body;
     assert_eq!(body["event"], "messages.upsert");
     assert_eq!(body["instance"], inst.as_str());
@@ -172,7 +180,10 @@ async fn batch_of_ten_in_order_and_resend_is_stored_once() {
     let events: Vec<LoggedEvent> = (1..=10).map(|s| event(&inst, "call", s, "{}")).collect();
     assert_eq!(sink.send(&sub, &events).await, vec![Outcome::Delivered; 10]);
     // The engine re-sends after a lost answer: the dedup id (event id) keeps one copy.
-    assert_eq!(sink.send(&sub, &events[..3]).await, vec![Outcome::Delivered; 3]);
+    assert_eq!(
+        sink.send(&sub, &events[..3]).await,
+        vec![Outcome::Delivered; 3]
+    );
     let queue = format!("{inst}_call.fifo");
     let got = receive(&sink, &queue, 10).await;
     assert_eq!(received_ids(&got), ids(&events));
@@ -213,13 +224,19 @@ async fn oversize_payload_is_permanent_with_size_and_neighbours_go() {
     assert_eq!(out[0], Outcome::Delivered);
     match &out[1] {
         Outcome::Permanent { reason } => {
-            assert!(reason.contains("over the SQS limit of 2000 bytes"), "{reason}");
+            assert!(
+                reason.contains("over the SQS limit of 2000 bytes"),
+                "{reason}"
+            );
         }
         other => panic!("expected Permanent, got {other:?}"),
     }
     assert_eq!(out[2], Outcome::Delivered);
     let got = receive(&sink, &format!("{inst}_call.fifo"), 2).await;
-    assert_eq!(received_ids(&got), ids(&[events[0].clone(), events[2].clone()]));
+    assert_eq!(
+        received_ids(&got),
+        ids(&[events[0].clone(), events[2].clone()])
+    );
 }
 
 #[tokio::test]
@@ -230,8 +247,18 @@ async fn group_id_by_chat_falls_back_to_instance() {
     let inst = unique("chat");
     let sub = subscription(SinkTarget::Sqs { global: false }, Some(&inst));
     let events = vec![
-        event(&inst, "messages.upsert", 1, r#"{"key":{"remoteJid":"5511@s.whatsapp.net"}}"#),
-        event(&inst, "messages.upsert", 2, r#"{"key":{"remoteJid":"5522@s.whatsapp.net"}}"#),
+        event(
+            &inst,
+            "messages.upsert",
+            1,
+            r#"{"key":{"remoteJid":"5511@s.whatsapp.net"}}"#,
+        ),
+        event(
+            &inst,
+            "messages.upsert",
+            2,
+            r#"{"key":{"remoteJid":"5522@s.whatsapp.net"}}"#,
+        ),
         event(&inst, "messages.upsert", 3, r#"{"status":"no key"}"#),
     ];
     assert_eq!(sink.send(&sub, &events).await, vec![Outcome::Delivered; 3]);
@@ -240,8 +267,14 @@ async fn group_id_by_chat_falls_back_to_instance() {
         .iter()
         .map(|m| (m.body["id"].as_str().unwrap().to_string(), m.group.clone()))
         .collect();
-    assert_eq!(groups[&events[0].event.id.to_string()], "5511@s.whatsapp.net");
-    assert_eq!(groups[&events[1].event.id.to_string()], "5522@s.whatsapp.net");
+    assert_eq!(
+        groups[&events[0].event.id.to_string()],
+        "5511@s.whatsapp.net"
+    );
+    assert_eq!(
+        groups[&events[1].event.id.to_string()],
+        "5522@s.whatsapp.net"
+    );
     assert_eq!(groups[&events[2].event.id.to_string()], inst);
 }
 
@@ -253,12 +286,15 @@ async fn global_queues_per_event_and_single() {
     let sink = sink(&cfg).await;
     let sub = subscription(SinkTarget::Sqs { global: true }, None);
     let ev = event(&unique("a"), "qrcode.updated", 1, "{}");
-    assert_eq!(sink.send(&sub, &[ev.clone()]).await, vec![Outcome::Delivered]);
+    assert_eq!(
+        sink.send(&sub, &[ev.clone()]).await,
+        vec![Outcome::Delivered]
+    );
     let got = receive(&sink, &format!("{prefix}_qrcode_updated.fifo"), 1).await;
     assert_eq!(received_ids(&got), ids(&[ev]));
 
     cfg.global_force_single_queue = true;
-    let single = sink_single(&cfg).await;
+    let single = sink(&cfg).await;
     let evs = vec![
         event(&unique("a"), "call", 1, "{}"),
         event(&unique("b"), "linq.message.received", 2, "{}"),
@@ -266,10 +302,6 @@ async fn global_queues_per_event_and_single() {
     assert_eq!(single.send(&sub, &evs).await, vec![Outcome::Delivered; 2]);
     let got = receive(&single, &format!("{prefix}_singlequeue.fifo"), 2).await;
     assert_eq!(received_ids(&got), ids(&evs));
-}
-
-async fn sink_single(cfg: &SqsConfig) -> SqsSink {
-    sink(cfg).await
 }
 
 #[tokio::test]
@@ -283,13 +315,23 @@ async fn eager_creation_and_custom_events() {
         .unwrap();
     assert_eq!(
         names,
-        vec![format!("{inst}_call.fifo"), format!("{inst}_connection_update.fifo")]
+        vec![
+            format!("{inst}_call.fifo"),
+            format!("{inst}_connection_update.fifo")
+        ]
     );
     for name in &names {
-        sink.client().get_queue_url().queue_name(name).send().await.unwrap();
+        sink.client()
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap();
     }
     let sub = subscription(SinkTarget::Sqs { global: false }, Some(&inst));
-    let out = sink.send(&sub, &[event(&inst, "linq.custom", 1, "{}")]).await;
+    let out = sink
+        .send(&sub, &[event(&inst, "linq.custom", 1, "{}")])
+        .await;
     assert!(matches!(&out[0], Outcome::Permanent { .. }), "{out:?}");
 }
 
@@ -304,7 +346,12 @@ async fn many_events_over_three_instances_in_order_once() {
         .unwrap_or(3_000);
     let cfg = config().await;
     let sink = Arc::new(sink(&cfg).await);
-    let kinds = ["messages.upsert", "messages.update", "presence.update", "chats.upsert"];
+    let kinds = [
+        "messages.upsert",
+        "messages.update",
+        "presence.update",
+        "chats.upsert",
+    ];
     let instances: Vec<String> = (0..3).map(|_| unique("bulk")).collect();
     let mut per_instance: HashMap<String, Vec<LoggedEvent>> = HashMap::new();
     for seq in 1..=total {
@@ -322,8 +369,14 @@ async fn many_events_over_three_instances_in_order_once() {
         let sink: Arc<dyn Sink> = sink.clone();
         tasks.push(tokio::spawn(async move {
             let sub = subscription(SinkTarget::Sqs { global: false }, Some(&inst));
-            deliver_all(sink, &sub, events, Duration::from_millis(200), Duration::from_secs(300))
-                .await
+            deliver_all(
+                sink,
+                &sub,
+                events,
+                Duration::from_millis(200),
+                Duration::from_secs(300),
+            )
+            .await
         }));
     }
     let started = std::time::Instant::now();
@@ -340,7 +393,11 @@ async fn many_events_over_three_instances_in_order_once() {
                 .map(|e| e.event.id.to_string())
                 .collect();
             let got = received_ids(&receive(&sink, &queue, expected.len()).await);
-            assert_eq!(assert_in_order(&queue, &got, &expected), 0, "{queue}: duplicates");
+            assert_eq!(
+                assert_in_order(&queue, &got, &expected),
+                0,
+                "{queue}: duplicates"
+            );
         }
     }
 }

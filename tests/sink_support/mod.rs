@@ -15,7 +15,9 @@ use uuid::Uuid;
 /// The AMQP URI from `SWITCHYARD_TEST_AMQP_URI`; fails the test when unset or unreachable.
 pub async fn amqp_uri() -> String {
     let uri = std::env::var("SWITCHYARD_TEST_AMQP_URI").unwrap_or_else(|_| {
-        panic!("SWITCHYARD_TEST_AMQP_URI is not set: run `eval \"$(bash scripts/services.sh)\"` first")
+        panic!(
+            "SWITCHYARD_TEST_AMQP_URI is not set: run `eval \"$(bash scripts/services.sh)\"` first"
+        )
     });
     let connect = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default());
     match tokio::time::timeout(Duration::from_secs(10), connect).await {
@@ -38,7 +40,11 @@ pub async fn sqs_endpoint() -> String {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&addr)).await
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
     {
         Ok(Ok(_)) => endpoint,
         _ => panic!("the SQS server at {endpoint} is unreachable (run scripts/services.sh)"),

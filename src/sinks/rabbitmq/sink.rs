@@ -259,7 +259,10 @@ impl Sink for RabbitmqSink {
             .collect();
         let unsent = match self.manager.current() {
             Err(reason) => Some(reason),
-            Ok(link) => self.publish_batch(&link, events, &routes, &mut outcomes).await,
+            Ok(link) => {
+                self.publish_batch(&link, events, &routes, &mut outcomes)
+                    .await
+            }
         };
         let unsent = unsent.unwrap_or_else(|| "not published".into());
         let mut outcomes: Vec<Outcome> = outcomes

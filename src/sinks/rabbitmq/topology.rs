@@ -101,14 +101,14 @@ pub(crate) async fn declare(
 }
 
 async fn declare_missing(link: &Link, missing: &[&Route]) -> Result<(), RabbitmqError> {
-    let channel = link
-        .connection
-        .create_channel()
-        .await
-        .map_err(|source| RabbitmqError::Declare {
-            what: "a channel for declarations".into(),
-            source,
-        })?;
+    let channel =
+        link.connection
+            .create_channel()
+            .await
+            .map_err(|source| RabbitmqError::Declare {
+                what: "a channel for declarations".into(),
+                source,
+            })?;
     let result = declare_on(&channel, link, missing).await;
     // Best effort: after a refused declaration the broker has closed it already.
     let _ = channel.close(200, "declared".into()).await;

@@ -114,7 +114,10 @@ impl Queues {
             .await;
         let url = match lookup {
             Ok(out) => out.queue_url,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_queue_does_not_exist()) =>
+            {
                 None
             }
             Err(e) => return Err(queue_error(name, e)),

@@ -77,7 +77,10 @@ impl SqsSink {
     }
 
     /// Creates the global queues for `events` (empty = all), or the single queue, now.
-    pub async fn ensure_global_queues(&self, events: &[EventKind]) -> Result<Vec<String>, SqsError> {
+    pub async fn ensure_global_queues(
+        &self,
+        events: &[EventKind],
+    ) -> Result<Vec<String>, SqsError> {
         self.ensure(&self.global, "", events).await
     }
 
@@ -200,12 +203,21 @@ impl SqsSink {
         };
         let mut outcomes: Vec<Option<Outcome>> = vec![None; chunk.len()];
         for ok in response.successful() {
-            if let Some(slot) = ok.id().parse::<usize>().ok().and_then(|i| outcomes.get_mut(i)) {
+            if let Some(slot) = ok
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| outcomes.get_mut(i))
+            {
                 *slot = Some(Outcome::Delivered);
             }
         }
         for failed in response.failed() {
-            let Some(slot) = failed.id().parse::<usize>().ok().and_then(|i| outcomes.get_mut(i))
+            let Some(slot) = failed
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| outcomes.get_mut(i))
             else {
                 continue;
             };
