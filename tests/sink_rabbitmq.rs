@@ -215,7 +215,7 @@ async fn global_queues_without_prefix_are_not_undefined() {
     let sub = subscription(SinkTarget::Rabbitmq { global: true }, None);
     let ev = event(&unique("a"), "labels.association", 1, "{}");
     assert_eq!(
-        sink.send(&sub, &[ev.clone()]).await,
+        sink.send(&sub, std::slice::from_ref(&ev)).await,
         vec![Outcome::Delivered]
     );
     // The queue is the bare dotted name, shared by every run: look for our message only.
@@ -271,14 +271,14 @@ async fn returned_message_is_retry_and_the_queue_comes_back() {
         .await
         .unwrap();
     let second = event(&inst, "call", 2, "{}");
-    let out = sink.send(&sub, &[second.clone()]).await;
+    let out = sink.send(&sub, std::slice::from_ref(&second)).await;
     assert!(
         matches!(&out[0], Outcome::Retry { reason, .. } if reason.contains("returned")),
         "{out:?}"
     );
     // The retry declares the queue again and lands.
     assert_eq!(
-        sink.send(&sub, &[second.clone()]).await,
+        sink.send(&sub, std::slice::from_ref(&second)).await,
         vec![Outcome::Delivered]
     );
     assert_eq!(

@@ -283,14 +283,14 @@ async fn global_queues_per_event_and_single() {
     let mut cfg = config().await;
     let prefix = unique("g");
     cfg.global_prefix_name = prefix.clone();
-    let sink = sink(&cfg).await;
+    let per_event = sink(&cfg).await;
     let sub = subscription(SinkTarget::Sqs { global: true }, None);
     let ev = event(&unique("a"), "qrcode.updated", 1, "{}");
     assert_eq!(
-        sink.send(&sub, &[ev.clone()]).await,
+        per_event.send(&sub, std::slice::from_ref(&ev)).await,
         vec![Outcome::Delivered]
     );
-    let got = receive(&sink, &format!("{prefix}_qrcode_updated.fifo"), 1).await;
+    let got = receive(&per_event, &format!("{prefix}_qrcode_updated.fifo"), 1).await;
     assert_eq!(received_ids(&got), ids(&[ev]));
 
     cfg.global_force_single_queue = true;
