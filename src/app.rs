@@ -12,10 +12,17 @@ use crate::api::{self, AppInner, AppState};
 use crate::catalog::EventKind;
 use crate::config::Config;
 use crate::delivery::subscription::{Scope, SinkTarget, Subscription, WebhookTarget};
+use crate::delivery::{
+    DeliveryEngine, DeliveryError, DisableRequest, EngineDeps, EngineOptions, RetryPolicy,
+};
+use crate::ingest::dedupe::Deduper;
 use crate::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use crate::log::{EventLog, FsyncPolicy, LogError};
 use crate::metrics::Metrics;
+use crate::registry::records::ControlRecord;
 use crate::registry::{Registry, RegistryError};
+use crate::sinks::webhook::{WebhookOptions, WebhookSink, WebhookSinkError};
+use crate::sinks::{SinkKind, SinkRegistry};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +54,12 @@ pub enum AppError {
     /// The Kafka engine was asked for but is not part of this build yet.
     #[error("log.engine = \"kafka\" is not available yet; use \"embedded\"")]
     EngineUnavailable,
+    /// The delivery engine failed to start.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    /// The webhook sink's HTTP client could not be built.
+    #[error(transparent)]
+    Webhook(#[from] WebhookSinkError),
     /// Metrics registration failed (a programming error: duplicate names).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -199,6 +212,16 @@ pub async fn serve(
 
     let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(retention_loop(events_log.clone(), shutdown.clone()));
+    let delivery = start_delivery(
+        &config,
+        events.clone(),
+        open_log(&config, "delivery", FsyncPolicy::Always)?,
+        &registry,
+        &metrics,
+        shutdown.clone(),
+        &tasks,
+    )
+    .await?;
 
     let addr = config.server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -211,16 +234,22 @@ pub async fn serve(
         addr: addr.clone(),
         source,
     })?;
+    let rate_limit = config.rate_limit.clone();
+    let dedupe_window = Duration::from_secs_f64(config.ingest.dedupe_window_seconds.max(0.0));
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
     let state = AppState::new(AppInner {
         config,
         events,
         registry,
+        delivery,
         api_key,
         metrics,
+        deduper: Deduper::new(dedupe_window, 1_000_000),
+        rate_limits: api::RateLimits::new(&rate_limit),
         ready: Default::default(),
     });
     let router = api::router(state.clone());
+    tasks.spawn(shrink_rate_limits(state.clone(), shutdown.clone()));
     state.ready.store(true, Ordering::Release);
     tracing::info!(%local, "listening");
     on_listening(local);
@@ -239,6 +268,67 @@ pub async fn serve(
         );
     }
     result.map_err(|source| AppError::Listen { addr, source })
+}
+
+/// Starts the delivery engine with every configured sink, and forwards its disable requests
+/// (410 Gone, failure runs) to the registry, which owns `enabled`.
+async fn start_delivery(
+    config: &Config,
+    events: Arc<dyn EventLog>,
+    state_log: Arc<EmbeddedLog>,
+    registry: &Arc<Registry>,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) -> Result<Arc<DeliveryEngine>, AppError> {
+    let webhook = WebhookSink::new(WebhookOptions::from_config(config))?;
+    let sinks = SinkRegistry::new().with(SinkKind::Webhook, Arc::new(webhook));
+    let (disable_requests, mut disabled) = tokio::sync::mpsc::unbounded_channel::<DisableRequest>();
+    let engine = DeliveryEngine::start(EngineDeps {
+        log: events,
+        state_log,
+        subscriptions: registry.subscriptions(),
+        sinks,
+        policy: RetryPolicy::from_config(&config.delivery),
+        options: EngineOptions::from_config(&config.delivery),
+        disable_requests,
+        metrics: metrics.registry().clone(),
+        cancel: shutdown.clone(),
+        tracker: tasks.clone(),
+    })
+    .await?;
+    let registry = registry.clone();
+    tasks.spawn(async move {
+        loop {
+            let request = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = disabled.recv() => match r { Some(r) => r, None => return },
+            };
+            tracing::warn!(subscription = %request.subscription, reason = %request.reason, "subscription disabled");
+            let record = ControlRecord::SubscriptionEnabled {
+                id: request.subscription,
+                enabled: false,
+                reason: Some(request.reason),
+            };
+            if let Err(crate::registry::ChangeError::Registry(e)) =
+                registry.change(|_| Ok::<_, ()>(vec![record])).await
+            {
+                tracing::error!(error = %e, "recording a disabled subscription failed");
+            }
+        }
+    });
+    Ok(Arc::new(engine))
+}
+
+/// Drops idle accounts from the rate limiters once a minute, so memory stays bounded.
+async fn shrink_rate_limits(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => state.rate_limits.shrink(),
+        }
+    }
 }
 
 /// Enforces retention once a minute; the log itself never deletes past a live cursor.

@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::Deserialize;
+use std::collections::HashMap;
+
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -13,6 +14,7 @@ use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
 use super::instance_body::{parse_create, parse_providers};
 use super::json::JsonBody;
+use super::pagination::PageRequest;
 use super::sinks::sink_view;
 use super::AppState;
 use crate::registry::records::{ControlRecord, InstanceCreated, SinkSet};
@@ -149,31 +151,31 @@ pub fn instance_view(instance: &Instance, show_token: bool) -> Map<String, Value
     out
 }
 
-#[derive(Deserialize)]
-struct FetchQuery {
-    #[serde(rename = "instanceName")]
-    instance_name: Option<String>,
-}
-
+/// Evolution's `fetchInstances` answers a plain array; with `page` or `limit` the answer is
+/// `{"instances":[...],"pagination":{...}}` instead.
 async fn fetch(
     State(state): State<AppState>,
     principal: Principal,
-    Query(q): Query<FetchQuery>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    let page = PageRequest::from_query(&q)?;
     let show_token = principal == Principal::Global;
+    let name = q.get("instanceName");
     let list: Vec<Value> = state.registry.read(|s| {
         s.instances
             .values()
             .filter(|i| principal.require_instance(&i.created.name).is_ok())
-            .filter(|i| {
-                q.instance_name
-                    .as_deref()
-                    .is_none_or(|n| n == i.created.name)
-            })
+            .filter(|i| name.is_none_or(|n| *n == i.created.name))
             .map(|i| Value::Object(instance_view(i, show_token)))
             .collect()
     });
-    Ok(Json(Value::Array(list)))
+    Ok(Json(match page {
+        None => Value::Array(list),
+        Some(page) => {
+            let (items, pagination) = page.apply(list);
+            json!({"instances": items, "pagination": pagination})
+        }
+    }))
 }
 
 async fn remove(

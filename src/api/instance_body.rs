@@ -10,6 +10,7 @@ use super::error::ApiError;
 use crate::catalog::EventKind;
 use crate::delivery::subscription::WebhookTarget;
 use crate::registry::records::{MetaSettings, ProviderSettings, SinkKind};
+use crate::sinks::webhook::SigningKey;
 
 /// Settings Evolution echoes under `settings`.
 const SETTINGS: &[&str] = &[
@@ -190,6 +191,10 @@ pub fn webhook_object(obj: &Map<String, Value>, prefix: &str) -> Result<SinkRequ
         .or(bool_field(obj, "webhookBase64")?)
         .or(bool_field(obj, "webhook_base64")?)
         .unwrap_or(false);
+    let secret = string_field(obj, "secret")?;
+    if let Some(secret) = &secret {
+        SigningKey::from_secret(secret).map_err(|e| ApiError::validation(&field("secret"), e))?;
+    }
     Ok(SinkRequest {
         enabled,
         events: events_field(obj, "events").map_err(|e| prefixed(e, prefix))?,
@@ -198,7 +203,8 @@ pub fn webhook_object(obj: &Map<String, Value>, prefix: &str) -> Result<SinkRequ
             by_events,
             base64,
             headers: headers_field(obj, "headers")?,
-            secret: string_field(obj, "secret")?,
+            secret,
+            ..WebhookTarget::default()
         }),
     })
 }

@@ -3,13 +3,22 @@
 
 pub mod auth;
 pub mod error;
+pub use rate_limit::RateLimits;
 mod events;
 mod health;
 mod ingest;
 mod instance;
 mod instance_body;
 mod json;
+mod pagination;
+mod providers;
+mod rate_limit;
 mod sinks;
+mod subscriptions;
+mod webhooks_codechat;
+mod webhooks_linq;
+mod webhooks_named;
+mod webhooks_ventia;
 
 use std::ops::Deref;
 use std::sync::atomic::AtomicBool;
@@ -19,6 +28,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
 use crate::config::Config;
+use crate::delivery::DeliveryEngine;
+use crate::ingest::dedupe::Deduper;
 use crate::log::EventLog;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -35,10 +46,16 @@ pub struct AppInner {
     pub events: Arc<dyn EventLog>,
     /// Instances and subscriptions.
     pub registry: Arc<Registry>,
+    /// The delivery engine: status, dead letters, redrive, replay.
+    pub delivery: Arc<DeliveryEngine>,
     /// The global API key.
     pub api_key: String,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Per-account rate limits.
+    pub rate_limits: rate_limit::RateLimits,
+    /// Provider-retry dedupe for provider ingest.
+    pub deduper: Deduper,
     /// False while starting or shutting down: `/ready` answers 503 then.
     pub ready: AtomicBool,
 }
@@ -64,10 +81,19 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(instance::router())
         .merge(ingest::router())
+        .merge(providers::router())
         .merge(events::router())
         .merge(sinks::router())
+        .merge(subscriptions::router())
+        .merge(webhooks_codechat::router())
+        .merge(webhooks_linq::router())
+        .merge(webhooks_ventia::router())
         .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ))
         .layer(axum::middleware::from_fn(error::envelope_plain_errors))
         .with_state(state)
 }

@@ -5,13 +5,16 @@
 //! adapters are plain functions that tests and fuzzers call directly.
 
 pub mod canonical;
+pub mod dedupe;
 pub mod providers;
 
 use serde_json::value::RawValue;
-use uuid::Uuid;
 
-use crate::envelope::StoredEvent;
-use crate::log::{AppendReceipt, EventLog, LogError};
+// The fuzz crate compiles this module tree on its own, without the log.
+#[cfg(not(fuzzing))]
+mod store;
+#[cfg(not(fuzzing))]
+pub use store::store;
 
 /// One event on its way into the log, before it has an id or a sequence.
 #[derive(Debug, Clone)]
@@ -30,31 +33,4 @@ pub struct IncomingEvent {
     /// Identifies a provider retry of the same thing (provider message id + event + status);
     /// two events with the same key inside the dedupe window are stored once.
     pub dedupe_key: Option<String>,
-}
-
-/// Gives each event its id and appends them to the log as one unit; returns once durable.
-/// `owner_jid` is the instance owner's JID, used when an event does not name its sender.
-pub async fn store(
-    log: &dyn EventLog,
-    instance: &str,
-    owner_jid: Option<&str>,
-    events: Vec<IncomingEvent>,
-) -> Result<AppendReceipt, LogError> {
-    let payloads = events
-        .into_iter()
-        .map(|e| {
-            StoredEvent {
-                // v7: time-ordered, so ids sort roughly like sequences in consumers' stores.
-                id: Uuid::now_v7(),
-                instance: instance.to_string(),
-                event: e.event,
-                data: e.data,
-                sender: e.sender.or_else(|| owner_jid.map(str::to_string)),
-                source: e.source.map(str::to_string),
-                raw: e.raw,
-            }
-            .to_bytes()
-        })
-        .collect();
-    log.append(payloads).await
 }

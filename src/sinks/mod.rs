@@ -3,6 +3,13 @@
 //! A sink only knows how to send a batch and classify each outcome; retries, ordering,
 //! cursors and dead letters live once, in `delivery`.
 
+pub mod rabbitmq;
+pub mod sqs;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -49,5 +56,69 @@ pub trait Sink: Send + Sync + 'static {
     async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome>;
 }
 
-pub mod rabbitmq;
-pub mod sqs;
+/// The kinds of sink a subscription can target; the key of a [`SinkRegistry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SinkKind {
+    /// HTTP webhooks.
+    Webhook,
+    /// RabbitMQ.
+    Rabbitmq,
+    /// Amazon SQS (or a compatible server).
+    Sqs,
+    /// Kafka topics.
+    Kafka,
+}
+
+impl SinkKind {
+    /// The lower-case name used in metrics labels and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Webhook => "webhook",
+            SinkKind::Rabbitmq => "rabbitmq",
+            SinkKind::Sqs => "sqs",
+            SinkKind::Kafka => "kafka",
+        }
+    }
+}
+
+impl fmt::Display for SinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which sink serves each kind. Adding a sink to the server is one
+/// `.with(SinkKind::X, Arc::new(XSink::new(..)))` line; subscriptions of a kind with no sink
+/// registered stay idle (their cursor does not move) and show it in their status.
+#[derive(Clone, Default)]
+pub struct SinkRegistry {
+    sinks: HashMap<SinkKind, Arc<dyn Sink>>,
+}
+
+impl SinkRegistry {
+    /// An empty registry.
+    pub fn new() -> SinkRegistry {
+        SinkRegistry::default()
+    }
+
+    /// Registers (or replaces) the sink serving `kind`.
+    pub fn with(mut self, kind: SinkKind, sink: Arc<dyn Sink>) -> SinkRegistry {
+        self.sinks.insert(kind, sink);
+        self
+    }
+
+    /// The sink serving `kind`, if one is registered.
+    pub fn get(&self, kind: SinkKind) -> Option<Arc<dyn Sink>> {
+        self.sinks.get(&kind).cloned()
+    }
+}
+
+impl fmt::Debug for SinkRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kinds: Vec<_> = self.sinks.keys().collect();
+        kinds.sort();
+        f.debug_struct("SinkRegistry")
+            .field("kinds", &kinds)
+            .finish()
+    }
+}

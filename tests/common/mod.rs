@@ -40,6 +40,8 @@ fn spawn(data_dir: &Path, key: &str, env: &[(String, String)]) -> (Child, String
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AUTHENTICATION_API_KEY", key)
+        // Tests poll freely; the rate-limit test sets its own limit.
+        .env("SWITCHYARD_RATE_LIMIT__PER_MINUTE", "1000000")
         .env(
             "RUST_LOG",
             std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),

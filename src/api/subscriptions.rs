@@ -1,0 +1,216 @@
+//! `/subscriptions`: what each subscription is doing (lag, in-flight, attempts, dead letters,
+//! last error), its dead letters and their redrive, replay from a sequence or a time, and
+//! re-enabling after the engine disabled it.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::auth::Principal;
+use super::error::{ApiError, ErrorCode};
+use super::json::JsonBody;
+use super::pagination::PageRequest;
+use super::AppState;
+use crate::delivery::{DeliveryError, Redrive, ReplayFrom, Scope, Subscription};
+use crate::registry::records::ControlRecord;
+
+impl From<DeliveryError> for ApiError {
+    fn from(e: DeliveryError) -> Self {
+        match e {
+            DeliveryError::UnknownSubscription(id) => {
+                ApiError::not_found(format!("subscription `{id}`"))
+            }
+            DeliveryError::NotRunning(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            DeliveryError::ShuttingDown => ApiError::new(ErrorCode::Unavailable, e.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// The subscription, if the caller may see it: instance tokens see their instance's only.
+fn visible(state: &AppState, principal: &Principal, id: &str) -> Result<Subscription, ApiError> {
+    let set = state.registry.subscriptions().borrow().clone();
+    let sub = set
+        .subscriptions
+        .iter()
+        .find(|s| s.id == id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("subscription `{id}`")))?;
+    match &sub.scope {
+        Scope::Instance(name) => principal.require_instance(name)?,
+        Scope::AllInstances => principal.require_global()?,
+    }
+    Ok(sub)
+}
+
+fn view(state: &AppState, sub: &Subscription) -> Value {
+    let scope = match &sub.scope {
+        Scope::Instance(name) => json!(name),
+        Scope::AllInstances => Value::Null,
+    };
+    let mut v = json!({
+        "id": sub.id,
+        "sink": sub.target.kind().as_str(),
+        "instance": scope,
+        "events": sub.events,
+        "enabled": sub.enabled,
+    });
+    if let Some(status) = state.delivery.subscription_status(&sub.id) {
+        v["status"] = serde_json::to_value(status).unwrap_or_default();
+    }
+    v
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let page = PageRequest::from_query(&q)?.unwrap_or_else(PageRequest::first);
+    let set = state.registry.subscriptions().borrow().clone();
+    let items: Vec<Value> = set
+        .subscriptions
+        .iter()
+        .filter(|s| match &s.scope {
+            Scope::Instance(name) => principal.require_instance(name).is_ok(),
+            Scope::AllInstances => principal == Principal::Global,
+        })
+        .map(|s| view(&state, s))
+        .collect();
+    let (items, pagination) = page.apply(items);
+    Ok(Json(
+        json!({"subscriptions": items, "pagination": pagination}),
+    ))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let sub = visible(&state, &principal, &id)?;
+    Ok(Json(view(&state, &sub)))
+}
+
+async fn dead_letters(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let page = PageRequest::from_query(&q)?.unwrap_or_else(PageRequest::first);
+    visible(&state, &principal, &id)?;
+    let (items, pagination) = page.apply(state.delivery.dead_letters(&id));
+    Ok(Json(
+        json!({"subscription": id, "dead_letters": items, "pagination": pagination}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RedriveBody {
+    /// Redrive these sequences.
+    sequences: Option<Vec<u64>>,
+    /// Redrive these event ids.
+    ids: Option<Vec<Uuid>>,
+}
+
+async fn redrive(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    visible(&state, &principal, &id)?;
+    // An empty body means "all", so `curl -X POST` with nothing is enough.
+    let body: RedriveBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RedriveBody::default()
+    } else {
+        super::json::parse(&body)?
+    };
+    let which = match (body.sequences, body.ids) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "sequences",
+                "give `sequences` or `ids`, not both",
+            ))
+        }
+        (Some(seqs), None) => Redrive::Sequences(seqs),
+        (None, Some(ids)) => Redrive::Ids(ids),
+        (None, None) => Redrive::All,
+    };
+    let queued = state.delivery.redrive(&id, which).await?;
+    Ok(Json(json!({"subscription": id, "redriven": queued})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    /// Move the cursor to this sequence (0 = the oldest retained event).
+    from_sequence: Option<u64>,
+    /// Or to the first event received at or after this time (RFC 3339).
+    since: Option<String>,
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReplayBody>,
+) -> Result<Json<Value>, ApiError> {
+    visible(&state, &principal, &id)?;
+    let from = match (body.from_sequence, body.since) {
+        (Some(seq), None) => ReplayFrom::Sequence(seq),
+        (None, Some(since)) => ReplayFrom::Time(
+            chrono::DateTime::parse_from_rfc3339(&since)
+                .map_err(|_| {
+                    ApiError::validation("since", "must be RFC 3339, e.g. 2025-01-31T12:00:00Z")
+                })?
+                .timestamp_millis(),
+        ),
+        _ => {
+            return Err(ApiError::validation(
+                "from_sequence",
+                "give exactly one of `from_sequence` and `since`",
+            ))
+        }
+    };
+    let cursor = state.delivery.replay(&id, from).await?;
+    Ok(Json(json!({"subscription": id, "cursor": cursor})))
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    visible(&state, &principal, &id)?;
+    state
+        .registry
+        .change(|_| {
+            Ok::<_, ApiError>(vec![ControlRecord::SubscriptionEnabled {
+                id: id.clone(),
+                enabled: true,
+                reason: None,
+            }])
+        })
+        .await?;
+    let sub = visible(&state, &principal, &id)?;
+    Ok(Json(view(&state, &sub)))
+}
+
+/// The subscription routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/subscriptions", get(list))
+        .route("/subscriptions/{id}", get(one))
+        .route("/subscriptions/{id}/dead-letters", get(dead_letters))
+        .route("/subscriptions/{id}/dead-letters/redrive", post(redrive))
+        .route("/subscriptions/{id}/replay", post(replay))
+        .route("/subscriptions/{id}/enable", post(enable))
+}

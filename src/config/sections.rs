@@ -1,0 +1,347 @@
+//! The configuration sections: one struct per `[section]`, each field's doc line being the
+//! user-facing reference, each with its defaults.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::FsyncSetting;
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (`--listen`).
+    pub listen: String,
+    /// Data directory for the embedded log, cursors and the generated API key (`--data-dir`).
+    pub data_dir: PathBuf,
+    /// Public URL of this server, sent as `server_url` in every envelope (`SERVER_URL`).
+    pub url: String,
+    /// Server name, sent as `server` in SQS envelopes (`SERVER_NAME`).
+    pub name: String,
+    /// Seconds to wait for in-flight work on SIGTERM before exiting.
+    pub shutdown_grace_seconds: f64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            url: "http://localhost:8080".into(),
+            name: "switchyard".into(),
+            shutdown_grace_seconds: 10.0,
+        }
+    }
+}
+
+/// API authentication.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The global API key (`AUTHENTICATION_API_KEY`). When unset, the first start generates
+    /// one, stores it in the data dir and prints it once.
+    pub api_key: Option<String>,
+    /// Send the instance token as `apikey` in envelopes, as Evolution does. Off by default:
+    /// a token in every webhook body is a secret leaked to every endpoint.
+    pub expose_in_envelope: bool,
+}
+
+/// The event log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Log engine: `embedded` (segment files in the data dir) or `kafka`.
+    pub engine: LogEngine,
+    /// `always` (every append waits for its fsync), `never`, or milliseconds between fsyncs.
+    pub fsync: FsyncSetting,
+    /// Segment size in bytes before a new segment starts.
+    pub segment_bytes: u64,
+    /// Retention: keep at most this many bytes (never deleting what a cursor needs); 0 = no limit.
+    pub retention_bytes: u64,
+    /// Retention: keep events at most this many hours (never what a cursor needs); 0 = no limit.
+    pub retention_hours: f64,
+    /// Hard size limit: past it the oldest segments go even if a cursor needs them; 0 = none.
+    pub hard_limit_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            engine: LogEngine::Embedded,
+            fsync: FsyncSetting::Always,
+            segment_bytes: 128 * 1024 * 1024,
+            retention_bytes: 0,
+            retention_hours: 168.0,
+            hard_limit_bytes: 0,
+        }
+    }
+}
+
+/// Which log engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogEngine {
+    /// Segment files in the data dir.
+    Embedded,
+    /// A Kafka cluster (several Switchyard processes share it).
+    Kafka,
+}
+
+/// Ingest limits and dedupe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Most events in one batch request.
+    pub max_batch_events: usize,
+    /// Largest request body in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Seconds within which a provider's retry of the same message/status is stored once.
+    pub dedupe_window_seconds: f64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_events: 1000,
+            max_body_bytes: 16 * 1024 * 1024,
+            dedupe_window_seconds: 300.0,
+        }
+    }
+}
+
+/// Delivery engine settings shared by all sinks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Attempts before an event goes to dead letters (`WEBHOOK_RETRY_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// First retry delay in seconds, fractions allowed (`WEBHOOK_RETRY_INITIAL_DELAY_SECONDS`).
+    pub initial_delay_seconds: f64,
+    /// Longest retry delay in seconds (`WEBHOOK_RETRY_MAX_DELAY_SECONDS`).
+    pub max_delay_seconds: f64,
+    /// Random spread of each delay, 0..1 (`WEBHOOK_RETRY_JITTER_FACTOR`).
+    pub jitter_factor: f64,
+    /// Consecutive failed attempts after which a subscription is disabled; 0 = never.
+    pub disable_after_failures: u32,
+    /// Instances delivered concurrently within one subscription.
+    pub max_parallel_instances: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            initial_delay_seconds: 5.0,
+            max_delay_seconds: 300.0,
+            jitter_factor: 0.2,
+            disable_after_failures: 0,
+            max_parallel_instances: 64,
+        }
+    }
+}
+
+/// Webhook sink.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Allow private, loopback and link-local targets (refused by default: SSRF).
+    pub allow_private_targets: bool,
+    /// Request timeout in milliseconds (`WEBHOOK_REQUEST_TIMEOUT_MS`).
+    pub request_timeout_ms: u64,
+    /// Status codes never retried (`WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES`).
+    pub non_retryable_status_codes: Vec<u16>,
+    /// Concurrent requests per endpoint host.
+    pub max_concurrency_per_endpoint: usize,
+    /// Global webhook on (`WEBHOOK_GLOBAL_ENABLED`).
+    pub global_enabled: bool,
+    /// Global webhook URL (`WEBHOOK_GLOBAL_URL`).
+    pub global_url: String,
+    /// Append the kebab event to the global URL (`WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS`).
+    pub global_by_events: bool,
+    /// Events for the global webhook (`WEBHOOK_EVENTS_<UPPER>=true`); empty = all.
+    pub global_events: Vec<String>,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            request_timeout_ms: 30_000,
+            non_retryable_status_codes: vec![400, 401, 403, 404, 422],
+            max_concurrency_per_endpoint: 32,
+            global_enabled: false,
+            global_url: String::new(),
+            global_by_events: false,
+            global_events: Vec::new(),
+        }
+    }
+}
+
+/// RabbitMQ sink.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RabbitmqConfig {
+    /// Sink available (`RABBITMQ_ENABLED`).
+    pub enabled: bool,
+    /// AMQP URI (`RABBITMQ_URI`).
+    pub uri: String,
+    /// Global exchange (`RABBITMQ_EXCHANGE_NAME`).
+    pub exchange_name: String,
+    /// Global mode (`RABBITMQ_GLOBAL_ENABLED`).
+    pub global_enabled: bool,
+    /// Global queue prefix (`RABBITMQ_PREFIX_KEY`); unset = no prefix.
+    pub prefix_key: Option<String>,
+    /// Global mode events (`RABBITMQ_EVENTS_<UPPER>=true`); empty = all.
+    pub global_events: Vec<String>,
+}
+
+impl Default for RabbitmqConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            uri: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            exchange_name: "evolution_exchange".into(),
+            global_enabled: false,
+            prefix_key: None,
+            global_events: Vec::new(),
+        }
+    }
+}
+
+/// SQS sink.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqsConfig {
+    /// Sink available (`SQS_ENABLED`).
+    pub enabled: bool,
+    /// Endpoint override for SQS-compatible servers (moto, ElasticMQ, LocalStack).
+    pub endpoint_url: Option<String>,
+    /// Access key (`SQS_ACCESS_KEY_ID`); unset = the usual AWS chain.
+    pub access_key_id: Option<String>,
+    /// Secret key (`SQS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<String>,
+    /// Account id (`SQS_ACCOUNT_ID`).
+    pub account_id: Option<String>,
+    /// Region (`SQS_REGION`).
+    pub region: String,
+    /// Global mode (`SQS_GLOBAL_ENABLED`).
+    pub global_enabled: bool,
+    /// One queue for every event in global mode (`SQS_GLOBAL_FORCE_SINGLE_QUEUE`).
+    pub global_force_single_queue: bool,
+    /// Global queue prefix (`SQS_GLOBAL_PREFIX_NAME`).
+    pub global_prefix_name: String,
+    /// Largest message body in bytes (`SQS_MAX_PAYLOAD_SIZE`); larger ones are dead-lettered.
+    pub max_payload_size: usize,
+    /// FIFO `MessageGroupId`: `instance` or `chat`.
+    pub group_by: String,
+    /// Global mode events; empty = all.
+    pub global_events: Vec<String>,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint_url: None,
+            access_key_id: None,
+            secret_access_key: None,
+            account_id: None,
+            region: "us-east-1".into(),
+            global_enabled: false,
+            global_force_single_queue: false,
+            global_prefix_name: "global".into(),
+            max_payload_size: 262_144,
+            group_by: "instance".into(),
+            global_events: Vec::new(),
+        }
+    }
+}
+
+/// Kafka sink (and engine brokers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Sink available (`KAFKA_ENABLED`).
+    pub enabled: bool,
+    /// Bootstrap servers, comma-separated (`KAFKA_BROKERS`).
+    pub brokers: String,
+    /// Client id (`KAFKA_CLIENT_ID`).
+    pub client_id: String,
+    /// Topic prefix (`KAFKA_TOPIC_PREFIX`).
+    pub topic_prefix: String,
+    /// Global mode (`KAFKA_GLOBAL_ENABLED`).
+    pub global_enabled: bool,
+    /// Partitions of auto-created topics (`KAFKA_NUM_PARTITIONS`).
+    pub num_partitions: i32,
+    /// Replication factor of auto-created topics (`KAFKA_REPLICATION_FACTOR`).
+    pub replication_factor: i32,
+    /// Create topics before producing (`KAFKA_AUTO_CREATE_TOPICS`).
+    pub auto_create_topics: bool,
+    /// Message key: `instance` or `chat`.
+    pub key_by: String,
+    /// Global mode events (`KAFKA_EVENTS_<UPPER>=true`); empty = all.
+    pub global_events: Vec<String>,
+    /// Extra librdkafka properties passed through (SASL/SSL: `security.protocol`, ...).
+    pub properties: HashMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            brokers: "127.0.0.1:9092".into(),
+            client_id: "switchyard".into(),
+            topic_prefix: "evolution".into(),
+            global_enabled: false,
+            num_partitions: 1,
+            replication_factor: 1,
+            auto_create_topics: true,
+            key_by: "instance".into(),
+            global_events: Vec::new(),
+            properties: HashMap::new(),
+        }
+    }
+}
+
+/// WebSocket listeners.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebsocketConfig {
+    /// Listeners accepted (`WEBSOCKET_ENABLED`).
+    pub enabled: bool,
+    /// socket.io default namespace receives every instance's events (`WEBSOCKET_GLOBAL_EVENTS`).
+    pub global_events: bool,
+    /// Messages buffered per listener before a slow one is cut off.
+    pub buffer_messages: usize,
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            global_events: false,
+            buffer_messages: 1024,
+        }
+    }
+}
+
+/// Per-account rate limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Management requests per minute per account; 0 = unlimited.
+    pub per_minute: u32,
+    /// Ingest requests per minute per account; 0 = unlimited.
+    pub ingest_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_minute: 200,
+            ingest_per_minute: 600_000,
+        }
+    }
+}

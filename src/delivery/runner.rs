@@ -1,0 +1,279 @@
+//! One subscription's reader: follows the log from the subscription's cursor, keeps the
+//! events it wants in per-instance queues, starts a worker for each instance that has work
+//! (the worker then drains that instance), and commits the cursor at the lowest unfinished
+//! sequence.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::delivery::engine::Shared;
+use crate::delivery::state::DeadLetter;
+use crate::delivery::status::SubStats;
+use crate::delivery::subscription::Subscription;
+use crate::delivery::window::{Item, Window};
+use crate::delivery::worker::{self, Report, WorkerCtx};
+use crate::envelope::LoggedEvent;
+use crate::log::Record;
+use crate::sinks::{Sink, SinkKind};
+
+/// What a runner filters and delivers with; replaced in place when the registry changes
+/// the subscription, so an edit (new URL, new event list) needs no restart.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct View {
+    pub subscription: Arc<Subscription>,
+    pub instance_numbers: Arc<HashMap<String, String>>,
+}
+
+impl View {
+    fn wants(&self, event: &LoggedEvent) -> bool {
+        let instance = &event.event.instance;
+        let number = self.instance_numbers.get(instance).map(String::as_str);
+        self.subscription
+            .wants(instance, number, &event.event.event)
+    }
+}
+
+/// Requests from the supervisor to a running runner.
+#[derive(Debug)]
+pub(crate) enum RunnerCmd {
+    /// Deliver these dead letters again, after the current position of their instance.
+    Redrive(Vec<DeadLetter>),
+}
+
+/// Why a runner ended.
+#[derive(Debug)]
+pub(crate) enum RunnerExit {
+    /// Cancelled by the supervisor or by shutdown.
+    Cancelled,
+    /// The engine stopped it and asks the registry to disable the subscription.
+    Stopped(String),
+}
+
+/// What a runner needs.
+pub(crate) struct RunnerArgs {
+    pub shared: Arc<Shared>,
+    pub sub_id: Arc<str>,
+    pub view: watch::Receiver<Arc<View>>,
+    pub sink: Arc<dyn Sink>,
+    pub kind: SinkKind,
+    pub stats: Arc<SubStats>,
+    pub cmds: mpsc::UnboundedReceiver<RunnerCmd>,
+    pub cancel: CancellationToken,
+}
+
+/// Runs until cancelled or stopped; commits the cursor one last time before returning.
+pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
+    let RunnerArgs {
+        shared,
+        sub_id,
+        mut view,
+        sink,
+        kind,
+        stats,
+        mut cmds,
+        cancel,
+    } = args;
+    let log = shared.log.clone();
+    let opts = shared.options.clone();
+    let start = match log.cursor(&sub_id).await {
+        Ok(Some(position)) => position,
+        Ok(None) => view.borrow().subscription.start_sequence,
+        Err(e) => return RunnerExit::Stopped(format!("cannot read the cursor: {e}")),
+    };
+    let window = Arc::new(Mutex::new(Window::new(start, opts.window)));
+    let lock = || window.lock().unwrap_or_else(|p| p.into_inner());
+    let mut committed = start;
+    // A new subscription's start is made durable at once, so "start at the log's end"
+    // means the end when it was created, not when it first delivered.
+    if let Err(e) = log.commit_cursor(&sub_id, start).await {
+        return RunnerExit::Stopped(format!("cannot commit the cursor: {e}"));
+    }
+    stats.cursor.store(start, Ordering::Relaxed);
+    stats.running.store(true, Ordering::Relaxed);
+
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let wake = Arc::new(Notify::new());
+    let worker_cancel = cancel.child_token();
+    let workers = TaskTracker::new();
+    let ctx = Arc::new(WorkerCtx {
+        shared: shared.clone(),
+        sub_id: sub_id.clone(),
+        view: view.clone(),
+        sink: sink.clone(),
+        stats: stats.clone(),
+        reports: report_tx,
+        cancel: worker_cancel.clone(),
+        window: window.clone(),
+        wake: wake.clone(),
+        max_batch: sink.max_batch().max(1),
+        meters: shared.metrics.meters(&sub_id, kind.as_str()),
+    });
+    let mut log_end = log.subscribe();
+    let mut log_open = true;
+    let mut commit_due: Option<Instant> = None;
+    let mut read_error_until: Option<Instant> = None;
+    let labels = [&*sub_id];
+
+    let exit = loop {
+        if let Ok(Report::Stop { reason }) = reports.try_recv() {
+            break RunnerExit::Stopped(reason);
+        }
+        let end = *log_end.borrow_and_update();
+        let (room, read_pos) = {
+            let w = lock();
+            (w.room(), w.read_pos())
+        };
+        let mut can_read = room > 0 && read_pos < end && read_error_until.is_none();
+        if can_read {
+            let current = view.borrow().clone();
+            match log
+                .read(read_pos, room.min(opts.read_batch), opts.read_bytes)
+                .await
+            {
+                Ok(records) if records.is_empty() => can_read = false,
+                Ok(records) => accept(&mut lock(), &current, records, &sub_id),
+                Err(e) => {
+                    stats.failed(&format!("cannot read the event log: {e}"));
+                    read_error_until = Some(Instant::now() + Duration::from_secs(1));
+                    can_read = false;
+                }
+            }
+        }
+
+        let (batches, position, in_flight, room) = {
+            let mut w = lock();
+            let mut batches = Vec::new();
+            while w.active < opts.max_parallel_instances {
+                let Some(batch) = w.take_ready(ctx.max_batch) else {
+                    break;
+                };
+                w.active += 1;
+                batches.push(batch);
+            }
+            (batches, w.commit_position(), w.in_flight(), w.room())
+        };
+        for (instance, batch) in batches {
+            workers.spawn(worker::deliver(ctx.clone(), instance, batch));
+        }
+        stats.position.store(position, Ordering::Relaxed);
+        stats.in_flight.store(in_flight as u64, Ordering::Relaxed);
+        shared
+            .metrics
+            .in_flight
+            .with_label_values(&labels)
+            .set(in_flight as i64);
+        shared
+            .metrics
+            .lag
+            .with_label_values(&labels)
+            .set(end.saturating_sub(position) as i64);
+        if position != committed && commit_due.is_none() {
+            // Coalesce: one cursor commit per interval, not one per event.
+            commit_due = Some(Instant::now() + opts.commit_interval);
+        }
+        if can_read && room > 0 {
+            continue;
+        }
+
+        let commit_at = commit_due.unwrap_or_else(Instant::now);
+        let retry_read_at = read_error_until.unwrap_or_else(Instant::now);
+        tokio::select! {
+            _ = cancel.cancelled() => break RunnerExit::Cancelled,
+            Some(Report::Stop { reason }) = reports.recv() => break RunnerExit::Stopped(reason),
+            _ = wake.notified() => {}
+            changed = log_end.changed(), if log_open => {
+                if changed.is_err() {
+                    log_open = false;
+                }
+            }
+            changed = view.changed() => {
+                if changed.is_err() {
+                    break RunnerExit::Cancelled;
+                }
+            }
+            Some(RunnerCmd::Redrive(entries)) = cmds.recv() => {
+                for entry in entries {
+                    if !lock().redriving.insert(entry.sequence) {
+                        continue;
+                    }
+                    match read_one(&shared, entry.sequence).await {
+                        Some(event) => lock().push(Item { event, redrive: Some(entry.attempts) }),
+                        None => {
+                            lock().redriving.remove(&entry.sequence);
+                            tracing::warn!(subscription = &*sub_id, sequence = entry.sequence,
+                                "dead letter no longer in the log (retention); cannot redrive");
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(commit_at), if commit_due.is_some() => {
+                commit_due = None;
+                if commit(&shared, &sub_id, &stats, position).await {
+                    committed = position;
+                }
+            }
+            _ = tokio::time::sleep_until(retry_read_at), if read_error_until.is_some() => {
+                read_error_until = None;
+            }
+        }
+    };
+
+    // Stop the workers: their events are unfinished, so the final commit keeps them.
+    worker_cancel.cancel();
+    workers.close();
+    workers.wait().await;
+    let position = lock().commit_position();
+    commit(&shared, &sub_id, &stats, position).await;
+    stats.running.store(false, Ordering::Relaxed);
+    stats.in_flight.store(0, Ordering::Relaxed);
+    shared.metrics.in_flight.with_label_values(&labels).set(0);
+    exit
+}
+
+/// Queues the wanted records and moves past the rest.
+fn accept(window: &mut Window, view: &View, records: Vec<Record>, sub_id: &str) {
+    for record in records {
+        match LoggedEvent::decode(&record) {
+            Ok(event) if view.wants(&event) => window.push(Item {
+                event,
+                redrive: None,
+            }),
+            Ok(_) => window.advance(record.sequence),
+            Err(e) => {
+                tracing::warn!(subscription = sub_id, error = %e, "skipping undecodable record");
+                window.advance(record.sequence);
+            }
+        }
+    }
+}
+
+/// Reads one event back by sequence (for redrive).
+async fn read_one(shared: &Shared, sequence: u64) -> Option<LoggedEvent> {
+    let records = shared.log.read(sequence, 1, usize::MAX).await.ok()?;
+    let record = records
+        .into_iter()
+        .next()
+        .filter(|r| r.sequence == sequence)?;
+    LoggedEvent::decode(&record).ok()
+}
+
+/// Commits the cursor; a failure is reported and retried at the next commit.
+async fn commit(shared: &Shared, sub_id: &str, stats: &SubStats, position: u64) -> bool {
+    match shared.log.commit_cursor(sub_id, position).await {
+        Ok(()) => {
+            stats.cursor.store(position, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            tracing::error!(subscription = sub_id, error = %e, "cannot commit cursor");
+            false
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The in-flight window of one subscription: per-instance FIFO queues, one batch in progress
+//! per instance, and the commit position (the lowest unfinished sequence).
+//!
+//! Pure bookkeeping with no I/O, so ordering and cursor rules are unit-tested here alone.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use crate::delivery::state::Attempt;
+use crate::envelope::LoggedEvent;
+
+/// One event waiting for delivery.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    /// The event.
+    pub event: LoggedEvent,
+    /// `Some(history)` for a redriven dead letter: it sits behind the cursor, so it is not
+    /// part of the window's commit bookkeeping.
+    pub redrive: Option<Vec<Attempt>>,
+}
+
+#[derive(Debug, Default)]
+struct InstanceQueue {
+    items: VecDeque<Item>,
+    /// A worker holds this instance's head batch; the next waits until it finishes.
+    busy: bool,
+}
+
+/// Per-instance queues and the set of unfinished sequences.
+#[derive(Debug)]
+pub(crate) struct Window {
+    queues: HashMap<Arc<str>, InstanceQueue>,
+    /// Instances with queued items and no worker, in the order they became ready.
+    ready: VecDeque<Arc<str>>,
+    /// Sequences read and wanted but not yet delivered or dead-lettered.
+    unfinished: BTreeSet<u64>,
+    /// The next sequence to read from the log.
+    read_pos: u64,
+    /// Most unfinished events held at once (bounded memory).
+    capacity: usize,
+    /// Workers running (one per busy instance).
+    pub active: usize,
+    /// Dead letters queued for redrive and not yet finished (no double redrive).
+    pub redriving: HashSet<u64>,
+}
+
+impl Window {
+    /// An empty window that starts reading at `read_pos`.
+    pub(crate) fn new(read_pos: u64, capacity: usize) -> Window {
+        Window {
+            queues: HashMap::new(),
+            ready: VecDeque::new(),
+            unfinished: BTreeSet::new(),
+            read_pos,
+            capacity: capacity.max(1),
+            active: 0,
+            redriving: HashSet::new(),
+        }
+    }
+
+    /// The next sequence to read.
+    pub(crate) fn read_pos(&self) -> u64 {
+        self.read_pos
+    }
+
+    /// How many more events may be read now.
+    pub(crate) fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.unfinished.len())
+    }
+
+    /// Unfinished events (queued or being sent).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.unfinished.len()
+    }
+
+    /// Where the cursor may be committed: nothing below it is unfinished.
+    pub(crate) fn commit_position(&self) -> u64 {
+        self.unfinished.first().copied().unwrap_or(self.read_pos)
+    }
+
+    /// Moves the read position past a record that was read (wanted or not).
+    pub(crate) fn advance(&mut self, past: u64) {
+        self.read_pos = self.read_pos.max(past + 1);
+    }
+
+    /// Queues an item behind the earlier items of its instance.
+    pub(crate) fn push(&mut self, item: Item) {
+        if item.redrive.is_none() {
+            self.unfinished.insert(item.event.sequence);
+            self.advance(item.event.sequence);
+        }
+        let instance = item.event.event.instance.as_str();
+        let name = match self.queues.get_key_value(instance) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(instance),
+        };
+        let queue = self.queues.entry(name.clone()).or_default();
+        let was_idle = queue.items.is_empty() && !queue.busy;
+        queue.items.push_back(item);
+        if was_idle {
+            self.ready.push_back(name);
+        }
+    }
+
+    /// Takes the head batch (at most `max_batch` items, all redriven or all not) of the next
+    /// ready instance and marks that instance busy.
+    pub(crate) fn take_ready(&mut self, max_batch: usize) -> Option<(Arc<str>, Vec<Item>)> {
+        while let Some(instance) = self.ready.pop_front() {
+            let Some(queue) = self.queues.get_mut(&instance) else {
+                continue;
+            };
+            if queue.items.is_empty() {
+                continue;
+            }
+            queue.busy = true;
+            return Some((instance, take_batch(&mut queue.items, max_batch)));
+        }
+        None
+    }
+
+    /// Marks a batch of `instance` finished (delivered or dead-lettered): its tracked
+    /// sequences leave the window, and the instance's next batch is returned for the same
+    /// worker to send at once (no hop through the runner on the hot path). `None` when the
+    /// instance has nothing queued: it is then idle and forgotten.
+    pub(crate) fn finish_and_next(
+        &mut self,
+        instance: &str,
+        tracked: &[u64],
+        max_batch: usize,
+    ) -> Option<Vec<Item>> {
+        for sequence in tracked {
+            self.unfinished.remove(sequence);
+        }
+        let queue = self.queues.get_mut(instance)?;
+        if queue.items.is_empty() {
+            self.queues.remove(instance);
+            return None;
+        }
+        Some(take_batch(&mut queue.items, max_batch))
+    }
+}
+
+/// The head items sharing the first item's kind (redriven or not), at most `max_batch`.
+fn take_batch(items: &mut VecDeque<Item>, max_batch: usize) -> Vec<Item> {
+    let redrive = items.front().is_some_and(|i| i.redrive.is_some());
+    let mut batch = Vec::new();
+    while batch.len() < max_batch.max(1) {
+        match items.front() {
+            Some(item) if item.redrive.is_some() == redrive => {
+                if let Some(item) = items.pop_front() {
+                    batch.push(item);
+                }
+            }
+            _ => break,
+        }
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::StoredEvent;
+    use crate::log::Record;
+
+    fn item(sequence: u64, instance: &str) -> Item {
+        let stored = StoredEvent {
+            id: uuid::Uuid::new_v4(),
+            instance: instance.into(),
+            event: "call".into(),
+            data: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            sender: None,
+            source: None,
+            raw: None,
+        };
+        let record = Record {
+            sequence,
+            timestamp_ms: 0,
+            payload: stored.to_bytes(),
+        };
+        Item {
+            event: LoggedEvent::decode(&record).unwrap(),
+            redrive: None,
+        }
+    }
+
+    fn seqs(batch: &[Item]) -> Vec<u64> {
+        batch.iter().map(|i| i.event.sequence).collect()
+    }
+
+    #[test]
+    fn one_batch_per_instance_in_order_and_instances_in_parallel() {
+        let mut w = Window::new(1, 100);
+        for (s, i) in [(1, "a"), (2, "b"), (3, "a"), (4, "a")] {
+            w.push(item(s, i));
+        }
+        let (a, batch) = w.take_ready(1).unwrap();
+        assert_eq!((&*a, seqs(&batch)), ("a", vec![1]));
+        let (b, batch) = w.take_ready(1).unwrap();
+        assert_eq!((&*b, seqs(&batch)), ("b", vec![2]));
+        assert!(w.take_ready(1).is_none(), "a is busy until 1 finishes");
+        let batch = w.finish_and_next("a", &[1], 5).unwrap();
+        assert_eq!(seqs(&batch), vec![3, 4]);
+        assert!(w.take_ready(1).is_none(), "the finishing worker keeps a");
+        assert!(w.finish_and_next("a", &[3, 4], 5).is_none());
+    }
+
+    #[test]
+    fn commit_position_is_the_lowest_unfinished_sequence() {
+        let mut w = Window::new(1, 100);
+        for (s, i) in [(1, "a"), (2, "b"), (3, "b")] {
+            w.push(item(s, i));
+        }
+        w.advance(5); // 4 and 5 were not wanted
+        assert_eq!(w.commit_position(), 1);
+        let _ = w.take_ready(1);
+        let _ = w.take_ready(1);
+        let next = w.finish_and_next("b", &[2], 1).unwrap();
+        assert_eq!(seqs(&next), vec![3]);
+        assert_eq!(w.commit_position(), 1);
+        assert!(w.finish_and_next("a", &[1], 1).is_none());
+        assert_eq!(w.commit_position(), 3);
+        assert!(w.finish_and_next("b", &[3], 1).is_none());
+        assert_eq!(w.commit_position(), 6);
+        assert_eq!(w.in_flight(), 0);
+        assert!(w.queues.is_empty(), "idle instances are forgotten");
+    }
+
+    #[test]
+    fn the_window_is_bounded_and_redrives_do_not_hold_the_cursor() {
+        let mut w = Window::new(10, 2);
+        w.push(item(10, "a"));
+        w.push(item(11, "a"));
+        assert_eq!(w.room(), 0);
+        let mut old = item(3, "a");
+        old.redrive = Some(vec![]);
+        w.push(old);
+        assert_eq!(w.commit_position(), 10);
+        let (_, batch) = w.take_ready(10).unwrap();
+        assert_eq!(seqs(&batch), vec![10, 11], "redrives are batched apart");
+        let batch = w.finish_and_next("a", &[10, 11], 10).unwrap();
+        assert_eq!(seqs(&batch), vec![3]);
+        assert_eq!(w.commit_position(), 12);
+    }
+}

@@ -1,0 +1,375 @@
+//! The webhook sink: builds Evolution's envelope, signs it, POSTs it through a pooled
+//! client within a per-endpoint concurrency limit, and classifies the response.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use super::retry_after::parse_retry_after;
+use super::signing::SigningKey;
+use super::ssrf::{check_literal, GuardedResolver, RefusedTarget};
+use super::WebhookOptions;
+use crate::catalog::EventKind;
+use crate::delivery::subscription::{SigningScheme, SinkTarget, Subscription, WebhookTarget};
+use crate::envelope::LoggedEvent;
+use crate::sinks::{Outcome, Sink};
+
+/// The client could not be built (TLS backend failure).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the webhook HTTP client: {0}")]
+pub struct WebhookSinkError(#[from] reqwest::Error);
+
+/// Delivers events to HTTP endpoints, one request per event.
+pub struct WebhookSink {
+    client: reqwest::Client,
+    options: WebhookOptions,
+    /// One semaphore per `host:port`, so one slow endpoint cannot take every connection.
+    endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl WebhookSink {
+    /// A sink with a keep-alive connection pool and the options' timeout.
+    pub fn new(options: WebhookOptions) -> Result<WebhookSink, WebhookSinkError> {
+        let client = reqwest::Client::builder()
+            .timeout(options.request_timeout)
+            .connect_timeout(options.request_timeout)
+            .pool_max_idle_per_host(options.max_concurrency_per_endpoint.max(1))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            // A redirect could lead to an internal address the resolver never sees (an IP
+            // literal); Svix and Evolution users expect 3xx to count as a failure anyway.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_private: options.allow_private_targets,
+            }))
+            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(WebhookSink {
+            client,
+            options,
+            endpoints: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn endpoint_limit(&self, url: &Url) -> Arc<Semaphore> {
+        let key = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        let permits = self
+            .options
+            .max_concurrency_per_endpoint
+            .clamp(1, Semaphore::MAX_PERMITS);
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        endpoints
+            .entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(permits)))
+            .clone()
+    }
+
+    async fn send_one(&self, target: &WebhookTarget, event: &LoggedEvent) -> Outcome {
+        let destination = destination_url(target, &event.event.event);
+        let url = match Url::parse(&destination) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            Ok(url) => return permanent(format!("unsupported URL scheme `{}`", url.scheme())),
+            Err(e) => return permanent(format!("invalid webhook URL `{destination}`: {e}")),
+        };
+        if let Some(refused) = refused_literal(&url, self.options.allow_private_targets) {
+            return permanent(refused.to_string());
+        }
+        let mut envelope = event.envelope(&self.options.server_url);
+        envelope.destination = Some(&destination);
+        let body = envelope.to_vec();
+        let headers = match headers(target, event, &body) {
+            Ok(headers) => headers,
+            Err(reason) => return permanent(reason),
+        };
+        let limit = self.endpoint_limit(&url);
+        let Ok(_permit) = limit.acquire_owned().await else {
+            return retry(None, "endpoint limiter closed".into());
+        };
+        match self
+            .client
+            .post(url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let status = response.status();
+                let hint = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                // Read the (small) body so the connection goes back to the pool.
+                drain(response).await;
+                self.classify(status, hint)
+            }
+            Err(e) => self.classify_error(&e),
+        }
+    }
+
+    fn classify(&self, status: StatusCode, hint: Option<Duration>) -> Outcome {
+        let code = status.as_u16();
+        if status.is_success() {
+            Outcome::Delivered
+        } else if status == StatusCode::GONE {
+            Outcome::Disable {
+                reason: "the endpoint answered 410 Gone".into(),
+            }
+        } else if self.options.non_retryable_status_codes.contains(&code) {
+            permanent(format!("HTTP {code} (not retried)"))
+        } else {
+            retry(hint, format!("HTTP {code}"))
+        }
+    }
+
+    fn classify_error(&self, e: &reqwest::Error) -> Outcome {
+        let mut source = e.source();
+        while let Some(err) = source {
+            if let Some(refused) = err.downcast_ref::<RefusedTarget>() {
+                return permanent(refused.to_string());
+            }
+            source = err.source();
+        }
+        if e.is_timeout() {
+            let ms = self.options.request_timeout.as_millis();
+            return retry(None, format!("timed out after {ms} ms"));
+        }
+        if e.is_connect() {
+            return retry(None, format!("cannot connect: {}", root_cause(e)));
+        }
+        retry(None, format!("request failed: {}", root_cause(e)))
+    }
+}
+
+#[async_trait]
+impl Sink for WebhookSink {
+    async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome> {
+        let SinkTarget::Webhook(target) = &subscription.target else {
+            let reason = "not a webhook subscription".to_owned();
+            return events.iter().map(|_| permanent(reason.clone())).collect();
+        };
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes.push(self.send_one(target, event).await);
+        }
+        outcomes
+    }
+}
+
+/// The URL an event is posted to: the target URL, plus `/{kebab-event}` with `byEvents`
+/// (`/messages-upsert`); custom events follow the same rule.
+pub fn destination_url(target: &WebhookTarget, event: &str) -> String {
+    if !target.by_events {
+        return target.url.clone();
+    }
+    let kebab = match EventKind::parse(event) {
+        Ok(kind) => kind.kebab(),
+        Err(_) => event.replace(['.', '_'], "-").to_ascii_lowercase(),
+    };
+    format!("{}/{kebab}", target.url.trim_end_matches('/'))
+}
+
+/// Content type, custom headers and, with a secret, the signature headers of the target's
+/// scheme.
+fn headers(target: &WebhookTarget, event: &LoggedEvent, body: &[u8]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::with_capacity(target.headers.len() + 4);
+    map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in &target.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name `{name}`"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("invalid value for header `{name}`"))?;
+        map.insert(name, value);
+    }
+    let Some(secret) = &target.secret else {
+        return Ok(map);
+    };
+    // The timestamp is the attempt's, so retries stay inside verifiers' tolerance.
+    let timestamp = chrono::Utc::now().timestamp();
+    let signed = match target.signing {
+        SigningScheme::StandardWebhooks => {
+            let key = SigningKey::from_secret(secret).map_err(|e| e.to_string())?;
+            let id = event.event.id.to_string();
+            let signature = key.sign(&id, timestamp, body);
+            [
+                ("webhook-id", id),
+                ("webhook-timestamp", timestamp.to_string()),
+                ("webhook-signature", signature),
+            ]
+        }
+        SigningScheme::Linq => [
+            (
+                "x-webhook-signature",
+                SigningKey::from_linq_secret(secret).sign_linq(timestamp, body),
+            ),
+            ("x-webhook-timestamp", timestamp.to_string()),
+            ("x-webhook-event", event.event.event.clone()),
+        ],
+    };
+    for (name, value) in signed {
+        let value = HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
+        map.insert(HeaderName::from_static(name), value);
+    }
+    Ok(map)
+}
+
+/// An IP-literal host bypasses DNS, so it is checked here; hostnames are checked by the
+/// guarded resolver when connecting.
+fn refused_literal(url: &Url, allow_private: bool) -> Option<RefusedTarget> {
+    let ip: IpAddr = match url.host()? {
+        url::Host::Ipv4(v4) => v4.into(),
+        url::Host::Ipv6(v6) => v6.into(),
+        url::Host::Domain(_) => return None,
+    };
+    check_literal(url.host_str().unwrap_or_default(), ip, allow_private).err()
+}
+
+/// Reads up to 64 KiB of the response so keep-alive can reuse the connection; a larger
+/// body is dropped with its connection.
+async fn drain(mut response: reqwest::Response) {
+    let mut read = 0usize;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        read += chunk.len();
+        if read > 64 * 1024 {
+            break;
+        }
+    }
+}
+
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
+fn permanent(reason: String) -> Outcome {
+    Outcome::Permanent { reason }
+}
+
+fn retry(after: Option<Duration>, reason: String) -> Outcome {
+    Outcome::Retry { after, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str, by_events: bool) -> WebhookTarget {
+        WebhookTarget {
+            url: url.into(),
+            by_events,
+            ..WebhookTarget::default()
+        }
+    }
+
+    #[test]
+    fn by_events_appends_the_kebab_suffix() {
+        let t = target("https://x.test/hook/", true);
+        assert_eq!(
+            destination_url(&t, "messages.upsert"),
+            "https://x.test/hook/messages-upsert"
+        );
+        assert_eq!(
+            destination_url(&t, "group-participants.update"),
+            "https://x.test/hook/group-participants-update"
+        );
+        assert_eq!(
+            destination_url(&t, "linq.message_received"),
+            "https://x.test/hook/linq-message-received"
+        );
+        let plain = target("https://x.test/hook", false);
+        assert_eq!(destination_url(&plain, "call"), "https://x.test/hook");
+    }
+
+    #[test]
+    fn status_codes_are_classified_as_evolution_and_svix_do() {
+        let sink = WebhookSink::new(WebhookOptions::default()).unwrap();
+        let c = |code: u16| sink.classify(StatusCode::from_u16(code).unwrap(), None);
+        assert_eq!(c(200), Outcome::Delivered);
+        assert_eq!(c(204), Outcome::Delivered);
+        assert!(matches!(c(410), Outcome::Disable { .. }));
+        for code in [400, 401, 403, 404, 422] {
+            assert!(matches!(c(code), Outcome::Permanent { .. }), "{code}");
+        }
+        for code in [301, 408, 429, 500, 502, 503, 504] {
+            assert!(matches!(c(code), Outcome::Retry { .. }), "{code}");
+        }
+        let hinted = sink.classify(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(3)));
+        assert_eq!(
+            hinted,
+            Outcome::Retry {
+                after: Some(Duration::from_secs(3)),
+                reason: "HTTP 429".into()
+            }
+        );
+    }
+
+    #[test]
+    fn linq_scheme_sends_linq_headers_only() {
+        let event = LoggedEvent {
+            sequence: 1,
+            received_at: chrono::Utc::now(),
+            event: crate::envelope::StoredEvent {
+                id: uuid::Uuid::nil(),
+                instance: "inst".into(),
+                event: "messages.update".into(),
+                data: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+                sender: None,
+                source: None,
+                raw: None,
+            },
+        };
+        let linq = WebhookTarget {
+            secret: Some("s3cret".into()),
+            signing: SigningScheme::Linq,
+            ..target("https://x.test/hook", false)
+        };
+        let body = br#"{"event":"messages.update"}"#;
+        let map = headers(&linq, &event, body).unwrap();
+        let get = |name: &str| map.get(name).unwrap().to_str().unwrap().to_owned();
+        let timestamp: i64 = get("x-webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            get("x-webhook-signature"),
+            SigningKey::from_linq_secret("s3cret").sign_linq(timestamp, body)
+        );
+        assert_eq!(get("x-webhook-event"), "messages.update");
+        assert!(map.get("webhook-signature").is_none());
+
+        let standard = WebhookTarget {
+            secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            ..target("https://x.test/hook", false)
+        };
+        let map = headers(&standard, &event, body).unwrap();
+        assert!(map.get("webhook-signature").is_some());
+        assert!(map.get("x-webhook-signature").is_none());
+    }
+
+    #[test]
+    fn literal_private_targets_are_refused_unless_allowed() {
+        let url = Url::parse("http://127.0.0.1:9/x").unwrap();
+        assert!(refused_literal(&url, false).is_some());
+        assert!(refused_literal(&url, true).is_none());
+        let v6 = Url::parse("http://[::1]:9/x").unwrap();
+        assert!(refused_literal(&v6, false).is_some());
+        let name = Url::parse("http://example.com/x").unwrap();
+        assert!(
+            refused_literal(&name, false).is_none(),
+            "names are checked on connect"
+        );
+    }
+}
