@@ -4,7 +4,7 @@
 //! (pre-serialized bodies, same FIFO server). Prints events/s per side and the ratio.
 //!
 //! Run: `eval "$(bash scripts/services.sh)"; cargo bench --bench broker_sinks`.
-//! `BENCH_AMQP_EVENTS` (default 20,000) and `BENCH_SQS_EVENTS` (default 1,000) per round.
+//! `BENCH_AMQP_EVENTS` (default 20,000) and `BENCH_SQS_EVENTS` (default 500: moto is slow) per round.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,9 @@ use switchyard::sinks::{Outcome, Sink};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const ROUNDS: usize = 3;
+/// Rounds per broker; the side that goes first alternates, so drift (a queue filling, a
+/// busy machine) does not favour one side.
+const ROUNDS: usize = 4;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -114,39 +116,22 @@ async fn bench_rabbitmq(uri: &str) {
         .collect();
     let batch = sink.max_batch();
 
-    let (mut sink_rates, mut raw_rates) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        sink_rates.push(rate(n, run_sink(&sink, &sub, &evs).await));
-        let started = Instant::now();
-        for chunk in bodies.chunks(batch) {
-            let mut confirms = Vec::with_capacity(chunk.len());
-            for body in chunk {
-                let props = BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into());
-                let c = raw
-                    .basic_publish(
-                        instance.as_str().into(),
-                        "messages.upsert".into(),
-                        BasicPublishOptions {
-                            mandatory: true,
-                            immediate: false,
-                        },
-                        body,
-                        props,
-                    )
-                    .await
-                    .unwrap();
-                confirms.push(c);
-            }
-            for c in futures::future::join_all(confirms).await {
-                assert!(c.unwrap().is_ack());
-            }
-        }
-        raw_rates.push(rate(n, started.elapsed()));
+    let purge = || async {
         raw.queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
             .await
             .unwrap();
+    };
+    let (mut sink_rates, mut raw_rates) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        for side in [round % 2, 1 - round % 2] {
+            if side == 0 {
+                sink_rates.push(rate(n, run_sink(&sink, &sub, &evs).await));
+            } else {
+                raw_rates.push(rate(n, raw_publish(&raw, &instance, &bodies, batch).await));
+            }
+            // Each side starts on an empty queue.
+            purge().await;
+        }
     }
     let (s, r) = (median(sink_rates), median(raw_rates));
     println!(
@@ -155,8 +140,44 @@ async fn bench_rabbitmq(uri: &str) {
     );
 }
 
+/// The raw publisher: batches of `batch` publishes, then every confirm.
+async fn raw_publish(
+    raw: &lapin::Channel,
+    exchange: &str,
+    bodies: &[Vec<u8>],
+    batch: usize,
+) -> Duration {
+    let started = Instant::now();
+    for chunk in bodies.chunks(batch) {
+        let mut confirms = Vec::with_capacity(chunk.len());
+        for body in chunk {
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into());
+            let c = raw
+                .basic_publish(
+                    exchange.into(),
+                    "messages.upsert".into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        immediate: false,
+                    },
+                    body,
+                    props,
+                )
+                .await
+                .unwrap();
+            confirms.push(c);
+        }
+        for c in futures::future::join_all(confirms).await {
+            assert!(c.unwrap().is_ack());
+        }
+    }
+    started.elapsed()
+}
+
 async fn bench_sqs(endpoint: &str) {
-    let n = env_or("BENCH_SQS_EVENTS", 1_000);
+    let n = env_or("BENCH_SQS_EVENTS", 500);
     let cfg = SqsConfig {
         enabled: true,
         endpoint_url: Some(endpoint.into()),
@@ -169,7 +190,7 @@ async fn bench_sqs(endpoint: &str) {
         .unwrap();
     let client = sink.client().clone();
     let (mut sink_rates, mut raw_rates) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         // Fresh queues each round for both sides: moto slows down as a FIFO queue grows.
         let instance = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]);
         sink.ensure_instance_queues(&instance, &[EventKind::MessagesUpsert])
@@ -177,8 +198,9 @@ async fn bench_sqs(endpoint: &str) {
             .unwrap();
         let sub = subscription(SinkTarget::Sqs { global: false }, &instance);
         let evs = events(&instance, "messages.upsert", n);
-        sink_rates.push(rate(n, run_sink(&sink, &sub, &evs).await));
-
+        if round % 2 == 0 {
+            sink_rates.push(rate(n, run_sink(&sink, &sub, &evs).await));
+        }
         let raw_queue = format!("raw-{instance}.fifo");
         let url = client
             .create_queue()
@@ -217,6 +239,9 @@ async fn bench_sqs(endpoint: &str) {
             assert!(out.failed().is_empty());
         }
         raw_rates.push(rate(n, started.elapsed()));
+        if round % 2 == 1 {
+            sink_rates.push(rate(n, run_sink(&sink, &sub, &evs).await));
+        }
     }
     let (s, r) = (median(sink_rates), median(raw_rates));
     println!(
