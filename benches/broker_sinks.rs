@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::Utc;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use serde_json::value::RawValue;
 use switchyard::catalog::EventKind;
@@ -25,7 +26,7 @@ use uuid::Uuid;
 
 /// Rounds per broker; the side that goes first alternates, so drift (a queue filling, a
 /// busy machine) does not favour one side.
-const ROUNDS: usize = 4;
+const ROUNDS: usize = 6;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -109,10 +110,26 @@ async fn bench_rabbitmq(uri: &str) {
     raw.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    // The raw side gets its bodies ready-made: the sink serializes during its run.
-    let bodies: Vec<Vec<u8>> = evs
+    // The raw side publishes the same messages (body and the properties the sink sets:
+    // persistent, JSON, message_id, timestamp, event headers), built before it starts.
+    let bodies: Vec<(Vec<u8>, BasicProperties)> = evs
         .iter()
-        .map(|e| e.envelope("http://bench").to_vec())
+        .map(|e| {
+            let mut headers = FieldTable::default();
+            for (k, v) in [("event", &e.event.event), ("instance", &e.event.instance)] {
+                headers.insert(k.into(), AMQPValue::LongString(v.as_str().into()));
+            }
+            headers.insert("sequence".into(), AMQPValue::LongLongInt(e.sequence as i64));
+            let props = BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_delivery_mode(2)
+                .with_message_id(e.event.id.to_string().into())
+                .with_timestamp(e.received_at.timestamp() as u64)
+                .with_type(e.event.event.as_str().into())
+                .with_app_id("switchyard".into())
+                .with_headers(headers);
+            (e.envelope("http://bench").to_vec(), props)
+        })
         .collect();
     let batch = sink.max_batch();
 
@@ -133,6 +150,7 @@ async fn bench_rabbitmq(uri: &str) {
             purge().await;
         }
     }
+    println!("rabbitmq rounds: sink {sink_rates:.0?}, raw {raw_rates:.0?}");
     let (s, r) = (median(sink_rates), median(raw_rates));
     println!(
         "rabbitmq: {n} events/round, batch {batch}, {ROUNDS} rounds: sink {s:.0} ev/s, raw lapin+confirms {r:.0} ev/s, ratio {:.2}x",
@@ -144,16 +162,13 @@ async fn bench_rabbitmq(uri: &str) {
 async fn raw_publish(
     raw: &lapin::Channel,
     exchange: &str,
-    bodies: &[Vec<u8>],
+    messages: &[(Vec<u8>, BasicProperties)],
     batch: usize,
 ) -> Duration {
     let started = Instant::now();
-    for chunk in bodies.chunks(batch) {
+    for chunk in messages.chunks(batch) {
         let mut confirms = Vec::with_capacity(chunk.len());
-        for body in chunk {
-            let props = BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_content_type("application/json".into());
+        for (body, props) in chunk {
             let c = raw
                 .basic_publish(
                     exchange.into(),
@@ -163,7 +178,7 @@ async fn raw_publish(
                         immediate: false,
                     },
                     body,
-                    props,
+                    props.clone(),
                 )
                 .await
                 .unwrap();
@@ -243,6 +258,7 @@ async fn bench_sqs(endpoint: &str) {
             sink_rates.push(rate(n, run_sink(&sink, &sub, &evs).await));
         }
     }
+    println!("sqs rounds: sink {sink_rates:.0?}, raw {raw_rates:.0?}");
     let (s, r) = (median(sink_rates), median(raw_rates));
     println!(
         "sqs: {n} events/round, batch 10, {ROUNDS} rounds: sink {s:.0} ev/s, raw SendMessageBatch {r:.0} ev/s, ratio {:.2}x",

@@ -54,8 +54,11 @@ impl Route {
         instance: &str,
         event: &str,
     ) -> Result<Route, RabbitmqError> {
-        let kind =
-            EventKind::parse(event).map_err(|_| RabbitmqError::NotInCatalog(event.to_owned()))?;
+        // Stored events carry the dotted name: match it without the allocating parse.
+        let kind = EventKind::all()
+            .find(|k| k.dotted() == event)
+            .or_else(|| EventKind::parse(event).ok())
+            .ok_or_else(|| RabbitmqError::NotInCatalog(event.to_owned()))?;
         Ok(Route::of_kind(global, instance, kind))
     }
 

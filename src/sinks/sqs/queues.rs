@@ -45,8 +45,11 @@ impl Naming {
                 single: true,
             } => EventKind::sqs_single_queue(prefix),
             _ => {
-                let kind = EventKind::parse(event)
-                    .map_err(|_| SqsError::NotInCatalog(event.to_owned()))?;
+                // Stored events carry the dotted name: match it without the allocating parse.
+                let kind = EventKind::all()
+                    .find(|k| k.dotted() == event)
+                    .or_else(|| EventKind::parse(event).ok())
+                    .ok_or_else(|| SqsError::NotInCatalog(event.to_owned()))?;
                 self.queue_of_kind(instance, kind)
             }
         };
