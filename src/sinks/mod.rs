@@ -3,6 +3,8 @@
 //! A sink only knows how to send a batch and classify each outcome; retries, ordering,
 //! cursors and dead letters live once, in `delivery`.
 
+pub mod rabbitmq;
+pub mod sqs;
 pub mod webhook;
 
 use std::collections::HashMap;

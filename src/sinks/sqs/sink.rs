@@ -1,0 +1,317 @@
+//! [`SqsSink`]: group a batch by queue, send each queue's entries with `SendMessageBatch`
+//! (at most 10 entries and `max_payload_size` bytes per call), classify every entry.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+use super::client;
+use super::entry::{self, Entry, GroupBy};
+use super::error::SqsError;
+use super::queues::{Naming, Queues};
+use crate::catalog::EventKind;
+use crate::config::SqsConfig;
+use crate::delivery::subscription::{SinkTarget, Subscription};
+use crate::envelope::LoggedEvent;
+use crate::sinks::{Outcome, Sink};
+
+/// SQS's limit on entries per `SendMessageBatch`.
+const BATCH_ENTRIES: usize = 10;
+
+/// Sends events to Evolution's SQS FIFO queues. One value serves every SQS subscription.
+pub struct SqsSink {
+    client: aws_sdk_sqs::Client,
+    queues: Queues,
+    global: Naming,
+    server_url: String,
+    server_name: String,
+    group_by: GroupBy,
+    max_payload: usize,
+}
+
+impl SqsSink {
+    /// Builds the client from `cfg` (endpoint override, region, credentials). `server_url`
+    /// and `server_name` go in every envelope (`server_url`, `server`).
+    pub async fn new(
+        cfg: &SqsConfig,
+        server_url: String,
+        server_name: String,
+    ) -> Result<SqsSink, SqsError> {
+        let group_by = GroupBy::parse(&cfg.group_by).ok_or_else(|| SqsError::Config {
+            key: "sqs.group_by",
+            message: format!("`{}`: expected `instance` or `chat`", cfg.group_by),
+        })?;
+        if cfg.max_payload_size == 0 {
+            return Err(SqsError::Config {
+                key: "sqs.max_payload_size",
+                message: "must be greater than 0".into(),
+            });
+        }
+        let client = client::build(cfg).await;
+        Ok(SqsSink {
+            queues: Queues::new(client.clone(), cfg.account_id.clone()),
+            client,
+            global: Naming::global(cfg),
+            server_url,
+            server_name,
+            group_by,
+            max_payload: cfg.max_payload_size,
+        })
+    }
+
+    /// The underlying client (same endpoint and credentials), for tools and tests.
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
+    /// Creates `instance`'s FIFO queues for `events` (empty = every catalog event) now, as
+    /// Evolution's `/sqs/set` does; returns their names.
+    pub async fn ensure_instance_queues(
+        &self,
+        instance: &str,
+        events: &[EventKind],
+    ) -> Result<Vec<String>, SqsError> {
+        self.ensure(&Naming::PerInstance, instance, events).await
+    }
+
+    /// Creates the global queues for `events` (empty = all), or the single queue, now.
+    pub async fn ensure_global_queues(
+        &self,
+        events: &[EventKind],
+    ) -> Result<Vec<String>, SqsError> {
+        self.ensure(&self.global, "", events).await
+    }
+
+    async fn ensure(
+        &self,
+        naming: &Naming,
+        instance: &str,
+        events: &[EventKind],
+    ) -> Result<Vec<String>, SqsError> {
+        let kinds: Vec<EventKind> = if events.is_empty() {
+            EventKind::all().collect()
+        } else {
+            events.to_vec()
+        };
+        let mut names: Vec<String> = kinds
+            .into_iter()
+            .map(|k| naming.queue_of_kind(instance, k))
+            .collect();
+        names.dedup();
+        for name in &names {
+            if !super::queues::valid_name(name) {
+                return Err(SqsError::InvalidQueueName(name.clone()));
+            }
+            self.queues.url(name).await?;
+        }
+        Ok(names)
+    }
+
+    /// Sends one queue's entries, in order; returns (batch index, outcome) for each.
+    async fn send_queue(&self, name: &str, entries: Vec<Entry>) -> Vec<(usize, Outcome)> {
+        let url = match self.queues.url(name).await {
+            Ok(url) => url,
+            Err(e) => {
+                let reason = e.to_string();
+                return entries.iter().map(|e| (e.index, retry(&reason))).collect();
+            }
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        // Groups with a failed entry: their later entries wait, so FIFO order holds.
+        let mut failed: HashSet<String> = HashSet::new();
+        let mut rest = entries.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut chunk = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) = rest.peek() {
+                if failed.contains(&next.group) {
+                    let reason = format!(
+                        "not sent: an earlier event of message group `{}` failed",
+                        next.group
+                    );
+                    out.push((next.index, retry(&reason)));
+                    rest.next();
+                    continue;
+                }
+                // The whole request is bounded by the same limit as one message.
+                if chunk.len() == BATCH_ENTRIES
+                    || (!chunk.is_empty() && bytes + next.body.len() > self.max_payload)
+                {
+                    break;
+                }
+                bytes += next.body.len();
+                chunk.extend(rest.next());
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            let results = self.send_chunk(name, &url, &chunk).await;
+            for (entry, outcome) in chunk.iter().zip(results) {
+                let outcome = match outcome {
+                    Outcome::Delivered if failed.contains(&entry.group) => retry(&format!(
+                        "re-sent after an earlier event of message group `{}` failed, to keep order",
+                        entry.group
+                    )),
+                    other => other,
+                };
+                if matches!(outcome, Outcome::Retry { .. }) {
+                    failed.insert(entry.group.clone());
+                }
+                out.push((entry.index, outcome));
+            }
+        }
+        out
+    }
+
+    /// One `SendMessageBatch`; one outcome per entry, in the chunk's order.
+    async fn send_chunk(&self, name: &str, url: &str, chunk: &[Entry]) -> Vec<Outcome> {
+        let mut request = self.client.send_message_batch().queue_url(url);
+        for (n, e) in chunk.iter().enumerate() {
+            let built = SendMessageBatchRequestEntry::builder()
+                .id(n.to_string())
+                .message_body(e.body.as_str())
+                .message_group_id(e.group.as_str())
+                .message_deduplication_id(e.dedup_id.as_str())
+                .build();
+            match built {
+                Ok(entry) => request = request.entries(entry),
+                Err(err) => {
+                    // Only missing required fields fail here, and all are set above.
+                    let reason = format!("cannot build the SQS request: {err}");
+                    return chunk.iter().map(|_| retry(&reason)).collect();
+                }
+            }
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => {
+                if err
+                    .as_service_error()
+                    .is_some_and(|s| s.is_queue_does_not_exist())
+                {
+                    // Deleted behind our back: the next attempt creates it again.
+                    self.queues.forget(name);
+                }
+                let reason = format!(
+                    "SendMessageBatch to `{name}` failed: {}",
+                    DisplayErrorContext(&err)
+                );
+                return chunk.iter().map(|_| retry(&reason)).collect();
+            }
+        };
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; chunk.len()];
+        for ok in response.successful() {
+            if let Some(slot) = ok
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| outcomes.get_mut(i))
+            {
+                *slot = Some(Outcome::Delivered);
+            }
+        }
+        for failed in response.failed() {
+            let Some(slot) = failed
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| outcomes.get_mut(i))
+            else {
+                continue;
+            };
+            let reason = format!(
+                "SQS refused the message: {} {}",
+                failed.code(),
+                failed.message().unwrap_or_default()
+            );
+            // A sender fault (invalid content, ...) fails the same way every time.
+            *slot = Some(if failed.sender_fault() {
+                Outcome::Permanent { reason }
+            } else {
+                retry(&reason)
+            });
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| retry("SendMessageBatch reported nothing for this entry")))
+            .collect()
+    }
+}
+
+fn retry(reason: &str) -> Outcome {
+    Outcome::Retry {
+        after: None,
+        reason: reason.to_owned(),
+    }
+}
+
+#[async_trait]
+impl Sink for SqsSink {
+    fn max_batch(&self) -> usize {
+        BATCH_ENTRIES
+    }
+
+    async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome> {
+        let naming = match subscription.target {
+            SinkTarget::Sqs { global: true } => &self.global,
+            SinkTarget::Sqs { global: false } => &Naming::PerInstance,
+            _ => {
+                let reason = format!("subscription `{}` is not an SQS one", subscription.id);
+                return vec![Outcome::Permanent { reason }; events.len()];
+            }
+        };
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        // (queue name, its entries in batch order), queues in order of first appearance.
+        let mut by_queue: Vec<(String, Vec<Entry>)> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            let queue = match naming.queue(&event.event.instance, &event.event.event) {
+                Ok(queue) => queue,
+                Err(e) => {
+                    outcomes[i] = Some(Outcome::Permanent {
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let built = entry::build(
+                i,
+                event,
+                &self.server_url,
+                &self.server_name,
+                self.group_by,
+                self.max_payload,
+            );
+            let entry = match built {
+                Ok(entry) => entry,
+                Err(oversize) => {
+                    let reason = format!(
+                        "payload is {} bytes, over the SQS limit of {} bytes (sqs.max_payload_size)",
+                        oversize.size, self.max_payload
+                    );
+                    outcomes[i] = Some(Outcome::Permanent { reason });
+                    continue;
+                }
+            };
+            match by_queue.iter_mut().find(|(name, _)| *name == queue) {
+                Some((_, entries)) => entries.push(entry),
+                None => by_queue.push((queue, vec![entry])),
+            }
+        }
+        // Different queues are independent streams: send them concurrently.
+        let sent = futures::future::join_all(
+            by_queue
+                .into_iter()
+                .map(|(name, entries)| async move { self.send_queue(&name, entries).await }),
+        )
+        .await;
+        for (i, outcome) in sent.into_iter().flatten() {
+            outcomes[i] = Some(outcome);
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| retry("not sent")))
+            .collect()
+    }
+}

@@ -1,0 +1,169 @@
+//! Helpers for the broker sink tests: the real services' addresses, events, subscriptions,
+//! and a miniature delivery loop that retries failed events in order, as the engine does.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use serde_json::value::RawValue;
+use switchyard::delivery::subscription::{Scope, SinkTarget, Subscription};
+use switchyard::envelope::{LoggedEvent, StoredEvent};
+use switchyard::sinks::{Outcome, Sink};
+use uuid::Uuid;
+
+/// The AMQP URI from `SWITCHYARD_TEST_AMQP_URI`; fails the test when unset or unreachable.
+pub async fn amqp_uri() -> String {
+    let uri = std::env::var("SWITCHYARD_TEST_AMQP_URI").unwrap_or_else(|_| {
+        panic!(
+            "SWITCHYARD_TEST_AMQP_URI is not set: run `eval \"$(bash scripts/services.sh)\"` first"
+        )
+    });
+    let connect = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default());
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close(200, "probe".into()).await;
+        }
+        Ok(Err(e)) => panic!("RabbitMQ at {uri} is unreachable: {e} (run scripts/services.sh)"),
+        Err(_) => panic!("RabbitMQ at {uri} did not answer within 10 s (run scripts/services.sh)"),
+    }
+    uri
+}
+
+/// The SQS endpoint from `SWITCHYARD_TEST_SQS_ENDPOINT`; fails the test when unset or
+/// unreachable.
+pub async fn sqs_endpoint() -> String {
+    let endpoint = std::env::var("SWITCHYARD_TEST_SQS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("SWITCHYARD_TEST_SQS_ENDPOINT is not set: run `eval \"$(bash scripts/services.sh)\"` first")
+    });
+    let addr = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
+    {
+        Ok(Ok(_)) => endpoint,
+        _ => panic!("the SQS server at {endpoint} is unreachable (run scripts/services.sh)"),
+    }
+}
+
+/// A random name so tests never collide, between themselves or between runs.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// A logged event of `instance` with `data` as its body.
+pub fn event(instance: &str, name: &str, sequence: u64, data: &str) -> LoggedEvent {
+    LoggedEvent {
+        sequence,
+        received_at: Utc
+            .timestamp_millis_opt(1_758_749_877_000 + sequence as i64)
+            .unwrap(),
+        event: StoredEvent {
+            id: Uuid::new_v4(),
+            instance: instance.to_string(),
+            event: name.to_string(),
+            data: RawValue::from_string(data.to_string()).unwrap(),
+            sender: Some("5511999990000@s.whatsapp.net".into()),
+            source: None,
+            raw: None,
+        },
+    }
+}
+
+/// A subscription with `target` for one instance (or all when `instance` is None).
+pub fn subscription(target: SinkTarget, instance: Option<&str>) -> Subscription {
+    Subscription {
+        id: format!("test:{}", unique("sub")),
+        target,
+        scope: match instance {
+            Some(i) => Scope::Instance(i.to_string()),
+            None => Scope::AllInstances,
+        },
+        events: vec![],
+        custom_events: vec![],
+        phone_numbers: vec![],
+        start_sequence: 1,
+        enabled: true,
+    }
+}
+
+/// What a miniature engine run saw.
+#[derive(Debug, Default)]
+pub struct RunStats {
+    /// `Retry` outcomes seen.
+    pub retries: usize,
+    /// Send calls made.
+    pub calls: usize,
+}
+
+/// Delivers `events` (one instance's, in order) the way the engine does: batches of
+/// `max_batch`, failed events retried together in order after `backoff`, until every event
+/// is delivered or `deadline` passes (then panics). Panics on `Permanent`.
+pub async fn deliver_all(
+    sink: Arc<dyn Sink>,
+    sub: &Subscription,
+    events: Vec<LoggedEvent>,
+    backoff: Duration,
+    deadline: Duration,
+) -> RunStats {
+    let started = tokio::time::Instant::now();
+    let mut stats = RunStats::default();
+    let mut rest = events.into_iter().peekable();
+    let mut pending: Vec<LoggedEvent> = Vec::new();
+    loop {
+        while pending.len() < sink.max_batch() {
+            match rest.next() {
+                Some(e) => pending.push(e),
+                None => break,
+            }
+        }
+        if pending.is_empty() {
+            return stats;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "events still undelivered after {deadline:?}"
+        );
+        let outcomes = sink.send(sub, &pending).await;
+        stats.calls += 1;
+        assert_eq!(outcomes.len(), pending.len());
+        let mut again = Vec::new();
+        for (e, o) in pending.drain(..).zip(outcomes) {
+            match o {
+                Outcome::Delivered => {}
+                Outcome::Retry { .. } => {
+                    stats.retries += 1;
+                    again.push(e);
+                }
+                other => panic!("unexpected outcome for {}: {other:?}", e.sequence),
+            }
+        }
+        if !again.is_empty() {
+            // Backoff between attempts, as the engine's retry policy does.
+            tokio::time::sleep(backoff).await;
+        }
+        pending = again;
+    }
+}
+
+/// Asserts the ids, once de-duplicated (first occurrence kept), are exactly `expected` in
+/// order. Returns how many duplicates there were.
+pub fn assert_in_order(queue: &str, got: &[String], expected: &[String]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<&String> = got.iter().filter(|id| seen.insert(*id)).collect();
+    let expected: Vec<&String> = expected.iter().collect();
+    assert_eq!(
+        firsts.len(),
+        expected.len(),
+        "queue {queue}: {} distinct messages, expected {}",
+        firsts.len(),
+        expected.len()
+    );
+    assert!(firsts == expected, "queue {queue}: messages out of order");
+    got.len() - firsts.len()
+}
