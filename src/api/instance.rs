@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorCode};
 use super::instance_body::{parse_create, parse_providers};
 use super::json::JsonBody;
 use super::pagination::PageRequest;
-use super::sinks::sink_view;
+use super::sinks::{declare_topology, sink_view};
 use super::AppState;
 use crate::registry::records::{ControlRecord, InstanceCreated, SinkSet};
 use crate::registry::{token_digest, Instance};
@@ -82,6 +82,9 @@ async fn create(
         })
         .await?;
     tracing::info!(instance = %req.name, sinks = records.len() - 1, "instance created");
+    for (kind, sink) in req.sinks.iter().filter(|(_, sink)| sink.enabled) {
+        declare_topology(&state, *kind, &req.name, &sink.events).await;
+    }
     let view = state
         .registry
         .read(|s| s.instances.get(&req.name).map(|i| instance_view(i, true)))

@@ -49,6 +49,8 @@ pub struct AppInner {
     pub registry: Arc<Registry>,
     /// The delivery engine: status, dead letters, redrive, replay.
     pub delivery: Arc<DeliveryEngine>,
+    /// Broker sinks, for declaring an instance's queues when its sink is set.
+    pub brokers: crate::app::BrokerSinks,
     /// The global API key.
     pub api_key: String,
     /// Prometheus metrics.

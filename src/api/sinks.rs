@@ -81,8 +81,45 @@ async fn set(
             })])
         })
         .await?;
+    if req.enabled {
+        declare_topology(&state, kind, &instance, &req.events).await;
+    }
     let view = find_view(&state, kind, &instance)?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Declares an instance's queues right away (Evolution declares them on first publish and
+/// loses that event). A broker that is down is not an error here: the settings are stored,
+/// and every send declares what it needs before publishing.
+pub(super) async fn declare_topology(
+    state: &AppState,
+    kind: SinkKind,
+    instance: &str,
+    events: &[EventKind],
+) {
+    let bound = std::time::Duration::from_secs(5);
+    let result = match (kind, &state.brokers.rabbitmq, &state.brokers.sqs) {
+        (SinkKind::Rabbitmq, Some(rabbitmq), _) => {
+            tokio::time::timeout(bound, rabbitmq.ensure_instance_topology(instance, events))
+                .await
+                .map(|r| r.map_err(|e| e.to_string()))
+        }
+        (SinkKind::Sqs, _, Some(sqs)) => {
+            tokio::time::timeout(bound, sqs.ensure_instance_queues(instance, events))
+                .await
+                .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+        }
+        _ => return,
+    };
+    match result {
+        Ok(Ok(())) => tracing::info!(%instance, sink = kind.as_str(), "queues declared"),
+        Ok(Err(e)) => {
+            tracing::warn!(%instance, sink = kind.as_str(), error = %e, "declaring queues failed; retried on first send")
+        }
+        Err(_) => {
+            tracing::warn!(%instance, sink = kind.as_str(), "declaring queues timed out; retried on first send")
+        }
+    }
 }
 
 fn find_view(state: &AppState, kind: SinkKind, instance: &str) -> Result<Value, ApiError> {

@@ -136,6 +136,13 @@ pub struct SubscriptionSet {
 }
 
 impl SinkTarget {
+    /// Whether "all events" includes custom (provider-only) events for this target.
+    /// RabbitMQ and SQS queues are named after Evolution's events, and a custom event has
+    /// no Evolution queue: sending it would only fill dead letters.
+    pub fn carries_custom_events(&self) -> bool {
+        !matches!(self, SinkTarget::Rabbitmq { .. } | SinkTarget::Sqs { .. })
+    }
+
     /// The sink kind that serves this target (the key of the engine's sink registry).
     pub fn kind(&self) -> SinkKind {
         match self {
@@ -169,12 +176,17 @@ impl Subscription {
                 return false;
             }
         }
+        let kind = EventKind::parse(event).ok();
+        let listed_custom = || self.custom_events.iter().any(|c| c == event);
+        if kind.is_none() && !self.target.carries_custom_events() && !listed_custom() {
+            return false;
+        }
         if self.events.is_empty() && self.custom_events.is_empty() {
             return true;
         }
-        match EventKind::parse(event) {
-            Ok(kind) => self.events.contains(&kind),
-            Err(_) => self.custom_events.iter().any(|c| c == event),
+        match kind {
+            Some(kind) => self.events.contains(&kind),
+            None => listed_custom(),
         }
     }
 }
@@ -200,7 +212,13 @@ mod tests {
     fn empty_event_list_means_all() {
         let s = sub(Scope::Instance("a".into()), vec![]);
         assert!(s.wants("a", None, "messages.upsert"));
-        assert!(s.wants("a", None, "linq.thing.custom"));
+        assert!(
+            !s.wants("a", None, "linq.thing.custom"),
+            "a RabbitMQ queue has no name for a custom event"
+        );
+        let mut hook = s.clone();
+        hook.target = SinkTarget::Webhook(WebhookTarget::default());
+        assert!(hook.wants("a", None, "linq.thing.custom"));
         assert!(!s.wants("b", None, "messages.upsert"));
     }
 

@@ -1,0 +1,208 @@
+//! Wiring: opens the logs, rebuilds the registry, starts delivery and the HTTP server, and
+//! shuts them down in order on cancellation.
+
+mod data_dir;
+mod delivery;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppInner, AppState};
+use crate::config::Config;
+use crate::delivery::DeliveryError;
+use crate::ingest::dedupe::Deduper;
+use crate::log::embedded::EmbeddedLog;
+use crate::log::{EventLog, FsyncPolicy, LogError};
+use crate::metrics::Metrics;
+use crate::registry::{Registry, RegistryError};
+use crate::sinks::rabbitmq::RabbitmqError;
+use crate::sinks::sqs::SqsError;
+use crate::sinks::webhook::WebhookSinkError;
+use crate::websocket::{Hub, WsMetrics};
+pub use data_dir::global_api_key;
+use data_dir::{lock_data_dir, open_log};
+use delivery::start_delivery;
+pub use delivery::{global_subscriptions, BrokerSinks};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data directory or a file in it.
+    #[error("data directory {path}")]
+    DataDir {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A log failed to open.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The registry failed to rebuild.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The listen address.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Kafka engine was asked for but is not part of this build yet.
+    #[error("log.engine = \"kafka\" is not available yet; use \"embedded\"")]
+    EngineUnavailable,
+    /// The delivery engine failed to start.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    /// The webhook sink's HTTP client could not be built.
+    #[error(transparent)]
+    Webhook(#[from] WebhookSinkError),
+    /// The RabbitMQ sink's settings are unusable (a bad `RABBITMQ_URI`).
+    #[error(transparent)]
+    Rabbitmq(#[from] RabbitmqError),
+    /// The SQS sink's settings are unusable.
+    #[error(transparent)]
+    Sqs(#[from] SqsError),
+    /// Metrics registration failed (a programming error: duplicate names).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Runs the server until `shutdown` is cancelled. `on_listening` receives the bound address
+/// (useful with port 0).
+pub async fn serve(
+    config: Config,
+    shutdown: CancellationToken,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), AppError> {
+    if config.log.engine != crate::config::LogEngine::Embedded {
+        return Err(AppError::EngineUnavailable);
+    }
+    let data_dir = config.server.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    // One process per data dir: two writers on one log would interleave records.
+    let _lock = lock_data_dir(&data_dir)?;
+    let api_key = global_api_key(&config)?;
+    let events_log = open_log(&config, "events", config.log.fsync.policy())?;
+    // Control records are rare and precious: always fsync, whatever the event log does.
+    let control_log = open_log(&config, "control", FsyncPolicy::Always)?;
+    let events: Arc<dyn EventLog> = events_log.clone();
+    let globals = global_subscriptions(&config, events.next_sequence());
+    let registry = Registry::open(control_log, globals).await?;
+    let metrics = Arc::new(Metrics::new()?);
+
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(retention_loop(events_log.clone(), shutdown.clone()));
+    let (delivery, brokers) = start_delivery(
+        &config,
+        events.clone(),
+        open_log(&config, "delivery", FsyncPolicy::Always)?,
+        &registry,
+        &metrics,
+        shutdown.clone(),
+        &tasks,
+    )
+    .await?;
+
+    let addr = config.server.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| AppError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| AppError::Listen {
+        addr: addr.clone(),
+        source,
+    })?;
+    let rate_limit = config.rate_limit.clone();
+    let dedupe_window = Duration::from_secs_f64(config.ingest.dedupe_window_seconds.max(0.0));
+    let grace = Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
+    let websocket = if config.websocket.enabled {
+        let ws_metrics = WsMetrics::register(metrics.registry())?;
+        Some(Hub::start(
+            events.clone(),
+            registry.clone(),
+            config.websocket.clone(),
+            config.server.url.clone(),
+            ws_metrics,
+            shutdown.clone(),
+            &tasks,
+        ))
+    } else {
+        None
+    };
+    let state = AppState::new(AppInner {
+        config,
+        events,
+        registry,
+        delivery,
+        brokers,
+        api_key,
+        metrics,
+        deduper: Deduper::new(dedupe_window, 1_000_000),
+        rate_limits: api::RateLimits::new(&rate_limit),
+        ready: Default::default(),
+        websocket,
+    });
+    let router = api::router(state.clone());
+    tasks.spawn(shrink_rate_limits(state.clone(), shutdown.clone()));
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(%local, "listening");
+    on_listening(local);
+
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        stop.cancelled().await;
+    });
+    let result = server.await;
+    state.ready.store(false, Ordering::Release);
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "background work did not finish within the grace period"
+        );
+    }
+    result.map_err(|source| AppError::Listen { addr, source })
+}
+
+/// Drops idle accounts from the rate limiters once a minute, so memory stays bounded.
+async fn shrink_rate_limits(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => state.rate_limits.shrink(),
+        }
+    }
+}
+
+/// Enforces retention once a minute; the log itself never deletes past a live cursor.
+async fn retention_loop(log: Arc<EmbeddedLog>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let log = log.clone();
+        match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
+            Ok(Ok(report)) if report.deleted_segments > 0 => {
+                tracing::info!(?report, "retention deleted segments");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+            Err(e) => tracing::error!(error = %e, "retention task panicked"),
+        }
+    }
+}
