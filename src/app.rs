@@ -21,6 +21,7 @@ use crate::log::{EventLog, FsyncPolicy, LogError};
 use crate::metrics::Metrics;
 use crate::registry::records::ControlRecord;
 use crate::registry::{Registry, RegistryError};
+use crate::sinks::kafka::{KafkaOptions, KafkaSink, KafkaSinkError};
 use crate::sinks::webhook::{WebhookOptions, WebhookSink, WebhookSinkError};
 use crate::sinks::{SinkKind, SinkRegistry};
 
@@ -60,6 +61,9 @@ pub enum AppError {
     /// The webhook sink's HTTP client could not be built.
     #[error(transparent)]
     Webhook(#[from] WebhookSinkError),
+    /// The Kafka sink's client could not be created (bad `kafka.properties`).
+    #[error(transparent)]
+    Kafka(#[from] KafkaSinkError),
     /// Metrics registration failed (a programming error: duplicate names).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -282,7 +286,11 @@ async fn start_delivery(
     tasks: &tokio_util::task::TaskTracker,
 ) -> Result<Arc<DeliveryEngine>, AppError> {
     let webhook = WebhookSink::new(WebhookOptions::from_config(config))?;
-    let sinks = SinkRegistry::new().with(SinkKind::Webhook, Arc::new(webhook));
+    let mut sinks = SinkRegistry::new().with(SinkKind::Webhook, Arc::new(webhook));
+    if config.kafka.enabled {
+        let kafka = KafkaSink::new(KafkaOptions::from_config(config))?;
+        sinks = sinks.with(SinkKind::Kafka, Arc::new(kafka));
+    }
     let (disable_requests, mut disabled) = tokio::sync::mpsc::unbounded_channel::<DisableRequest>();
     let engine = DeliveryEngine::start(EngineDeps {
         log: events,
