@@ -397,3 +397,67 @@ fn check_config_names_the_bad_key_and_exits_non_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn tail_follows_the_log_like_kcat() {
+    use std::io::{BufRead, BufReader};
+    let s = TestServer::start(&[]);
+    let a = unique("tail");
+    let b = unique("other");
+    s.create_instance(&a, json!({})).await;
+    s.create_instance(&b, json!({})).await;
+    for inst in [&a, &b, &a] {
+        let (status, _) = s
+            .post(
+                &format!("/ingest/{inst}"),
+                &json!({"event": "call", "data": {"i": inst}}),
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "tail",
+            "--url",
+            &s.base,
+            "--apikey",
+            &s.key,
+            "--instance",
+            &a,
+            "--from",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tail");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || -> Value {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a line from tail");
+        serde_json::from_str(&line).expect("each line is an envelope")
+    };
+    assert_eq!(next()["instance"], json!(a));
+    assert_eq!(next()["instance"], json!(a));
+    // It keeps following: a new event shows up without restarting tail.
+    let (status, _) = s
+        .post(
+            &format!("/ingest/{a}"),
+            &json!({"event": "chats.update", "data": {}}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let live = next();
+    assert_eq!(live["event"], json!("chats.update"));
+    assert_eq!(live["sequence"], json!(4));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -264,3 +264,43 @@ async fn private_targets_are_refused_by_default() {
         "{last}"
     );
 }
+
+fn cursor_names(s: &TestServer) -> Vec<String> {
+    let path = s.data_dir().join("events").join("cursors");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Vec::new();
+    };
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    v["cursors"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_instance_releases_its_cursor_for_retention() {
+    let cancel = CancellationToken::new();
+    let receiver = support::Receiver::start(cancel.clone()).await;
+    let s = TestServer::start(FAST_RETRIES);
+    let inst = unique("gone");
+    s.create_instance(&inst, json!({})).await;
+    set_webhook(&s, &inst, &receiver.url, None).await;
+    ingest(&s, &inst, 0, 3).await;
+    support::wait_for(
+        "delivery and a committed cursor",
+        Duration::from_secs(30),
+        || receiver.delivered().len() == 3 && !cursor_names(&s).is_empty(),
+    )
+    .await;
+    let r = s
+        .req(reqwest::Method::DELETE, &format!("/instance/delete/{inst}"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 200);
+    support::wait_for("the cursor to be deleted", Duration::from_secs(30), || {
+        cursor_names(&s).is_empty()
+    })
+    .await;
+    cancel.cancel();
+}

@@ -89,7 +89,7 @@ impl Config {
             .with_list_parse_key("rabbitmq.global_events")
             .with_list_parse_key("sqs.global_events")
             .with_list_parse_key("kafka.global_events")
-            .source(Some(env.into_iter().collect()));
+            .source(Some(section_keys(env)));
         let cfg: Config = builder
             .add_source(switchyard_env)
             .build()?
@@ -171,6 +171,19 @@ impl Config {
     pub fn generated_key_path(&self) -> PathBuf {
         self.server.data_dir.join("api-key")
     }
+}
+
+/// Only `SWITCHYARD_<SECTION>__<KEY>` names are config; other `SWITCHYARD_*` variables
+/// (`SWITCHYARD_LOG_FORMAT`, a deployment's own) are not keys and must not be refused as
+/// unknown ones.
+fn section_keys(env: HashMap<String, String>) -> HashMap<String, String> {
+    let prefix = format!("{ENV_PREFIX}_");
+    env.into_iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(&prefix)
+                .is_some_and(|rest| rest.contains("__"))
+        })
+        .collect()
 }
 
 /// True for finite numbers >= 0 (NaN and infinities are not).

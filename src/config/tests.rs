@@ -91,3 +91,19 @@ fn file_is_read_and_unknown_keys_are_refused() {
     let err = Config::load(Some(&path), env(&[])).unwrap_err();
     assert!(err.to_string().contains("fsynk"), "{err}");
 }
+
+#[test]
+fn switchyard_variables_that_are_not_keys_are_ignored() {
+    let cfg = Config::load(
+        None,
+        env(&[
+            ("SWITCHYARD_LOG_FORMAT", "json"),
+            ("SWITCHYARD_TEST_AMQP_URI", "amqp://x"),
+            ("SWITCHYARD_LOG__FSYNC", "never"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(cfg.log.fsync, FsyncSetting::Never);
+    let err = Config::load(None, env(&[("SWITCHYARD_LOG__FSYNK", "never")])).unwrap_err();
+    assert!(err.to_string().contains("fsynk"), "{err}");
+}

@@ -160,6 +160,28 @@ impl Supervisor {
             self.stop(&id).await;
             self.shared.forget(&id);
         }
+        self.drop_orphan_cursors(&seen).await;
+    }
+
+    /// Deletes the cursors of subscriptions that no longer exist (a deleted instance or
+    /// webhook, a global sink removed from config): a cursor nobody reads would otherwise
+    /// hold back retention forever. Runs after their runners stopped, so none re-commits.
+    async fn drop_orphan_cursors(&self, live: &HashSet<String>) {
+        let cursors = match self.shared.log.cursors().await {
+            Ok(cursors) => cursors,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing cursors failed");
+                return;
+            }
+        };
+        for (name, _) in cursors.into_iter().filter(|(name, _)| !live.contains(name)) {
+            match self.shared.log.delete_cursor(&name).await {
+                Ok(()) => {
+                    tracing::info!(cursor = %name, "deleted the cursor of a removed subscription")
+                }
+                Err(e) => tracing::warn!(cursor = %name, error = %e, "deleting a cursor failed"),
+            }
+        }
     }
 
     fn start(
