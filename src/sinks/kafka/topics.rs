@@ -149,7 +149,9 @@ impl Topics {
             self.num_partitions,
             TopicReplication::Fixed(self.replication_factor),
         );
-        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        let options = AdminOptions::new()
+            .request_timeout(Some(ADMIN_TIMEOUT))
+            .operation_timeout(Some(ADMIN_TIMEOUT));
         let results = self
             .admin
             .create_topics([&new], &options)
