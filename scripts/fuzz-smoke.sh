@@ -21,12 +21,16 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly' && cargo +nightly fuzz
         mkdir -p "$corpus"
         cp tests/fixtures/providers/"$t"/*.json "$corpus"/
         echo "fuzz-smoke: $t for ${seconds}s (cargo-fuzz)"
+        log="$CARGO_TARGET_DIR/fuzz-$t.log"
+        mkdir -p "$CARGO_TARGET_DIR"
+        status=0
         cargo +nightly fuzz run -O "$t" "$corpus" -- \
-            -max_total_time="$seconds" -max_len=16384 -print_final_stats=0 2>&1 \
-            | grep -E '^(Done|==|SUMMARY|thread .* panicked)' || true
-        # libFuzzer writes crash-*/leak-*/timeout-* on failure; any is a failure here.
-        if compgen -G "fuzz/artifacts/$t/*" >/dev/null; then
-            echo "fuzz-smoke: $t found a crash: $(ls fuzz/artifacts/"$t")" >&2
+            -max_total_time="$seconds" -max_len=16384 -print_final_stats=0 >"$log" 2>&1 || status=$?
+        grep -E '^(Done|==|SUMMARY|thread .* panicked|error)' "$log" || true
+        # A build failure or a crash both fail the run; libFuzzer also leaves crash-*/leak-*/
+        # timeout-* artifacts behind on a finding.
+        if [ "$status" -ne 0 ] || compgen -G "fuzz/artifacts/$t/*" >/dev/null; then
+            echo "fuzz-smoke: $t failed (exit $status); see $log and fuzz/artifacts/$t" >&2
             exit 1
         fi
     done

@@ -40,10 +40,19 @@ ensure_venv() {
     log "creating .venv"
     python3 -m venv .venv
   fi
-  if ! .venv/bin/python -c 'import standardwebhooks, moto' >/dev/null 2>&1; then
-    log "installing standardwebhooks and moto[server] into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check standardwebhooks 'moto[server]'
+  # standardwebhooks: a third-party signature verifier; moto[server]: the SQS server (and
+  # PyYAML); prometheus-client: its text parser reads /metrics; kubernetes-validate: the
+  # Kubernetes JSON schemas, shipped in the package, so deploy/ validates offline.
+  if ! .venv/bin/python -c 'import standardwebhooks, moto, yaml, prometheus_client, kubernetes_validate' >/dev/null 2>&1; then
+    log "installing standardwebhooks, moto[server], prometheus-client, kubernetes-validate into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check standardwebhooks 'moto[server]' \
+      pyyaml prometheus-client kubernetes-validate
   fi
+}
+
+# docker-compose 1.29 (Debian) parses docker-compose.yml; no engine is needed for that.
+ensure_compose() {
+  command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 }
 
 # moto_server (SQS-compatible) on 127.0.0.1:$SQS_PORT.
@@ -77,9 +86,29 @@ ensure_tansu() {
   wait_port "$KAFKA_PORT" 30 tansu
 }
 
+# cargo-fuzz for the fuzz smoke run (needs the nightly toolchain the machine ships).
+ensure_cargo_fuzz() {
+  rustup toolchain list 2>/dev/null | grep -q '^nightly' || { log "no nightly toolchain: fuzz smoke falls back to proptest"; return 0; }
+  cargo +nightly fuzz --version >/dev/null 2>&1 && return 0
+  log "installing cargo-fuzz"
+  cargo +nightly install cargo-fuzz --locked --quiet >&2
+}
+
+ensure_cargo_fuzz
+# An unmodified socket.io-client from npm (pinned by tests/socketio/package-lock.json), for
+# tests/websocket_socketio.rs.
+ensure_socketio_client() {
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  if [ -f tests/socketio/node_modules/socket.io-client/package.json ]; then return 0; fi
+  log "installing socket.io-client into tests/socketio"
+  npm install --prefix tests/socketio --no-audit --no-fund --silent >/dev/null
+}
+
 ensure_rabbitmq
 ensure_venv
+ensure_socketio_client
 ensure_moto
+ensure_compose
 ensure_tansu
 echo "export SWITCHYARD_TEST_AMQP_URI=amqp://guest:guest@127.0.0.1:5672/%2f"
 echo "export SWITCHYARD_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT"

@@ -10,6 +10,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "== fuzz smoke (every provider adapter, a few seconds each)"
+bash scripts/fuzz-smoke.sh
 echo "== cargo test"
 # Benches are compiled (not run) by clippy --all-targets above, so they cannot rot.
 cargo test --no-fail-fast

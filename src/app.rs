@@ -24,6 +24,7 @@ use crate::registry::{Registry, RegistryError};
 use crate::sinks::kafka::{KafkaOptions, KafkaSink, KafkaSinkError};
 use crate::sinks::webhook::{WebhookOptions, WebhookSink, WebhookSinkError};
 use crate::sinks::{SinkKind, SinkRegistry};
+use crate::websocket::{Hub, WsMetrics};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +242,20 @@ pub async fn serve(
     let rate_limit = config.rate_limit.clone();
     let dedupe_window = Duration::from_secs_f64(config.ingest.dedupe_window_seconds.max(0.0));
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
+    let websocket = if config.websocket.enabled {
+        let ws_metrics = WsMetrics::register(metrics.registry())?;
+        Some(Hub::start(
+            events.clone(),
+            registry.clone(),
+            config.websocket.clone(),
+            config.server.url.clone(),
+            ws_metrics,
+            shutdown.clone(),
+            &tasks,
+        ))
+    } else {
+        None
+    };
     let state = AppState::new(AppInner {
         config,
         events,
@@ -251,6 +266,7 @@ pub async fn serve(
         deduper: Deduper::new(dedupe_window, 1_000_000),
         rate_limits: api::RateLimits::new(&rate_limit),
         ready: Default::default(),
+        websocket,
     });
     let router = api::router(state.clone());
     tasks.spawn(shrink_rate_limits(state.clone(), shutdown.clone()));

@@ -59,8 +59,13 @@ pub struct DecodeError {
 impl StoredEvent {
     /// Serializes for appending to the log.
     pub fn to_bytes(&self) -> bytes::Bytes {
-        // Serializing a struct of strings and raw JSON cannot fail.
-        bytes::Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+        // Sized up front: growing a Vec through a 1 KiB payload was a visible share of
+        // ingest CPU (realloc in the profile).
+        let raw = self.raw.as_ref().map_or(0, |r| r.get().len());
+        let mut out = Vec::with_capacity(self.data.get().len() + raw + 256);
+        // Serializing a struct of strings and raw JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, self);
+        bytes::Bytes::from(out)
     }
 }
 

@@ -6,6 +6,7 @@
 //!
 //! - [`catalog`]: the Evolution event kinds and every spelling of them.
 //! - [`log`]: the `EventLog` trait and the embedded segment-file engine.
+//! - [`websocket`]: `/ws` and socket.io listeners fed from the log by one shared tail.
 pub mod api;
 pub mod app;
 pub mod catalog;
@@ -17,3 +18,4 @@ pub mod log;
 pub mod metrics;
 pub mod registry;
 pub mod sinks;
+pub mod websocket;

@@ -1,4 +1,5 @@
-//! The `switchyard` binary: `serve`, `tail`, `check-config`. Thin: parse, load, call.
+//! The `switchyard` binary: `serve`, `tail`, `check-config`, `config-reference`, `health`.
+//! Thin: parse, load, call.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,18 @@ enum Command {
         /// TOML config file.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Print every config key with its env names, default and description (Markdown).
+    ConfigReference,
+    /// Probe a running server (for container health checks: the image has no curl).
+    Health {
+        /// URL to GET; exits 0 when it answers 2xx within the timeout. Default: `/health`
+        /// on the configured `server.listen` (0.0.0.0 probed as 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+        /// Timeout in seconds.
+        #[arg(long, default_value_t = 3.0)]
+        timeout: f64,
     },
 }
 
@@ -185,6 +198,34 @@ async fn tail(
     }
 }
 
+async fn health(url: Option<String>, timeout: f64) -> anyhow::Result<()> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let listen = load(None)?.server.listen;
+            let mut addr: std::net::SocketAddr =
+                listen.parse().context("server.listen is not an address")?;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}/health")
+        }
+    };
+    let timeout = std::time::Duration::try_from_secs_f64(timeout).context("bad --timeout")?;
+    let response = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        anyhow::bail!("GET {url} answered {status}");
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -204,6 +245,11 @@ async fn main() -> ExitCode {
         Command::CheckConfig { config } => {
             load(config.as_ref()).map(|_| println!("configuration is valid"))
         }
+        Command::ConfigReference => {
+            print!("{}", switchyard::config::reference::markdown_table());
+            Ok(())
+        }
+        Command::Health { url, timeout } => health(url, timeout).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

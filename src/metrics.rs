@@ -14,6 +14,9 @@ pub struct Metrics {
     pub ingest_bytes: IntCounter,
     /// Provider retries acknowledged but not stored again.
     pub ingest_deduplicated: IntCounter,
+    /// WebSocket listeners connected now: the websocket module increments it when a
+    /// listener joins and decrements it when it leaves.
+    pub websocket_listeners: IntGauge,
     log_bytes: IntGauge,
     log_segments: IntGauge,
     log_first_sequence: IntGauge,
@@ -46,6 +49,10 @@ impl Metrics {
             ingest_deduplicated: counter(
                 "switchyard_ingest_deduplicated_total",
                 "Provider retries acknowledged without storing them again.",
+            )?,
+            websocket_listeners: gauge(
+                "switchyard_websocket_listeners",
+                "WebSocket listeners connected now.",
             )?,
             log_bytes: gauge("switchyard_log_bytes", "Bytes in the event log.")?,
             log_segments: gauge("switchyard_log_segments", "Segment files in the event log.")?,

@@ -304,3 +304,46 @@ async fn deleting_an_instance_releases_its_cursor_for_retention() {
     .await;
     cancel.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_webhook_from_evolution_env_gets_every_instance_filtered_by_event() {
+    let cancel = CancellationToken::new();
+    let receiver = support::Receiver::start(cancel.clone()).await;
+    let url = receiver.url.clone();
+    let mut env = FAST_RETRIES.to_vec();
+    env.extend([
+        ("WEBHOOK_GLOBAL_ENABLED", "true"),
+        ("WEBHOOK_GLOBAL_URL", url.as_str()),
+        ("WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS", "true"),
+        ("WEBHOOK_EVENTS_CALL", "true"),
+        ("WEBHOOK_EVENTS_MESSAGES_UPSERT", "false"),
+    ]);
+    let s = TestServer::start(&env);
+    let a = unique("ga");
+    let b = unique("gb");
+    for inst in [&a, &b] {
+        s.create_instance(inst, json!({})).await;
+        let (status, _) = s
+            .post(
+                &format!("/ingest/{inst}"),
+                &json!({"events": [{"event": "call", "data": {}}, {"event": "messages.upsert", "data": {}}]}),
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    support::wait_for("two calls delivered", Duration::from_secs(30), || {
+        receiver.delivered().len() >= 2
+    })
+    .await;
+    // Nothing else is coming: the upserts are filtered out, not late.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let delivered = receiver.delivered();
+    assert_eq!(delivered.len(), 2);
+    let instances: HashSet<String> = delivered.iter().map(|r| r.instance()).collect();
+    assert_eq!(instances, HashSet::from([a.clone(), b.clone()]));
+    for r in &delivered {
+        assert_eq!(r.json()["event"], json!("call"));
+        assert_eq!(r.path, "/hook/call", "byEvents appends the kebab event");
+    }
+    cancel.cancel();
+}

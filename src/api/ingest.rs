@@ -1,5 +1,7 @@
 //! `POST /ingest/{instance}`: canonical events in, 202 only once they are durable.
 
+use std::time::Instant;
+
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -40,23 +42,54 @@ pub fn owner_jid(state: &AppState, instance: &str) -> Result<Option<String>, Api
     })
 }
 
-/// Stores already-parsed events for `instance` and builds the 202 response. Shared by
-/// canonical and provider ingest.
+/// Stores parsed events for `instance` and answers 202; shared by canonical and provider
+/// ingest. Provider retries (same dedupe key within the window) are acknowledged but not
+/// stored again. A key counts as seen only if its append succeeds, so a failed request's
+/// retry is stored, not dropped.
 pub async fn accept(
     state: &AppState,
     instance: &str,
     owner: Option<String>,
     events: Vec<IncomingEvent>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let bytes: usize = events.iter().map(|e| e.data.get().len()).sum();
-    let count = events.len();
-    let receipt = store(state.events.as_ref(), instance, owner.as_deref(), events).await?;
+    let now = Instant::now();
+    let total = events.len();
+    let mut admitted_keys = Vec::new();
+    let fresh: Vec<IncomingEvent> = events
+        .into_iter()
+        .filter(|e| match &e.dedupe_key {
+            Some(key) if state.deduper.first_seen(instance, key, now) => {
+                admitted_keys.push(key.clone());
+                true
+            }
+            Some(_) => false,
+            None => true,
+        })
+        .collect();
+    let duplicates = total - fresh.len();
+    state.metrics.ingest_deduplicated.inc_by(duplicates as u64);
+    if fresh.is_empty() {
+        let body = json!({"accepted": 0, "deduplicated": duplicates, "first_sequence": null, "last_sequence": null});
+        return Ok((StatusCode::ACCEPTED, Json(body)));
+    }
+    let count = fresh.len();
+    let bytes: usize = fresh.iter().map(|e| e.data.get().len()).sum();
+    let receipt = match store(state.events.as_ref(), instance, owner.as_deref(), fresh).await {
+        Ok(receipt) => receipt,
+        Err(e) => {
+            for key in &admitted_keys {
+                state.deduper.forget(instance, key);
+            }
+            return Err(e.into());
+        }
+    };
     state.metrics.ingest_events.inc_by(count as u64);
     state.metrics.ingest_bytes.inc_by(bytes as u64);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
             "accepted": count,
+            "deduplicated": duplicates,
             "first_sequence": receipt.first_sequence,
             "last_sequence": receipt.last_sequence,
         })),

@@ -204,6 +204,7 @@ pub fn webhook_object(obj: &Map<String, Value>, prefix: &str) -> Result<SinkRequ
             base64,
             headers: headers_field(obj, "headers")?,
             secret,
+            ..WebhookTarget::default()
         }),
     })
 }

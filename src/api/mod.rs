@@ -15,6 +15,11 @@ mod providers;
 mod rate_limit;
 mod sinks;
 mod subscriptions;
+mod webhooks_codechat;
+mod webhooks_linq;
+mod webhooks_named;
+mod webhooks_ventia;
+mod websocket;
 
 use std::ops::Deref;
 use std::sync::atomic::AtomicBool;
@@ -54,6 +59,8 @@ pub struct AppInner {
     pub deduper: Deduper,
     /// False while starting or shutting down: `/ready` answers 503 then.
     pub ready: AtomicBool,
+    /// The WebSocket listeners' hub; `None` when `WEBSOCKET_ENABLED=false`.
+    pub websocket: Option<Arc<crate::websocket::Hub>>,
 }
 
 impl AppState {
@@ -80,7 +87,11 @@ pub fn router(state: AppState) -> Router {
         .merge(providers::router())
         .merge(events::router())
         .merge(sinks::router())
+        .merge(websocket::router())
         .merge(subscriptions::router())
+        .merge(webhooks_codechat::router())
+        .merge(webhooks_linq::router())
+        .merge(webhooks_ventia::router())
         .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(

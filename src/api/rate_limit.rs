@@ -83,7 +83,9 @@ fn set_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset: u64) 
 /// applies the account's limit for the route class.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if path == "/health" || path == "/ready" {
+    // Listener connections are long-lived streams, not management calls: a thousand
+    // dashboards reconnecting after a restart must not be refused by the per-minute limit.
+    if path == "/health" || path == "/ready" || path == "/ws" || path.starts_with("/socket.io") {
         return next.run(request).await;
     }
     let is_ingest = path.starts_with("/ingest/");

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use crate::catalog::EventKind;
 
-/// Evolution env name -> our dotted config key. The README's config table is checked
-/// against this list by a test, so it cannot drift.
+/// Evolution env name -> our dotted config key. The README's config table is rendered from
+/// this list (`config::reference`) and a test checks it, so it cannot drift.
 pub const EVOLUTION_ENV: &[(&str, &str)] = &[
     ("AUTHENTICATION_API_KEY", "auth.api_key"),
     (
@@ -68,7 +68,7 @@ pub const EVOLUTION_ENV: &[(&str, &str)] = &[
 ];
 
 /// Env prefixes whose `<PREFIX><UPPER_EVENT>=true` entries build a global events list.
-const EVENT_LISTS: &[(&str, &str)] = &[
+pub(crate) const EVENT_LISTS: &[(&str, &str)] = &[
     ("WEBHOOK_EVENTS_", "webhook.global_events"),
     ("RABBITMQ_EVENTS_", "rabbitmq.global_events"),
     ("SQS_EVENTS_", "sqs.global_events"),

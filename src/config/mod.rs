@@ -6,6 +6,7 @@
 
 mod evolution_env;
 mod fsync;
+pub mod reference;
 mod sections;
 
 use std::collections::HashMap;
@@ -136,6 +137,19 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&d.jitter_factor) {
             return Err(rule("delivery.jitter_factor", "must be between 0 and 1"));
+        }
+        let ws = &self.websocket;
+        if ws.buffer_messages == 0 {
+            return Err(rule("websocket.buffer_messages", "must be at least 1"));
+        }
+        if !(ws.ping_interval_seconds > 0.0
+            && ws.ping_timeout_seconds > 0.0
+            && ws.slow_timeout_seconds > 0.0)
+        {
+            return Err(rule(
+                "websocket.ping_interval_seconds",
+                "ping_interval_seconds, ping_timeout_seconds and slow_timeout_seconds must be more than 0",
+            ));
         }
         if self.webhook.request_timeout_ms == 0 {
             return Err(rule("webhook.request_timeout_ms", "must be at least 1"));

@@ -313,8 +313,17 @@ pub struct WebsocketConfig {
     pub enabled: bool,
     /// socket.io default namespace receives every instance's events (`WEBSOCKET_GLOBAL_EVENTS`).
     pub global_events: bool,
-    /// Messages buffered per listener before a slow one is cut off.
+    /// Messages buffered in memory per listener. When they are all unsent, the listener's
+    /// feed pauses (it later resumes from the log, holding no more memory).
     pub buffer_messages: usize,
+    /// Seconds a listener's full buffer may go without taking a message before the server
+    /// closes it with code 4008 and the sequence to resume from.
+    pub slow_timeout_seconds: f64,
+    /// Seconds between keep-alive pings (WebSocket pings; Engine.IO `pingInterval`).
+    pub ping_interval_seconds: f64,
+    /// Seconds a peer may stay silent after a ping before it is considered dead and dropped
+    /// (Engine.IO `pingTimeout`).
+    pub ping_timeout_seconds: f64,
 }
 
 impl Default for WebsocketConfig {
@@ -323,6 +332,9 @@ impl Default for WebsocketConfig {
             enabled: true,
             global_events: false,
             buffer_messages: 1024,
+            slow_timeout_seconds: 10.0,
+            ping_interval_seconds: 25.0,
+            ping_timeout_seconds: 20.0,
         }
     }
 }

@@ -71,4 +71,6 @@ pub use error::DeliveryError;
 pub use policy::RetryPolicy;
 pub use state::{Attempt, AttemptOutcome, DeadLetter, RetryState};
 pub use status::SubscriptionStatus;
-pub use subscription::{Scope, SinkTarget, Subscription, SubscriptionSet, WebhookTarget};
+pub use subscription::{
+    Scope, SigningScheme, SinkTarget, Subscription, SubscriptionSet, WebhookTarget,
+};

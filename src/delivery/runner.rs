@@ -97,6 +97,8 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     }
     stats.cursor.store(start, Ordering::Relaxed);
     stats.running.store(true, Ordering::Relaxed);
+    // Every running subscription shows its dead-letter gauge, 0 included, from the start.
+    shared.refresh_dead_letters(&sub_id);
 
     let (report_tx, mut reports) = mpsc::unbounded_channel();
     let wake = Arc::new(Notify::new());

@@ -23,8 +23,8 @@ pub struct Subscription {
     pub scope: Scope,
     /// Which events; empty means all (as Evolution does while the sink is enabled).
     pub events: Vec<EventKind>,
-    /// Custom (non-catalog) event names it also receives; ignored when `events` is empty
-    /// (then every event, custom ones included, is delivered).
+    /// Custom (non-catalog) event names it also receives. When both lists are empty every
+    /// event, custom ones included, is delivered; a custom list alone selects only those.
     #[serde(default)]
     pub custom_events: Vec<String>,
     /// Only instances whose own number (E.164, from instance create) is listed; empty = all.
@@ -70,8 +70,8 @@ pub enum SinkTarget {
     },
 }
 
-/// A webhook endpoint's settings.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// A webhook endpoint's settings. Its `Debug` hides the secret, so no log line can carry it.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct WebhookTarget {
     /// The endpoint URL.
     pub url: String,
@@ -84,9 +84,46 @@ pub struct WebhookTarget {
     /// Extra headers sent with every request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Standard Webhooks signing secret (`whsec_...`); unsigned when absent.
+    /// Signing secret; unsigned when absent. `whsec_...` for Standard Webhooks, the secret
+    /// string itself (its UTF-8 bytes are the key) for [`SigningScheme::Linq`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// How `secret` signs a request. Absent in records written before the field existed,
+    /// hence the default.
+    #[serde(default, skip_serializing_if = "SigningScheme::is_default")]
+    pub signing: SigningScheme,
+}
+
+impl std::fmt::Debug for WebhookTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookTarget")
+            .field("url", &self.url)
+            .field("by_events", &self.by_events)
+            .field("base64", &self.base64)
+            .field("headers", &self.headers)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("signing", &self.signing)
+            .finish()
+    }
+}
+
+/// How a webhook request is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SigningScheme {
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over
+    /// `{id}.{timestamp}.{body}` (Svix's Standard Webhooks).
+    #[default]
+    StandardWebhooks,
+    /// Linq's: `X-Webhook-Signature: <hex>` over `{timestamp}.{body}`, with
+    /// `X-Webhook-Timestamp` and `X-Webhook-Event`, so Linq receivers verify unchanged.
+    Linq,
+}
+
+impl SigningScheme {
+    fn is_default(&self) -> bool {
+        *self == SigningScheme::StandardWebhooks
+    }
 }
 
 /// Everything the delivery engine needs from the registry, published whole on every change.
@@ -132,7 +169,7 @@ impl Subscription {
                 return false;
             }
         }
-        if self.events.is_empty() {
+        if self.events.is_empty() && self.custom_events.is_empty() {
             return true;
         }
         match EventKind::parse(event) {
@@ -176,12 +213,31 @@ mod tests {
     }
 
     #[test]
+    fn custom_events_alone_select_only_themselves() {
+        let mut s = sub(Scope::AllInstances, vec![]);
+        s.custom_events = vec!["linq.phone_number.status_updated".into()];
+        assert!(s.wants("x", None, "linq.phone_number.status_updated"));
+        assert!(!s.wants("x", None, "messages.upsert"));
+        assert!(!s.wants("x", None, "linq.other"));
+    }
+
+    #[test]
     fn phone_filter_matches_instance_number() {
         let mut s = sub(Scope::AllInstances, vec![]);
         s.phone_numbers = vec!["+5511999990000".into()];
         assert!(s.wants("x", Some("5511999990000"), "call"));
         assert!(!s.wants("x", Some("5511999990001"), "call"));
         assert!(!s.wants("x", None, "call"));
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let target = WebhookTarget {
+            secret: Some("whsec_topsecret".into()),
+            ..WebhookTarget::default()
+        };
+        let shown = format!("{target:?}");
+        assert!(!shown.contains("topsecret") && shown.contains("redacted"));
     }
 
     #[test]

@@ -70,6 +70,10 @@ impl Projection {
                 if let Some(instance) = self.instances.remove(name) {
                     self.tokens.remove(&instance.created.token_sha256);
                 }
+                // Named webhooks of the instance (CodeChat's) go with it, so a new instance
+                // of the same name does not inherit them.
+                let scope = Scope::Instance(name.clone());
+                self.named.retain(|_, n| n.subscription.scope != scope);
             }
             ControlRecord::SinkSet(set) => {
                 if let Some(instance) = self.instances.get_mut(&set.instance) {

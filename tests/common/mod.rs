@@ -201,3 +201,23 @@ impl Drop for TestServer {
         let _ = self.child.wait();
     }
 }
+
+/// The test virtualenv's python (`SWITCHYARD_TEST_PYTHON`, else `.venv/bin/python`), checked
+/// to import `module`: a missing tool fails the test with the command that installs it,
+/// never skips it.
+pub fn test_python(module: &str) -> String {
+    let python = std::env::var("SWITCHYARD_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
+    let ok = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{python} cannot import {module}: run `bash scripts/services.sh` (it installs the \
+         test tools into .venv) or set SWITCHYARD_TEST_PYTHON"
+    );
+    python
+}
+pub mod socketio;
+pub mod ws;

@@ -1,7 +1,10 @@
-//! Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+//! Webhook signatures: Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature`) and Linq's (`X-Webhook-Signature`, `X-Webhook-Timestamp`).
 //!
-//! The signed content is `"{id}.{timestamp}.{body}"`, HMAC-SHA256 with the secret's key
-//! bytes, sent as `v1,<standard base64>`. Secrets are written `whsec_<base64 of the key>`.
+//! Standard Webhooks signs `"{id}.{timestamp}.{body}"` with HMAC-SHA256 over the secret's
+//! key bytes, sent as `v1,<standard base64>`; secrets are written `whsec_<base64 of the key>`.
+//! Linq signs `"{timestamp}.{body}"` with HMAC-SHA256, sent as lower-case hex; its key is
+//! the secret string's own bytes.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -45,18 +48,42 @@ impl SigningKey {
         format!("{SECRET_PREFIX}{}", STANDARD.encode(key))
     }
 
+    /// A Linq key: Linq verifiers use the secret string's bytes as the HMAC key as given.
+    pub fn from_linq_secret(secret: &str) -> SigningKey {
+        SigningKey(secret.as_bytes().to_vec())
+    }
+
+    /// A new random Linq-style secret (64 hex characters), shown once at creation.
+    pub fn generate_linq_secret() -> String {
+        hex::encode(rand::random::<[u8; 32]>())
+    }
+
     /// The `webhook-signature` value for one message.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mac = self.mac(&[
+            id.as_bytes(),
+            b".",
+            timestamp.to_string().as_bytes(),
+            b".",
+            body,
+        ]);
+        format!("v1,{}", STANDARD.encode(mac))
+    }
+
+    /// The `X-Webhook-Signature` value of Linq's scheme: hex HMAC of `{timestamp}.{body}`.
+    pub fn sign_linq(&self, timestamp: i64, body: &[u8]) -> String {
+        hex::encode(self.mac(&[timestamp.to_string().as_bytes(), b".", body]))
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> Vec<u8> {
         // HMAC accepts keys of any length, so this cannot fail.
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
-            return String::new();
+            return Vec::new();
         };
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().to_vec()
     }
 }
 
@@ -81,6 +108,20 @@ mod tests {
         let b = SigningKey::from_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(a.sign("x", 1, b"{}"), b.sign("x", 1, b"{}"));
         assert!(SigningKey::from_secret("whsec_not base64!").is_err());
+    }
+
+    #[test]
+    fn linq_scheme_is_hex_hmac_of_timestamp_dot_body() {
+        // Expected value from Python: hmac.new(b"linq-test-secret",
+        // b'1614265330.{"test": 2432232314}', hashlib.sha256).hexdigest()
+        let key = SigningKey::from_linq_secret("linq-test-secret");
+        assert_eq!(
+            key.sign_linq(1_614_265_330, br#"{"test": 2432232314}"#),
+            "a4247ae5b6d9b3f29a078cb9620d5f72ff257dcc230e300098ad2d2ba632965c"
+        );
+        let generated = SigningKey::generate_linq_secret();
+        assert_eq!(generated.len(), 64);
+        assert!(generated.chars().all(|c| c.is_ascii_hexdigit()));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::signing::SigningKey;
 use super::ssrf::{check_literal, GuardedResolver, RefusedTarget};
 use super::WebhookOptions;
 use crate::catalog::EventKind;
-use crate::delivery::subscription::{SinkTarget, Subscription, WebhookTarget};
+use crate::delivery::subscription::{SigningScheme, SinkTarget, Subscription, WebhookTarget};
 use crate::envelope::LoggedEvent;
 use crate::sinks::{Outcome, Sink};
 
@@ -182,7 +182,8 @@ pub fn destination_url(target: &WebhookTarget, event: &str) -> String {
     format!("{}/{kebab}", target.url.trim_end_matches('/'))
 }
 
-/// Content type, custom headers and, with a secret, the Standard Webhooks headers.
+/// Content type, custom headers and, with a secret, the signature headers of the target's
+/// scheme.
 fn headers(target: &WebhookTarget, event: &LoggedEvent, body: &[u8]) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::with_capacity(target.headers.len() + 4);
     map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -193,20 +194,34 @@ fn headers(target: &WebhookTarget, event: &LoggedEvent, body: &[u8]) -> Result<H
             .map_err(|_| format!("invalid value for header `{name}`"))?;
         map.insert(name, value);
     }
-    if let Some(secret) = &target.secret {
-        let key = SigningKey::from_secret(secret).map_err(|e| e.to_string())?;
-        let id = event.event.id.to_string();
-        // The timestamp is the attempt's, so retries stay inside verifiers' tolerance.
-        let timestamp = chrono::Utc::now().timestamp();
-        let signature = key.sign(&id, timestamp, body);
-        for (name, value) in [
-            ("webhook-id", id),
-            ("webhook-timestamp", timestamp.to_string()),
-            ("webhook-signature", signature),
-        ] {
-            let value = HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
-            map.insert(HeaderName::from_static(name), value);
+    let Some(secret) = &target.secret else {
+        return Ok(map);
+    };
+    // The timestamp is the attempt's, so retries stay inside verifiers' tolerance.
+    let timestamp = chrono::Utc::now().timestamp();
+    let signed = match target.signing {
+        SigningScheme::StandardWebhooks => {
+            let key = SigningKey::from_secret(secret).map_err(|e| e.to_string())?;
+            let id = event.event.id.to_string();
+            let signature = key.sign(&id, timestamp, body);
+            [
+                ("webhook-id", id),
+                ("webhook-timestamp", timestamp.to_string()),
+                ("webhook-signature", signature),
+            ]
         }
+        SigningScheme::Linq => [
+            (
+                "x-webhook-signature",
+                SigningKey::from_linq_secret(secret).sign_linq(timestamp, body),
+            ),
+            ("x-webhook-timestamp", timestamp.to_string()),
+            ("x-webhook-event", event.event.event.clone()),
+        ],
+    };
+    for (name, value) in signed {
+        let value = HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
+        map.insert(HeaderName::from_static(name), value);
     }
     Ok(map)
 }
@@ -302,6 +317,46 @@ mod tests {
                 reason: "HTTP 429".into()
             }
         );
+    }
+
+    #[test]
+    fn linq_scheme_sends_linq_headers_only() {
+        let event = LoggedEvent {
+            sequence: 1,
+            received_at: chrono::Utc::now(),
+            event: crate::envelope::StoredEvent {
+                id: uuid::Uuid::nil(),
+                instance: "inst".into(),
+                event: "messages.update".into(),
+                data: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+                sender: None,
+                source: None,
+                raw: None,
+            },
+        };
+        let linq = WebhookTarget {
+            secret: Some("s3cret".into()),
+            signing: SigningScheme::Linq,
+            ..target("https://x.test/hook", false)
+        };
+        let body = br#"{"event":"messages.update"}"#;
+        let map = headers(&linq, &event, body).unwrap();
+        let get = |name: &str| map.get(name).unwrap().to_str().unwrap().to_owned();
+        let timestamp: i64 = get("x-webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            get("x-webhook-signature"),
+            SigningKey::from_linq_secret("s3cret").sign_linq(timestamp, body)
+        );
+        assert_eq!(get("x-webhook-event"), "messages.update");
+        assert!(map.get("webhook-signature").is_none());
+
+        let standard = WebhookTarget {
+            secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            ..target("https://x.test/hook", false)
+        };
+        let map = headers(&standard, &event, body).unwrap();
+        assert!(map.get("webhook-signature").is_some());
+        assert!(map.get("x-webhook-signature").is_none());
     }
 
     #[test]

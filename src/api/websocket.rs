@@ -1,0 +1,156 @@
+//! `GET /ws` (plain WebSocket listeners) and `GET /socket.io/` (socket.io over the websocket
+//! transport): check the switch, the key and the subscription, then upgrade on the API's
+//! own port.
+
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+
+use super::auth::{authenticate, presented_key, Principal};
+use super::error::{ApiError, ErrorCode};
+use super::AppState;
+use crate::websocket::engineio::{self, Handshake};
+use crate::websocket::filter::Selection;
+use crate::websocket::listener::{self, Request};
+use crate::websocket::Hub;
+
+/// Read buffer per connection (clients send only subscribe and namespace packets).
+const READ_BUFFER: usize = 4 * 1024;
+
+fn hub(state: &AppState) -> Result<Arc<Hub>, ApiError> {
+    state.websocket.clone().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            "WebSocket listeners are disabled on this server (WEBSOCKET_ENABLED=false)",
+        )
+    })
+}
+
+/// The query string as (key, value) pairs; keys may repeat.
+fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
+    let query = parts.uri.query().unwrap_or("");
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn values<'a>(pairs: &'a [(String, String)], keys: &[&str]) -> Vec<&'a str> {
+    pairs
+        .iter()
+        .filter(|(k, _)| keys.contains(&k.as_str()))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+fn from_sequence(pairs: &[(String, String)]) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = values(pairs, &["from_sequence", "last_sequence"]).pop() else {
+        return Ok(None);
+    };
+    let n: u64 = raw
+        .parse()
+        .map_err(|_| ApiError::validation("from_sequence", "must be a non-negative integer"))?;
+    // `last_sequence` names the last one seen: continue right after it.
+    let after_last = values(pairs, &["from_sequence"]).is_empty();
+    Ok(Some(if after_last { n + 1 } else { n }))
+}
+
+fn principal(state: &AppState, parts: &Parts) -> Result<Option<Principal>, ApiError> {
+    match presented_key(parts) {
+        None => Ok(None),
+        Some(key) => authenticate(state, &key)
+            .map(Some)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "invalid API key")),
+    }
+}
+
+fn upgrade(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<WebSocketUpgrade, ApiError> {
+    ws.map_err(|e| {
+        ApiError::validation("Upgrade", format!("connect with a WebSocket client ({e})"))
+    })
+}
+
+async fn plain(
+    State(state): State<AppState>,
+    parts: Parts,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let hub = hub(&state)?;
+    let principal = principal(&state, &parts)?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthorized,
+            "missing API key: add ?apikey=KEY or send the `apikey` header",
+        )
+    })?;
+    let pairs = query_pairs(&parts);
+    let selection = Selection::parse(
+        &values(&pairs, &["instance", "instances"]),
+        &values(&pairs, &["events", "event"]),
+    )?;
+    let selection = listener::authorize(&hub, &principal, selection)?;
+    // A live-only listener starts at the log's end as of now, before the 101 goes out: every
+    // event accepted after the client sees the upgrade reaches it.
+    let from = from_sequence(&pairs)?.unwrap_or_else(|| hub.next_sequence());
+    let request = Request {
+        selection,
+        from: Some(from),
+    };
+    // Listeners send only small subscribe messages: a small read buffer keeps an idle
+    // connection cheap (tungstenite's default is 128 KiB each).
+    let ws = upgrade(ws)?
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(64 * 1024);
+    let tracker = hub.tasks.clone();
+    Ok(ws.on_upgrade(move |socket| {
+        tracker.track_future(listener::serve(socket, hub, principal, request))
+    }))
+}
+
+async fn socket_io(
+    State(state): State<AppState>,
+    parts: Parts,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let hub = hub(&state)?;
+    let pairs = query_pairs(&parts);
+    if values(&pairs, &["EIO"]).first() != Some(&"4") {
+        return Err(ApiError::validation(
+            "EIO",
+            "only Engine.IO 4 is served (socket.io-client 3 or newer)",
+        ));
+    }
+    if values(&pairs, &["transport"]).first() != Some(&"websocket") {
+        return Err(ApiError::validation(
+            "transport",
+            "only the websocket transport is served: connect with io(url, {transports: ['websocket']})",
+        ));
+    }
+    let handshake = Handshake {
+        principal: principal(&state, &parts)?,
+        from: from_sequence(&pairs)?,
+        authenticate: {
+            let state = state.clone();
+            Arc::new(move |key: &str| authenticate(&state, key))
+        },
+    };
+    let ws = upgrade(ws)?
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(1_000_000);
+    let tracker = hub.tasks.clone();
+    Ok(ws.on_upgrade(move |socket| tracker.track_future(engineio::serve(socket, hub, handshake))))
+}
+
+/// The listener routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ws", get(plain))
+        .route("/socket.io", get(socket_io))
+        .route("/socket.io/", get(socket_io))
+}

@@ -1,0 +1,141 @@
+//! Which events a subscription receives: its own instance and event choices, narrowed by
+//! each instance's `/websocket/set` settings.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::hub::Frame;
+use crate::catalog::{EventKind, UnknownEvent};
+use crate::registry::records::SinkKind;
+use crate::registry::Registry;
+
+/// A subscription's filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Instance names; `None` means every instance.
+    pub instances: Option<BTreeSet<String>>,
+    /// Dotted event names; `None` means every event.
+    pub events: Option<BTreeSet<&'static str>>,
+}
+
+impl Selection {
+    /// Builds a selection from names as clients send them: each entry may hold several
+    /// comma-separated names, in any Evolution spelling for events. Empty lists mean "all".
+    pub fn parse<S: AsRef<str>>(instances: &[S], events: &[S]) -> Result<Selection, UnknownEvent> {
+        let split = |items: &[S]| -> Vec<String> {
+            items
+                .iter()
+                .flat_map(|s| s.as_ref().split(','))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let instances: BTreeSet<String> = split(instances).into_iter().collect();
+        let events = split(events)
+            .iter()
+            .map(|name| EventKind::parse(name).map(EventKind::dotted))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        Ok(Selection {
+            instances: (!instances.is_empty()).then_some(instances),
+            events: (!events.is_empty()).then_some(events),
+        })
+    }
+
+    /// The selection with every instance, every event.
+    pub fn everything() -> Selection {
+        Selection::default()
+    }
+}
+
+/// A selection bound to the registry, so that each instance's websocket settings apply as
+/// they change.
+#[derive(Clone)]
+pub struct Filter {
+    selection: Selection,
+    registry: Arc<Registry>,
+    /// Whether the instance's `/websocket/set` settings narrow the stream (they do for `/ws`
+    /// and instance namespaces; Evolution's global mode sends everything).
+    instance_settings: bool,
+}
+
+impl Filter {
+    /// A filter over `selection`; `instance_settings` applies each instance's websocket
+    /// `enabled` and `events`.
+    pub fn new(selection: Selection, registry: Arc<Registry>, instance_settings: bool) -> Filter {
+        Filter {
+            selection,
+            registry,
+            instance_settings,
+        }
+    }
+
+    /// The selection.
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    /// Whether `frame` goes to this subscription.
+    pub fn accepts(&self, frame: &Frame) -> bool {
+        let s = &self.selection;
+        if s.instances
+            .as_ref()
+            .is_some_and(|set| !set.contains(&*frame.instance))
+        {
+            return false;
+        }
+        if s.events
+            .as_ref()
+            .is_some_and(|set| !set.contains(&*frame.event))
+        {
+            return false;
+        }
+        if !self.instance_settings {
+            return true;
+        }
+        // An instance never configured for websocket sends everything; one explicitly
+        // disabled sends nothing (Evolution's rule); an events list narrows (empty = all).
+        self.registry.read(|p| {
+            match p
+                .instances
+                .get(&*frame.instance)
+                .and_then(|i| i.sinks.get(&SinkKind::Websocket))
+            {
+                None => true,
+                Some(set) => {
+                    set.enabled
+                        && (set.events.is_empty()
+                            || set.events.iter().any(|k| k.dotted() == &*frame.event))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_repeated_and_comma_separated_names_in_any_spelling() {
+        let s = Selection::parse(
+            &["a,b", "c"],
+            &["MESSAGES_UPSERT", "chats.update,GROUP_UPDATE"],
+        )
+        .unwrap();
+        let instances: Vec<_> = s.instances.unwrap().into_iter().collect();
+        assert_eq!(instances, ["a", "b", "c"]);
+        let events: Vec<_> = s.events.unwrap().into_iter().collect();
+        assert_eq!(events, ["chats.update", "groups.update", "messages.upsert"]);
+    }
+
+    #[test]
+    fn empty_lists_mean_everything_and_unknown_events_are_errors() {
+        let empty: [&str; 0] = [];
+        assert_eq!(
+            Selection::parse(&empty, &[""]).unwrap(),
+            Selection::everything()
+        );
+        assert!(Selection::parse(&empty, &["nope.nope"]).is_err());
+    }
+}
