@@ -65,6 +65,27 @@ ensure_moto() {
   wait_port "$SQS_PORT" 30 moto_server
 }
 
+# Tansu (a Kafka-protocol broker in Rust) on 127.0.0.1:$KAFKA_PORT, in memory. It never
+# auto-creates topics: the sink creates them (kafka.auto_create_topics) and tests do too.
+KAFKA_PORT="${SWITCHYARD_TEST_KAFKA_PORT:-19092}"
+ensure_tansu() {
+  if port_open "$KAFKA_PORT"; then return 0; fi
+  if ! command -v tansu >/dev/null 2>&1; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v tansu >/dev/null 2>&1; then
+    log "installing tansu (about 10 minutes, once)"
+    cargo install tansu --locked --features dynostore >&2
+  fi
+  log "starting tansu on $KAFKA_PORT"
+  mkdir -p target
+  nohup tansu broker \
+    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/ >target/tansu.log 2>&1 &
+  wait_port "$KAFKA_PORT" 30 tansu
+}
+
 # cargo-fuzz for the fuzz smoke run (needs the nightly toolchain the machine ships).
 ensure_cargo_fuzz() {
   rustup toolchain list 2>/dev/null | grep -q '^nightly' || { log "no nightly toolchain: fuzz smoke falls back to proptest"; return 0; }
@@ -88,6 +109,8 @@ ensure_venv
 ensure_socketio_client
 ensure_moto
 ensure_compose
+ensure_tansu
 echo "export SWITCHYARD_TEST_AMQP_URI=amqp://guest:guest@127.0.0.1:5672/%2f"
 echo "export SWITCHYARD_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT"
+echo "export SWITCHYARD_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
 echo "export SWITCHYARD_TEST_PYTHON=$(pwd)/.venv/bin/python"

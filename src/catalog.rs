@@ -226,6 +226,20 @@ impl EventKind {
     }
 }
 
+/// The Kafka topic of an event by name: per instance (`{prefix}.{instance}.{dotted}`) or,
+/// with `instance = None`, global (`{prefix}.global.{dotted}`). Catalog events use their
+/// dotted name whatever spelling `event` has; custom events (a provider's own names such as
+/// `linq.message_received`) follow the same pattern with their name as stored, so a
+/// consumer can subscribe to `{prefix}.{instance}.linq.*` the way it does for Evolution's.
+pub fn kafka_topic(prefix: &str, instance: Option<&str>, event: &str) -> String {
+    match (EventKind::parse(event), instance) {
+        (Ok(kind), Some(instance)) => kind.kafka_instance_topic(prefix, instance),
+        (Ok(kind), None) => kind.kafka_global_topic(prefix),
+        (Err(_), Some(instance)) => format!("{prefix}.{instance}.{}", event.trim()),
+        (Err(_), None) => format!("{prefix}.global.{}", event.trim()),
+    }
+}
+
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.dotted())
@@ -256,6 +270,23 @@ impl<'de> serde::Deserialize<'de> for EventKind {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn kafka_topics_by_name_cover_catalog_and_custom_events() {
+        assert_eq!(
+            kafka_topic("evolution", Some("inst"), "MESSAGES_UPSERT"),
+            "evolution.inst.messages.upsert"
+        );
+        assert_eq!(
+            kafka_topic("evolution", None, "messages.upsert"),
+            "evolution.global.messages.upsert"
+        );
+        assert_eq!(
+            kafka_topic("p", Some("inst"), "linq.message_received"),
+            "p.inst.linq.message_received"
+        );
+        assert_eq!(kafka_topic("p", None, "linq.foo"), "p.global.linq.foo");
+    }
 
     #[test]
     fn spellings_match_evolution() {

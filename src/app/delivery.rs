@@ -16,6 +16,7 @@ use crate::log::EventLog;
 use crate::metrics::Metrics;
 use crate::registry::records::ControlRecord;
 use crate::registry::Registry;
+use crate::sinks::kafka::{KafkaOptions, KafkaSink};
 use crate::sinks::rabbitmq::RabbitmqSink;
 use crate::sinks::sqs::SqsSink;
 use crate::sinks::webhook::{WebhookOptions, WebhookSink};
@@ -102,6 +103,10 @@ async fn build_sinks(
         }
         sinks = sinks.with(SinkKind::Rabbitmq, sink.clone());
         brokers.rabbitmq = Some(sink);
+    }
+    if config.kafka.enabled {
+        let kafka = KafkaSink::new(KafkaOptions::from_config(config))?;
+        sinks = sinks.with(SinkKind::Kafka, Arc::new(kafka));
     }
     if config.sqs.enabled {
         let sink =

@@ -18,6 +18,7 @@ use crate::log::embedded::EmbeddedLog;
 use crate::log::{EventLog, FsyncPolicy, LogError};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
+use crate::sinks::kafka::KafkaSinkError;
 use crate::sinks::rabbitmq::RabbitmqError;
 use crate::sinks::sqs::SqsError;
 use crate::sinks::webhook::WebhookSinkError;
@@ -63,6 +64,9 @@ pub enum AppError {
     /// The webhook sink's HTTP client could not be built.
     #[error(transparent)]
     Webhook(#[from] WebhookSinkError),
+    /// The Kafka sink's client could not be created (bad `kafka.properties`).
+    #[error(transparent)]
+    Kafka(#[from] KafkaSinkError),
     /// The RabbitMQ sink's settings are unusable (a bad `RABBITMQ_URI`).
     #[error(transparent)]
     Rabbitmq(#[from] RabbitmqError),

@@ -107,3 +107,31 @@ fn switchyard_variables_that_are_not_keys_are_ignored() {
     let err = Config::load(None, env(&[("SWITCHYARD_LOG__FSYNK", "never")])).unwrap_err();
     assert!(err.to_string().contains("fsynk"), "{err}");
 }
+
+#[test]
+fn kafka_properties_with_dotted_names_pass_through_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &path,
+        "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n",
+    )
+    .unwrap();
+    let cfg = Config::load(Some(&path), env(&[])).unwrap();
+    assert_eq!(
+        cfg.kafka
+            .properties
+            .get("security.protocol")
+            .map(String::as_str),
+        Some("SASL_SSL"),
+        "{:?}",
+        cfg.kafka.properties
+    );
+    assert_eq!(
+        cfg.kafka
+            .properties
+            .get("sasl.mechanism")
+            .map(String::as_str),
+        Some("SCRAM-SHA-512")
+    );
+}

@@ -3,6 +3,7 @@
 //! A sink only knows how to send a batch and classify each outcome; retries, ordering,
 //! cursors and dead letters live once, in `delivery`.
 
+pub mod kafka;
 pub mod rabbitmq;
 pub mod sqs;
 pub mod webhook;
