@@ -7,15 +7,11 @@ mod common;
 #[path = "sink_support/mod.rs"]
 mod sink_support;
 
-use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
 use common::{unique, TestServer};
-use futures::StreamExt;
-use lapin::options::BasicConsumeOptions;
-use lapin::types::FieldTable;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Starts the broker app again however the test ends.
 struct RestartGuard;
@@ -58,25 +54,13 @@ async fn a_twenty_second_outage_loses_nothing_and_keeps_order() {
         .await;
     }
     const PER_INSTANCE: u64 = 1000;
-    let ingest = |instance: String, from: u64| {
-        let s = &s;
-        async move {
-            let events: Vec<Value> = (from..from + 100)
-                .map(|n| json!({"event": "messages.upsert", "data": {"n": n}}))
-                .collect();
-            let (status, v) = s
-                .post(&format!("/ingest/{instance}"), &json!({"events": events}))
-                .await;
-            assert_eq!(status, 202, "ingest must not depend on the broker: {v}");
-        }
-    };
     let guard = RestartGuard;
     for from in (0..PER_INSTANCE).step_by(100) {
         if from == 300 {
             rabbitmqctl("stop_app");
         }
         for i in &instances {
-            ingest(i.clone(), from).await;
+            s.ingest_numbered(i, from as usize, 100).await;
         }
         if from >= 300 {
             // Spread the rest of the stream over the outage.
@@ -88,40 +72,19 @@ async fn a_twenty_second_outage_loses_nothing_and_keeps_order() {
     rabbitmqctl("await_startup");
     drop(guard);
 
-    let conn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
-        .await
-        .expect("connect");
     for i in &instances {
-        let ch = conn.create_channel().await.expect("channel");
         let queue = format!("{i}.messages.upsert");
-        let mut consumer = ch
-            .basic_consume(
-                queue.as_str().into(),
-                "outage".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume");
-        let mut seen = HashSet::new();
-        let mut order = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while (seen.len() as u64) < PER_INSTANCE {
-            let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await else {
-                panic!("{queue}: {} of {PER_INSTANCE} after the outage", seen.len())
-            };
-            let body: Value = serde_json::from_slice(&d.data).expect("json");
-            if seen.insert(body["id"].as_str().unwrap_or_default().to_string()) {
-                order.push(body["data"]["n"].as_u64().unwrap_or(u64::MAX));
-            }
-        }
+        let (order, _duplicates) = sink_support::consume_queue(
+            &uri,
+            &queue,
+            PER_INSTANCE as usize,
+            Duration::from_secs(120),
+        )
+        .await;
         assert_eq!(
             order,
             (0..PER_INSTANCE).collect::<Vec<_>>(),
-            "{queue}: order kept"
+            "{queue}: order kept, nothing lost"
         );
     }
 }

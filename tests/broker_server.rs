@@ -12,85 +12,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{unique, TestServer};
-use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use serde_json::{json, Value};
-
-/// Reads `queue` until `n` distinct message ids arrived (or the deadline); returns the
-/// bodies' `data.n` in arrival order of first sight, and the number of duplicates.
-async fn consume(uri: &str, queue: &str, n: usize, within: Duration) -> (Vec<u64>, usize) {
-    let conn = lapin::Connection::connect(uri, lapin::ConnectionProperties::default())
-        .await
-        .expect("connect");
-    let ch = conn.create_channel().await.expect("channel");
-    // Passive: the queue must already exist (declared by the server, not by us).
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("queue {queue} does not exist: {e}"));
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "test".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
-    let mut seen = HashSet::new();
-    let mut order = Vec::new();
-    let mut duplicates = 0;
-    let deadline = tokio::time::Instant::now() + within;
-    while seen.len() < n {
-        let next = tokio::time::timeout_at(deadline, consumer.next()).await;
-        let Ok(Some(Ok(delivery))) = next else {
-            panic!("{queue}: only {} of {n} events arrived", seen.len())
-        };
-        let id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .expect("message_id");
-        let body: Value = serde_json::from_slice(&delivery.data).expect("body");
-        assert!(
-            body.get("destination").is_none(),
-            "no destination on RabbitMQ"
-        );
-        assert_eq!(
-            body["id"].as_str(),
-            Some(id.as_str()),
-            "message_id is the event id"
-        );
-        if seen.insert(id) {
-            order.push(body["data"]["n"].as_u64().expect("n"));
-        } else {
-            duplicates += 1;
-        }
-    }
-    let _ = conn.close(200, "done".into()).await;
-    (order, duplicates)
-}
-
-async fn ingest(s: &TestServer, instance: &str, from: usize, count: usize) {
-    let events: Vec<Value> = (from..from + count)
-        .map(|n| json!({"event": "messages.upsert", "data": {"n": n}}))
-        .collect();
-    let (status, v) = s
-        .post(&format!("/ingest/{instance}"), &json!({"events": events}))
-        .await;
-    assert_eq!(status, 202, "{v}");
-}
 
 fn rabbit_env(uri: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -118,16 +40,16 @@ async fn ten_thousand_events_over_three_instances_land_in_order() {
     }
     // Declared at set time: the queue of an event type never seen yet already exists.
     for i in &instances {
-        consume(&uri, &format!("{i}.call"), 0, Duration::from_secs(5)).await;
+        sink_support::consume_queue(&uri, &format!("{i}.call"), 0, Duration::from_secs(5)).await;
     }
     let per_instance = [3334, 3333, 3333];
     for (i, count) in instances.iter().zip(per_instance) {
         for from in (0..count).step_by(500) {
-            ingest(&s, i, from, 500.min(count - from)).await;
+            s.ingest_numbered(i, from, 500.min(count - from)).await;
         }
     }
     for (i, count) in instances.iter().zip(per_instance) {
-        let (order, duplicates) = consume(
+        let (order, duplicates) = sink_support::consume_queue(
             &uri,
             &format!("{i}.messages.upsert"),
             count,
@@ -156,7 +78,7 @@ async fn sqs_fifo_queues_get_every_event_in_order() {
             json!({"sqs": {"enabled": true, "events": ["MESSAGES_UPSERT"]}}),
         )
         .await;
-        ingest(&s, i, 0, 60).await;
+        s.ingest_numbered(i, 0, 60).await;
     }
     let config = aws_sdk_sqs::config::Builder::new()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())

@@ -40,16 +40,6 @@ async fn set_webhook(s: &TestServer, instance: &str, url: &str, secret: Option<&
     assert_eq!(status, 201, "{v}");
 }
 
-async fn ingest(s: &TestServer, instance: &str, from: usize, count: usize) {
-    let events: Vec<Value> = (from..from + count)
-        .map(|n| json!({"event": "messages.upsert", "data": {"n": n}}))
-        .collect();
-    let (status, v) = s
-        .post(&format!("/ingest/{instance}"), &json!({"events": events}))
-        .await;
-    assert_eq!(status, 202, "{v}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_and_sigkill_lose_nothing_and_keep_order() {
     let cancel = CancellationToken::new();
@@ -79,7 +69,7 @@ async fn chaos_and_sigkill_lose_nothing_and_keep_order() {
             s.restart();
         }
         for i in &instances {
-            ingest(&s, i, b * BATCH, BATCH).await;
+            s.ingest_numbered(i, b * BATCH, BATCH).await;
         }
     }
     let total = instances.len() * PER_INSTANCE;
@@ -156,7 +146,7 @@ async fn dead_letters_redrive_and_replay_over_http() {
     let inst = unique("dlq");
     s.create_instance(&inst, json!({})).await;
     set_webhook(&s, &inst, &receiver.url, None).await;
-    ingest(&s, &inst, 0, 5).await;
+    s.ingest_numbered(&inst, 0, 5).await;
 
     let (_, subs) = s.get("/subscriptions").await;
     let sub = subs["subscriptions"]
@@ -240,7 +230,7 @@ async fn private_targets_are_refused_by_default() {
     let inst = unique("ssrf");
     s.create_instance(&inst, json!({})).await;
     set_webhook(&s, &inst, "http://127.0.0.1:9/hook", None).await;
-    ingest(&s, &inst, 0, 1).await;
+    s.ingest_numbered(&inst, 0, 1).await;
     let (_, subs) = s.get("/subscriptions").await;
     let id = subs["subscriptions"][0]["id"]
         .as_str()
@@ -285,7 +275,7 @@ async fn deleting_an_instance_releases_its_cursor_for_retention() {
     let inst = unique("gone");
     s.create_instance(&inst, json!({})).await;
     set_webhook(&s, &inst, &receiver.url, None).await;
-    ingest(&s, &inst, 0, 3).await;
+    s.ingest_numbered(&inst, 0, 3).await;
     support::wait_for(
         "delivery and a committed cursor",
         Duration::from_secs(30),

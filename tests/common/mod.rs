@@ -175,6 +175,17 @@ impl TestServer {
         v["hash"]["apikey"].as_str().expect("token").to_string()
     }
 
+    /// Ingests `count` `messages.upsert` events whose `data.n` counts up from `from`.
+    pub async fn ingest_numbered(&self, instance: &str, from: usize, count: usize) {
+        let events: Vec<Value> = (from..from + count)
+            .map(|n| json!({"event": "messages.upsert", "data": {"n": n}}))
+            .collect();
+        let (status, v) = self
+            .post(&format!("/ingest/{instance}"), &json!({"events": events}))
+            .await;
+        assert_eq!(status, 202, "ingest must answer 202: {v}");
+    }
+
     /// Reads every event from the log (all pages).
     pub async fn all_events(&self, query: &str) -> Vec<Value> {
         let mut out = Vec::new();

@@ -2,11 +2,13 @@
 //! and a miniature delivery loop that retries failed events in order, as the engine does.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use serde_json::value::RawValue;
+use serde_json::Value;
 use switchyard::delivery::subscription::{Scope, SinkTarget, Subscription};
 use switchyard::envelope::{LoggedEvent, StoredEvent};
 use switchyard::sinks::{Outcome, Sink};
@@ -166,4 +168,77 @@ pub fn assert_in_order(queue: &str, got: &[String], expected: &[String]) -> usiz
     );
     assert!(firsts == expected, "queue {queue}: messages out of order");
     got.len() - firsts.len()
+}
+
+/// Reads `queue` until `n` distinct message ids arrived (or the deadline); returns the
+/// bodies' `data.n` in arrival order of first sight, and the number of duplicates.
+pub async fn consume_queue(
+    uri: &str,
+    queue: &str,
+    n: usize,
+    within: Duration,
+) -> (Vec<u64>, usize) {
+    use futures::StreamExt;
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn = lapin::Connection::connect(uri, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    // Passive: the queue must already exist (declared by the server, not by us).
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("queue {queue} does not exist: {e}"));
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "test".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let mut seen = HashSet::new();
+    let mut order = Vec::new();
+    let mut duplicates = 0;
+    let deadline = tokio::time::Instant::now() + within;
+    while seen.len() < n {
+        let next = tokio::time::timeout_at(deadline, consumer.next()).await;
+        let Ok(Some(Ok(delivery))) = next else {
+            panic!("{queue}: only {} of {n} events arrived", seen.len())
+        };
+        let id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .expect("message_id");
+        let body: Value = serde_json::from_slice(&delivery.data).expect("body");
+        assert!(
+            body.get("destination").is_none(),
+            "no destination on RabbitMQ"
+        );
+        assert_eq!(
+            body["id"].as_str(),
+            Some(id.as_str()),
+            "message_id is the event id"
+        );
+        if seen.insert(id) {
+            order.push(body["data"]["n"].as_u64().expect("n"));
+        } else {
+            duplicates += 1;
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    (order, duplicates)
 }
