@@ -174,59 +174,36 @@ fn change(
         Some(c) => json::value(P, &json::join(&value_path, "contacts"), c)?,
         None => Value::Null,
     };
+    // Each list item becomes one event: (list key, event name, item mapper).
+    type Mapper<'a> = Box<dyn Fn(&str, &Value) -> Result<(Value, String), AdapterError> + 'a>;
+    let lists: Vec<(&str, &str, Mapper)> = match field.as_str() {
+        "messages" => vec![
+            (
+                "messages",
+                "messages.upsert",
+                Box::new(|p: &str, v: &Value| message(p, v, &contacts)),
+            ),
+            (
+                "statuses",
+                "messages.update",
+                Box::new(|p: &str, v: &Value| status(p, v)),
+            ),
+        ],
+        "calls" => vec![("calls", "call", Box::new(|p: &str, v: &Value| call(p, v)))],
+        _ => Vec::new(),
+    };
     let mut handled = false;
-    if field == "messages" {
-        if let Some(list) = value.get("messages") {
-            handled = true;
-            let list_path = json::join(&value_path, "messages");
-            for (k, item) in json::array(P, &list_path, list)?.into_iter().enumerate() {
-                let item_path = json::index(&list_path, k);
-                let v = json::value(P, &item_path, item)?;
-                let (data, dedupe) = message(&item_path, &v, &contacts)?;
-                out.push(b.build(
-                    "messages.upsert",
-                    &item_path,
-                    &data,
-                    item,
-                    sender.clone(),
-                    Some(dedupe),
-                )?);
-            }
-        }
-        if let Some(list) = value.get("statuses") {
-            handled = true;
-            let list_path = json::join(&value_path, "statuses");
-            for (k, item) in json::array(P, &list_path, list)?.into_iter().enumerate() {
-                let item_path = json::index(&list_path, k);
-                let v = json::value(P, &item_path, item)?;
-                let (data, dedupe) = status(&item_path, &v)?;
-                out.push(b.build(
-                    "messages.update",
-                    &item_path,
-                    &data,
-                    item,
-                    sender.clone(),
-                    Some(dedupe),
-                )?);
-            }
-        }
-    } else if field == "calls" {
-        if let Some(list) = value.get("calls") {
-            handled = true;
-            let list_path = json::join(&value_path, "calls");
-            for (k, item) in json::array(P, &list_path, list)?.into_iter().enumerate() {
-                let item_path = json::index(&list_path, k);
-                let v = json::value(P, &item_path, item)?;
-                let (data, dedupe) = call(&item_path, &v)?;
-                out.push(b.build(
-                    "call",
-                    &item_path,
-                    &data,
-                    item,
-                    sender.clone(),
-                    Some(dedupe),
-                )?);
-            }
+    for (key, event, map) in &lists {
+        let Some(list) = value.get(*key) else {
+            continue;
+        };
+        handled = true;
+        let list_path = json::join(&value_path, key);
+        for (k, item) in json::array(P, &list_path, list)?.into_iter().enumerate() {
+            let item_path = json::index(&list_path, k);
+            let v = json::value(P, &item_path, item)?;
+            let (data, dedupe) = map(&item_path, &v)?;
+            out.push(b.build(event, &item_path, &data, item, sender.clone(), Some(dedupe))?);
         }
     }
     if !handled {
