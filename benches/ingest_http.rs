@@ -3,6 +3,11 @@
 //! against an axum route that reads the body and answers 202 without parsing or storing.
 //! The ratio says what parsing, id assignment and the durable append cost on top of HTTP.
 //!
+//! A third measurement, in the same run, sends the same number of ~1 KiB messages as Whapi
+//! webhooks (`POST /ingest/{instance}/whapi`): the adapter's cost as a ratio of canonical
+//! ingest. The dedupe window is 0 so that repeated bodies are stored, not skipped (the
+//! dedupe check itself still runs).
+//!
 //! Run: `cargo bench --bench ingest_http` (env `BENCH_SECONDS`, `BENCH_CLIENTS` to change).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,9 +44,26 @@ fn batch_body() -> bytes::Bytes {
         .into()
 }
 
+fn whapi_body() -> bytes::Bytes {
+    let messages: Vec<_> = (0..BATCH)
+        .map(|i| {
+            json!({"id": format!("Jx4PWGLbIm8vXXs-{i:010}"), "from_me": false, "type": "text",
+                   "chat_id": "919984351847@s.whatsapp.net", "timestamp": 1_747_661_100,
+                   "source": "mobile", "text": {"body": "x".repeat(820)},
+                   "from": "919984351847", "from_name": "Bench"})
+        })
+        .collect();
+    let body = json!({"messages": messages, "event": {"type": "messages", "event": "post"}, "channel_id": "BENCH"});
+    serde_json::to_vec(&body).unwrap_or_default().into()
+}
+
 /// Drives `clients` concurrent posters against `url` for `seconds`; returns events/s.
 async fn load(url: String, key: String, clients: u64, seconds: u64) -> f64 {
-    let body = batch_body();
+    let body = if url.ends_with("/whapi") {
+        whapi_body()
+    } else {
+        batch_body()
+    };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients as usize)
         .build()
@@ -162,19 +184,28 @@ fn main() {
         // Warm both up, then alternate so that machine noise hits both alike.
         load(baseline_url.clone(), key.clone(), clients, 1).await;
         load(url.clone(), key.clone(), clients, 1).await;
+        let whapi_url = format!("{url}/whapi");
+        load(whapi_url.clone(), key.clone(), clients, 1).await;
         let mut base_total = 0.0;
         let mut ours_total = 0.0;
+        let mut whapi_total = 0.0;
         for _ in 0..2 {
             base_total += load(baseline_url.clone(), key.clone(), clients, seconds).await;
             ours_total += load(url.clone(), key.clone(), clients, seconds).await;
+            whapi_total += load(whapi_url.clone(), key.clone(), clients, seconds).await;
         }
-        let (base, ours) = (base_total / 2.0, ours_total / 2.0);
+        let (base, ours, whapi) = (base_total / 2.0, ours_total / 2.0, whapi_total / 2.0);
         println!("ingest_http: batches of {BATCH} x ~1 KiB, {clients} clients, fsync=always");
         println!("  baseline (axum, body read, no parse/store): {base:>10.0} events/s");
         println!("  switchyard POST /ingest:                    {ours:>10.0} events/s");
         println!(
             "  ratio switchyard/baseline:                  {:>10.2}x",
             ours / base
+        );
+        println!("  Whapi adapter POST /ingest/{{i}}/whapi:       {whapi:>10.0} events/s");
+        println!(
+            "  ratio adapter/canonical:                    {:>10.2}x",
+            whapi / ours
         );
         token.cancel();
     });

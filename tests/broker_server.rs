@@ -72,13 +72,18 @@ async fn sqs_fifo_queues_get_every_event_in_order() {
         ("SQS_REGION", "us-east-1"),
     ]);
     let instances: Vec<String> = (0..3).map(|i| unique(&format!("sqs{i}"))).collect();
+    let per_instance = [3334usize, 3333, 3333];
     for i in &instances {
         s.create_instance(
             i,
             json!({"sqs": {"enabled": true, "events": ["MESSAGES_UPSERT"]}}),
         )
         .await;
-        s.ingest_numbered(i, 0, 60).await;
+    }
+    for (i, count) in instances.iter().zip(per_instance) {
+        for from in (0..count).step_by(500) {
+            s.ingest_numbered(i, from, 500.min(count - from)).await;
+        }
     }
     let config = aws_sdk_sqs::config::Builder::new()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
@@ -89,53 +94,76 @@ async fn sqs_fifo_queues_get_every_event_in_order() {
         ))
         .build();
     let client = aws_sdk_sqs::Client::from_conf(config);
-    for i in &instances {
+    // Drain the three queues at once, as workers would: the SQS server stays fast when its
+    // queues stay short.
+    let mut drains = Vec::new();
+    for (i, count) in instances.iter().zip(per_instance) {
+        let client = client.clone();
         let name = format!("{i}_messages_upsert.fifo");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let url = loop {
-            if let Ok(out) = client.get_queue_url().queue_name(&name).send().await {
-                break out.queue_url().unwrap_or_default().to_string();
-            }
+        drains.push(tokio::spawn(async move {
+            drain_fifo(&client, &name, count).await
+        }));
+    }
+    for drain in drains {
+        drain.await.expect("drain task");
+    }
+}
+
+/// Receives and deletes from `name` until `count` distinct events came, checking the SQS
+/// envelope, each id once, and sequence order.
+async fn drain_fifo(client: &aws_sdk_sqs::Client, name: &str, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    let url = loop {
+        if let Ok(out) = client.get_queue_url().queue_name(name).send().await {
+            break out.queue_url().unwrap_or_default().to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never created"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut got = Vec::new();
+    let mut ids = HashSet::new();
+    while got.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: only {} of {count}",
+            got.len()
+        );
+        let out = client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        let mut delete = client.delete_message_batch().queue_url(&url);
+        for (k, m) in out.messages().iter().enumerate() {
+            let body: Value = serde_json::from_str(m.body().unwrap_or_default()).expect("json");
+            assert_eq!(body["dataType"], json!("json"));
             assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name} never created"
+                ids.insert(body["id"].as_str().unwrap_or_default().to_string()),
+                "{name}: duplicate"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let mut got = Vec::new();
-        let mut ids = HashSet::new();
-        while got.len() < 60 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name}: only {} of 60",
-                got.len()
-            );
-            let out = client
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("receive");
-            for m in out.messages() {
-                let body: Value = serde_json::from_str(m.body().unwrap_or_default()).expect("json");
-                assert_eq!(body["dataType"], json!("json"));
-                assert!(
-                    ids.insert(body["id"].as_str().unwrap_or_default().to_string()),
-                    "duplicate"
-                );
-                got.push(body["data"]["n"].as_u64().unwrap_or(u64::MAX));
-                if let Some(handle) = m.receipt_handle() {
-                    let _ = client
-                        .delete_message()
-                        .queue_url(&url)
-                        .receipt_handle(handle)
-                        .send()
-                        .await;
-                }
+            got.push(body["data"]["n"].as_u64().unwrap_or(u64::MAX));
+            if let Some(handle) = m.receipt_handle() {
+                let entry = aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(k.to_string())
+                    .receipt_handle(handle)
+                    .build()
+                    .expect("entry");
+                delete = delete.entries(entry);
             }
         }
-        assert_eq!(got, (0..60).collect::<Vec<u64>>(), "{name}: order");
+        if !out.messages().is_empty() {
+            delete.send().await.expect("delete");
+        }
     }
+    assert_eq!(
+        got,
+        (0..count as u64).collect::<Vec<u64>>(),
+        "{name}: order"
+    );
 }
