@@ -14,4 +14,10 @@ echo "== fuzz smoke (every provider adapter, a few seconds each)"
 bash scripts/fuzz-smoke.sh
 echo "== cargo test"
 # Benches are compiled (not run) by clippy --all-targets above, so they cannot rot.
-cargo test --no-fail-fast
+mkdir -p target
+status=0
+cargo test --no-fail-fast 2>&1 | tee target/test-output.log || status=$?
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "suite: %d passed, %d failed\n", p, f }' target/test-output.log
+exit "$status"
