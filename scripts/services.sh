@@ -58,7 +58,13 @@ ensure_compose() {
 # moto_server (SQS-compatible) on 127.0.0.1:$SQS_PORT.
 SQS_PORT="${SWITCHYARD_TEST_SQS_PORT:-4576}"
 ensure_moto() {
-  if port_open "$SQS_PORT"; then return 0; fi
+  if port_open "$SQS_PORT"; then
+    # moto keeps every queue and message in memory and slows down as they pile up across
+    # runs: start each suite from an empty server.
+    .venv/bin/python -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$SQS_PORT/moto-api/reset', method='POST'), timeout=10)" \
+      || log "resetting moto failed"
+    return 0
+  fi
   log "starting moto_server on $SQS_PORT"
   mkdir -p target
   nohup .venv/bin/moto_server -H 127.0.0.1 -p "$SQS_PORT" >target/moto.log 2>&1 &

@@ -51,6 +51,18 @@ fn spawn(data_dir: &Path, key: &str, env: &[(String, String)]) -> (Child, String
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // A test process that is killed (timeout, Ctrl-C) must not leave its servers running:
+    // an orphan keeps delivering and slows every shared service for the next run.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn().expect("spawn switchyard");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
