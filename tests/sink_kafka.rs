@@ -5,12 +5,13 @@
 //! real server, each event id once, in order per key).
 
 mod common;
+#[path = "sink_support/mod.rs"]
+mod sink_support;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
 use common::{unique, TestServer};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -20,9 +21,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use serde_json::{json, value::RawValue, Value};
+use serde_json::{json, Value};
 use switchyard::delivery::{Scope, SinkTarget, Subscription};
-use switchyard::envelope::{LoggedEvent, StoredEvent};
+use switchyard::envelope::LoggedEvent;
 use switchyard::sinks::kafka::{KafkaOptions, KafkaSink, KeyBy};
 use switchyard::sinks::{Outcome, Sink};
 
@@ -57,22 +58,9 @@ fn options(brokers: &str, prefix: &str) -> KafkaOptions {
     }
 }
 
+/// The shared event builder, with a JSON value as the body.
 fn event(instance: &str, name: &str, sequence: u64, data: Value) -> LoggedEvent {
-    LoggedEvent {
-        sequence,
-        received_at: Utc
-            .timestamp_millis_opt(1_758_749_877_000 + sequence as i64)
-            .unwrap(),
-        event: StoredEvent {
-            id: uuid::Uuid::now_v7(),
-            instance: instance.into(),
-            event: name.into(),
-            data: RawValue::from_string(data.to_string()).unwrap(),
-            sender: Some("5511999990000@s.whatsapp.net".into()),
-            source: None,
-            raw: None,
-        },
-    }
+    sink_support::event(instance, name, sequence, &data.to_string())
 }
 
 fn subscription(instance: &str, global: bool) -> Subscription {
