@@ -64,6 +64,7 @@ fn subscription(target: SinkTarget, instance: &str) -> Subscription {
         custom_events: vec![],
         phone_numbers: vec![],
         start_sequence: 1,
+        start_positions: Vec::new(),
         enabled: true,
     }
 }

@@ -204,6 +204,7 @@ fn bench_subscription(options: &KafkaOptions) -> Subscription {
         custom_events: vec![],
         phone_numbers: vec![],
         start_sequence: 0,
+        start_positions: Vec::new(),
         enabled: true,
     }
 }
@@ -260,7 +261,8 @@ async fn through_engine(
             ..EngineOptions::default()
         },
         disable_requests: mpsc::unbounded_channel().0,
-        metrics: prometheus::Registry::new(),
+        metrics: switchyard::delivery::DeliveryMetrics::register(&prometheus::Registry::new())
+            .expect("delivery metrics"),
         cancel: cancel.clone(),
         tracker: tracker.clone(),
     })

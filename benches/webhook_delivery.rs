@@ -121,6 +121,7 @@ fn subscription(id: &str, url: &str, start: u64) -> Subscription {
         custom_events: vec![],
         phone_numbers: vec![],
         start_sequence: start,
+        start_positions: Vec::new(),
         enabled: true,
     }
 }
@@ -155,7 +156,8 @@ async fn start_engine(
             ..EngineOptions::default()
         },
         disable_requests: mpsc::unbounded_channel().0,
-        metrics: prometheus::Registry::new(),
+        metrics: switchyard::delivery::DeliveryMetrics::register(&prometheus::Registry::new())
+            .expect("delivery metrics"),
         cancel: cancel.clone(),
         tracker: tracker.clone(),
     })

@@ -76,6 +76,7 @@ fn subscription(instance: &str, global: bool) -> Subscription {
         custom_events: Vec::new(),
         phone_numbers: Vec::new(),
         start_sequence: 0,
+        start_positions: Vec::new(),
         enabled: true,
     }
 }

@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::catalog::EventKind;
 use crate::envelope::LoggedEvent;
+use crate::log::{partition_base, partition_of};
 
 /// Records examined per request at most, so a selective filter cannot pin a worker.
 const SCAN_LIMIT: usize = 50_000;
@@ -74,20 +75,30 @@ async fn events(
     if let Principal::Instance(own) = &principal {
         principal.require_instance(q.instance.get_or_insert_with(|| own.clone()))?;
     }
-    let mut from = match (q.from, q.since_ms) {
-        (Some(from), _) => from,
-        (None, Some(ms)) => state.events.sequence_at(ms).await?,
-        (None, None) => 0,
-    };
+    // One instance lives in one partition; without one, a scan walks the partitions in
+    // turn (the embedded log has just one).
+    let pinned = q.instance.as_deref().map(|i| state.events.index_for(i));
+    let mut from = q.from.unwrap_or(0);
+    if let Some(p) = pinned {
+        if partition_of(from) != p {
+            from = partition_base(p);
+        }
+    }
+    if let (None, Some(ms)) = (q.from, q.since_ms) {
+        from = start_at(&state, from, ms).await?;
+    }
     let deadline = tokio::time::Instant::now() + q.wait;
-    let mut changes = state.events.subscribe();
     let server_url = state.config.server.url.as_str();
     let mut out: Vec<u8> = b"{\"events\":[".to_vec();
     let mut found = 0usize;
     loop {
+        let Some(log) = state.events.for_sequence(from) else {
+            break;
+        };
+        let mut changes = log.subscribe();
         let mut scanned = 0usize;
         while found < q.limit && scanned < SCAN_LIMIT {
-            let records = state.events.read(from, 1000, 4 * 1024 * 1024).await?;
+            let records = log.read(from, 1000, 4 * 1024 * 1024).await?;
             let Some(last) = records.last() else { break };
             let next = last.sequence + 1;
             for record in &records {
@@ -114,10 +125,24 @@ async fn events(
                 from = next;
             }
         }
+        if found < q.limit && scanned < SCAN_LIMIT && pinned.is_none() {
+            // This partition is exhausted: go on with the next one, if any.
+            if let Some(next_start) = state.events.next_partition_start(from) {
+                from = match q.since_ms {
+                    Some(ms) => start_at(&state, next_start, ms).await?,
+                    None => next_start,
+                };
+                continue;
+            }
+        }
         if found > 0 || q.wait.is_zero() {
             break;
         }
         // Nothing yet: wait for the next append (or the deadline) instead of polling.
+        changes.borrow_and_update();
+        if log.next_sequence() > from {
+            continue;
+        }
         match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => continue,
             _ => break,
@@ -125,6 +150,14 @@ async fn events(
     }
     out.extend(format!("],\"next_sequence\":{from}}}").as_bytes());
     Ok(([(header::CONTENT_TYPE, "application/json")], out))
+}
+
+/// The first sequence at or after `ms` in the partition holding `sequence`.
+async fn start_at(state: &AppState, sequence: u64, ms: i64) -> Result<u64, ApiError> {
+    match state.events.for_sequence(sequence) {
+        Some(log) => Ok(log.sequence_at(ms).await?),
+        None => Ok(sequence),
+    }
 }
 
 /// The events route.

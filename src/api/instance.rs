@@ -39,6 +39,7 @@ async fn create(
     }
     let now = Utc::now();
     let start_sequence = state.events.next_sequence();
+    let start_positions = state.events.start_positions();
     let created = InstanceCreated {
         name: req.name.clone(),
         id: Uuid::new_v4(),
@@ -75,6 +76,7 @@ async fn create(
                     events: sink.events.clone(),
                     webhook: sink.webhook.clone(),
                     start_sequence,
+                    start_positions: start_positions.clone(),
                     at: now,
                 })
             }));

@@ -29,9 +29,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
 use crate::config::Config;
-use crate::delivery::DeliveryEngine;
+use crate::delivery::PartitionedDelivery;
 use crate::ingest::dedupe::Deduper;
-use crate::log::EventLog;
+use crate::log::EventPartitions;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -43,12 +43,13 @@ pub struct AppState(Arc<AppInner>);
 pub struct AppInner {
     /// The loaded configuration.
     pub config: Config,
-    /// The event log.
-    pub events: Arc<dyn EventLog>,
+    /// The event log's partitions (one with the embedded engine).
+    pub events: EventPartitions,
     /// Instances and subscriptions.
     pub registry: Arc<Registry>,
-    /// The delivery engine: status, dead letters, redrive, replay.
-    pub delivery: Arc<DeliveryEngine>,
+    /// The delivery engines of the partitions delivered here: status, dead letters,
+    /// redrive, replay.
+    pub delivery: Arc<PartitionedDelivery>,
     /// Broker sinks, for declaring an instance's queues when its sink is set.
     pub brokers: crate::app::BrokerSinks,
     /// The global API key.

@@ -58,6 +58,7 @@ async fn set(
         broker_object(&obj, key)?
     };
     let start_sequence = state.events.next_sequence();
+    let start_positions = state.events.start_positions();
     state
         .registry
         .change(|s| {
@@ -66,10 +67,12 @@ async fn set(
                 .get(&instance)
                 .ok_or_else(|| ApiError::not_found(format!("instance `{instance}`")))?;
             // Re-setting a sink keeps its cursor; the start only matters for a new one.
-            let start_sequence = existing
+            let (start_sequence, start_positions) = existing
                 .sinks
                 .get(&kind)
-                .map_or(start_sequence, |prev| prev.start_sequence);
+                .map_or((start_sequence, start_positions.clone()), |prev| {
+                    (prev.start_sequence, prev.start_positions.clone())
+                });
             Ok(vec![ControlRecord::SinkSet(SinkSet {
                 instance: instance.clone(),
                 kind,
@@ -77,6 +80,7 @@ async fn set(
                 events: req.events.clone(),
                 webhook: req.webhook.clone(),
                 start_sequence,
+                start_positions,
                 at: Utc::now(),
             })])
         })

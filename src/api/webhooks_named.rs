@@ -79,6 +79,7 @@ pub(super) fn draft(api: Api, scope: Scope, url: String) -> NamedSubscription {
             custom_events: Vec::new(),
             phone_numbers: Vec::new(),
             start_sequence: 0,
+            start_positions: Vec::new(),
             enabled: true,
         },
         meta: NamedMeta {
@@ -201,6 +202,7 @@ pub(super) async fn create(
     named.subscription.id = format!("{}:{}", api.as_str(), Uuid::new_v4());
     named.subscription.start_sequence = state.events.next_sequence();
     let now = Utc::now();
+    named.subscription.start_positions = state.events.start_positions();
     named.meta.created_at = now;
     named.meta.updated_at = now;
     let record = ControlRecord::SubscriptionPut {

@@ -14,8 +14,11 @@ use crate::api::{self, AppInner, AppState};
 use crate::config::Config;
 use crate::delivery::DeliveryError;
 use crate::ingest::dedupe::Deduper;
+use crate::config::LogEngine;
+use crate::delivery::PartitionedDelivery;
 use crate::log::embedded::EmbeddedLog;
-use crate::log::{EventLog, FsyncPolicy, LogError};
+use crate::log::kafka::{KafkaLog, KafkaLogOptions};
+use crate::log::{EventLog, EventPartitions, FsyncPolicy, LogError};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
 use crate::sinks::kafka::KafkaSinkError;
@@ -25,7 +28,7 @@ use crate::sinks::webhook::WebhookSinkError;
 use crate::websocket::{Hub, WsMetrics};
 pub use data_dir::global_api_key;
 use data_dir::{lock_data_dir, open_log};
-use delivery::start_delivery;
+use delivery::{delivery_kit, own_partitions};
 pub use delivery::{global_subscriptions, BrokerSinks};
 
 /// Why the server could not start or stopped with an error.
@@ -55,9 +58,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
-    /// The Kafka engine was asked for but is not part of this build yet.
-    #[error("log.engine = \"kafka\" is not available yet; use \"embedded\"")]
-    EngineUnavailable,
+    /// The Kafka engine runs several processes that must share one key.
+    #[error("log.engine = \"kafka\" needs auth.api_key (AUTHENTICATION_API_KEY): every process must accept the same key")]
+    KafkaNeedsKey,
     /// The delivery engine failed to start.
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
@@ -85,37 +88,75 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), AppError> {
-    if config.log.engine != crate::config::LogEngine::Embedded {
-        return Err(AppError::EngineUnavailable);
-    }
-    let data_dir = config.server.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
-        path: data_dir.display().to_string(),
-        source,
-    })?;
-    // One process per data dir: two writers on one log would interleave records.
-    let _lock = lock_data_dir(&data_dir)?;
-    let api_key = global_api_key(&config)?;
-    let events_log = open_log(&config, "events", config.log.fsync.policy())?;
-    // Control records are rare and precious: always fsync, whatever the event log does.
-    let control_log = open_log(&config, "control", FsyncPolicy::Always)?;
-    let events: Arc<dyn EventLog> = events_log.clone();
-    let globals = global_subscriptions(&config, events.next_sequence());
-    let registry = Registry::open(control_log, globals).await?;
     let metrics = Arc::new(Metrics::new()?);
-
     let tasks = tokio_util::task::TaskTracker::new();
-    tasks.spawn(retention_loop(events_log.clone(), shutdown.clone()));
-    let (delivery, brokers) = start_delivery(
-        &config,
-        events.clone(),
-        open_log(&config, "delivery", FsyncPolicy::Always)?,
-        &registry,
-        &metrics,
-        shutdown.clone(),
-        &tasks,
-    )
-    .await?;
+    let delivery = Arc::new(PartitionedDelivery::new());
+    // Held until the server stops: one process per embedded data dir.
+    let mut _lock = None;
+    let (events, registry, api_key, brokers) = match config.log.engine {
+        LogEngine::Embedded => {
+            let data_dir = config.server.data_dir.clone();
+            std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
+                path: data_dir.display().to_string(),
+                source,
+            })?;
+            // One process per data dir: two writers on one log would interleave records.
+            _lock = Some(lock_data_dir(&data_dir)?);
+            let api_key = global_api_key(&config)?;
+            let events_log = open_log(&config, "events", config.log.fsync.policy())?;
+            // Control records are rare and precious: always fsync, whatever the event log does.
+            let control_log = open_log(&config, "control", FsyncPolicy::Always)?;
+            let events_dyn: Arc<dyn EventLog> = events_log.clone();
+            let globals = global_subscriptions(&config, events_dyn.next_sequence());
+            let registry = Registry::open(control_log, globals).await?;
+            tasks.spawn(retention_loop(events_log, shutdown.clone()));
+            let (kit, brokers) =
+                delivery_kit(&config, &registry, &metrics, shutdown.clone(), &tasks).await?;
+            let state_log = open_log(&config, "delivery", FsyncPolicy::Always)?;
+            let engine = kit
+                .start(events_dyn.clone(), state_log, shutdown.clone(), tasks.clone())
+                .await?;
+            delivery.insert(0, engine);
+            (EventPartitions::single(events_dyn), registry, api_key, brokers)
+        }
+        LogEngine::Kafka => {
+            // Every process must accept the same key, so none may generate its own.
+            let api_key = config
+                .auth
+                .api_key
+                .clone()
+                .filter(|k| !k.is_empty())
+                .ok_or(AppError::KafkaNeedsKey)?;
+            let kafka = KafkaLog::open(kafka_log_options(&config), shutdown.clone(), &tasks).await?;
+            let partitions: Vec<Arc<dyn EventLog>> = kafka
+                .events
+                .iter()
+                .map(|p| p.clone() as Arc<dyn EventLog>)
+                .collect();
+            let events = EventPartitions::new(partitions)
+                .ok_or_else(|| LogError::Engine("the events topic has no partitions".into()))?;
+            let globals = global_subscriptions(&config, events.next_sequence());
+            let registry = Registry::open(kafka.control.clone(), globals).await?;
+            tasks.spawn(registry.clone().follow(shutdown.clone()));
+            let (kit, brokers) =
+                delivery_kit(&config, &registry, &metrics, shutdown.clone(), &tasks).await?;
+            let membership = kafka.join_delivery_group(shutdown.clone())?;
+            let state_logs = kafka
+                .delivery
+                .iter()
+                .map(|p| p.clone() as Arc<dyn EventLog>)
+                .collect();
+            tasks.spawn(own_partitions(
+                kit,
+                membership,
+                events.clone(),
+                state_logs,
+                delivery.clone(),
+                shutdown.clone(),
+            ));
+            (events, registry, api_key, brokers)
+        }
+    };
 
     let addr = config.server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -131,10 +172,13 @@ pub async fn serve(
     let rate_limit = config.rate_limit.clone();
     let dedupe_window = Duration::from_secs_f64(config.ingest.dedupe_window_seconds.max(0.0));
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
-    let websocket = if config.websocket.enabled {
+    let single_partition = (events.len() == 1).then(|| events.get(0).cloned()).flatten();
+    let websocket = if !config.websocket.enabled {
+        None
+    } else if let Some(log) = single_partition {
         let ws_metrics = WsMetrics::register(metrics.registry())?;
         Some(Hub::start(
-            events.clone(),
+            log,
             registry.clone(),
             config.websocket.clone(),
             config.server.url.clone(),
@@ -143,6 +187,10 @@ pub async fn serve(
             &tasks,
         ))
     } else {
+        tracing::warn!(
+            partitions = events.len(),
+            "WebSocket listeners need a log of one partition (log.kafka_partitions = 1); /ws and socket.io are off"
+        );
         None
     };
     let state = AppState::new(AppInner {
@@ -178,6 +226,20 @@ pub async fn serve(
         );
     }
     result.map_err(|source| AppError::Listen { addr, source })
+}
+
+/// The Kafka engine's settings: connection from `[kafka]`, topics from `[log]`.
+fn kafka_log_options(config: &Config) -> KafkaLogOptions {
+    KafkaLogOptions {
+        brokers: config.kafka.brokers.clone(),
+        client_id: config.kafka.client_id.clone(),
+        properties: config.kafka.properties.clone(),
+        topic_prefix: config.log.kafka_topic_prefix.clone(),
+        partitions: config.log.kafka_partitions,
+        replication_factor: config.log.kafka_replication_factor,
+        session_timeout: Duration::from_secs_f64(config.log.kafka_session_timeout_seconds.max(1.0)),
+        max_record_bytes: 1 << 20,
+    }
 }
 
 /// Drops idle accounts from the rate limiters once a minute, so memory stays bounded.

@@ -117,6 +117,18 @@ impl Config {
         if self.log.segment_bytes < 4096 {
             return Err(rule("log.segment_bytes", "must be at least 4096"));
         }
+        if !(1..=32767).contains(&self.log.kafka_partitions) {
+            return Err(rule("log.kafka_partitions", "must be between 1 and 32767"));
+        }
+        if self.log.kafka_replication_factor < 1 {
+            return Err(rule("log.kafka_replication_factor", "must be at least 1"));
+        }
+        if !(self.log.kafka_session_timeout_seconds >= 1.0) {
+            return Err(rule(
+                "log.kafka_session_timeout_seconds",
+                "must be at least 1",
+            ));
+        }
         if !non_negative(self.log.retention_hours) {
             return Err(rule("log.retention_hours", "must be 0 or more"));
         }

@@ -64,6 +64,17 @@ pub struct LogConfig {
     pub retention_hours: f64,
     /// Hard size limit: past it the oldest segments go even if a cursor needs them; 0 = none.
     pub hard_limit_bytes: u64,
+    /// Kafka engine: first part of its topic names; processes with the same prefix (and
+    /// `kafka.brokers`) share one log.
+    pub kafka_topic_prefix: String,
+    /// Kafka engine: partitions of the events topic (instances are spread over them; fixed
+    /// once the topic exists).
+    pub kafka_partitions: i32,
+    /// Kafka engine: replication factor of the topics it creates (3 in production).
+    pub kafka_replication_factor: i32,
+    /// Kafka engine: seconds without a heartbeat before a process's partitions move to the
+    /// others.
+    pub kafka_session_timeout_seconds: f64,
 }
 
 impl Default for LogConfig {
@@ -75,6 +86,10 @@ impl Default for LogConfig {
             retention_bytes: 0,
             retention_hours: 168.0,
             hard_limit_bytes: 0,
+            kafka_topic_prefix: "switchyard".into(),
+            kafka_partitions: 12,
+            kafka_replication_factor: 1,
+            kafka_session_timeout_seconds: 10.0,
         }
     }
 }

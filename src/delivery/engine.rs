@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::config::DeliveryConfig;
 use crate::delivery::error::DeliveryError;
-use crate::delivery::metrics::Metrics;
+use crate::delivery::metrics::{DeliveryMetrics, Metrics};
 use crate::delivery::policy::RetryPolicy;
 use crate::delivery::state::{DeadLetter, StateStore};
 use crate::delivery::status::{SubStats, SubscriptionStatus};
@@ -106,8 +106,8 @@ pub struct EngineDeps {
     pub options: EngineOptions,
     /// Where the engine sends disable requests (the registry reads them).
     pub disable_requests: mpsc::UnboundedSender<DisableRequest>,
-    /// The registry the engine's metrics are added to (served at `/metrics`).
-    pub metrics: prometheus::Registry,
+    /// The engine's metric families (registered once, shared by every engine).
+    pub metrics: DeliveryMetrics,
     /// Cancelled at shutdown: runners commit their cursors and stop.
     pub cancel: CancellationToken,
     /// Tracks every engine task, so shutdown can wait for them.
@@ -164,7 +164,7 @@ impl DeliveryEngine {
     /// subscription. Stops when `deps.cancel` is cancelled; wait on `deps.tracker`.
     pub async fn start(deps: EngineDeps) -> Result<DeliveryEngine, DeliveryError> {
         let state = StateStore::load(deps.state_log).await?;
-        let metrics = Metrics::register(&deps.metrics)?;
+        let metrics = deps.metrics.0;
         let shared = Arc::new(Shared {
             log: deps.log,
             state,

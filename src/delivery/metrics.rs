@@ -15,7 +15,18 @@ pub(crate) struct Meters {
     pub end_to_end_seconds: Histogram,
 }
 
-/// The engine's metric families, registered once in the registry the engine is given.
+/// The engine's metric families, registered once per Prometheus registry and shared by
+/// every engine of the process (the Kafka engine runs one per event partition).
+#[derive(Clone)]
+pub struct DeliveryMetrics(pub(crate) Metrics);
+
+impl DeliveryMetrics {
+    /// Creates the families and registers them in `registry` (served at `/metrics`).
+    pub fn register(registry: &Registry) -> Result<DeliveryMetrics, prometheus::Error> {
+        Metrics::register(registry).map(DeliveryMetrics)
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Metrics {
     /// Sequences between the subscription's position and the log's end.

@@ -57,6 +57,7 @@
 mod engine;
 mod error;
 mod metrics;
+mod partitioned;
 mod policy;
 mod runner;
 mod state;
@@ -68,6 +69,8 @@ mod worker;
 
 pub use engine::{DeliveryEngine, DisableRequest, EngineDeps, EngineOptions, Redrive, ReplayFrom};
 pub use error::DeliveryError;
+pub use metrics::DeliveryMetrics;
+pub use partitioned::PartitionedDelivery;
 pub use policy::RetryPolicy;
 pub use state::{Attempt, AttemptOutcome, DeadLetter, RetryState};
 pub use status::SubscriptionStatus;

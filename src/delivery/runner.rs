@@ -83,8 +83,15 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     let log = shared.log.clone();
     let opts = shared.options.clone();
     let start = match log.cursor(&sub_id).await {
-        Ok(Some(position)) => position,
-        Ok(None) => view.borrow().subscription.start_sequence,
+        Ok(Some(position)) => Ok(position),
+        Ok(None) => {
+            let subscription = view.borrow().subscription.clone();
+            Ok(initial_position(log.as_ref(), &subscription))
+        }
+        Err(e) => Err(e),
+    };
+    let start = match start {
+        Ok(start) => start,
         Err(e) => return RunnerExit::Stopped(format!("cannot read the cursor: {e}")),
     };
     let window = Arc::new(Mutex::new(Window::new(start, opts.window)));
@@ -277,5 +284,22 @@ async fn commit(shared: &Shared, sub_id: &str, stats: &SubStats, position: u64) 
             tracing::error!(subscription = sub_id, error = %e, "cannot commit cursor");
             false
         }
+    }
+}
+
+/// Where a subscription without a cursor starts in this log (one partition of the event
+/// log). In the partition its `start_sequence` belongs to (the only one, with the embedded
+/// engine), exactly there; in another partition, at that partition's end when it was
+/// created; lacking that, from the beginning when it asked for everything (0), else at the
+/// end.
+fn initial_position(log: &dyn crate::log::EventLog, subscription: &Subscription) -> u64 {
+    let own = crate::log::partition_of(log.next_sequence());
+    if crate::log::partition_of(subscription.start_sequence) == own {
+        return subscription.start_sequence;
+    }
+    match subscription.start_positions.get(own) {
+        Some(start) => *start,
+        None if subscription.start_sequence == 0 => 0,
+        None => log.next_sequence(),
     }
 }

@@ -33,6 +33,11 @@ pub struct Subscription {
     /// Where a new cursor starts: the log's end when the subscription was created, or a
     /// replay position the user asked for.
     pub start_sequence: u64,
+    /// With a partitioned log (the Kafka engine), each partition's end when the
+    /// subscription was created: where a new cursor starts in a partition other than the
+    /// one `start_sequence` belongs to. Empty with one partition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_positions: Vec<u64>,
     /// Disabled subscriptions keep their cursor but deliver nothing.
     pub enabled: bool,
 }
@@ -204,6 +209,7 @@ mod tests {
             custom_events: vec![],
             phone_numbers: vec![],
             start_sequence: 1,
+            start_positions: Vec::new(),
             enabled: true,
         }
     }

@@ -10,6 +10,10 @@
 //! registry's control records and the delivery state alike.
 
 pub mod embedded;
+pub mod kafka;
+mod partitions;
+
+pub use partitions::{partition_base, partition_of, EventPartitions, PARTITION_SHIFT};
 
 use std::time::Duration;
 

@@ -2,6 +2,10 @@
 //! control log first, then applied to the in-memory projection. At start the projection is
 //! rebuilt by replaying the control log, so sink settings survive restarts by construction
 //! (Evolution's #2694: config wiped on restart).
+//!
+//! The projection is always the fold of the log in log order: a change applies by reading
+//! the log up to its own records, and [`Registry::follow`] applies records other processes
+//! appended (the Kafka engine's shared control topic).
 
 pub mod projection;
 pub mod records;
@@ -46,6 +50,8 @@ pub enum ChangeError<E> {
 pub struct Registry {
     log: Arc<dyn EventLog>,
     state: RwLock<Projection>,
+    /// The next control-log sequence to apply.
+    applied: std::sync::atomic::AtomicU64,
     /// Serializes changes so validation and append see the same state.
     writer: Mutex<()>,
     /// Subscriptions that come from config (global sinks), not from control records.
@@ -65,32 +71,74 @@ impl Registry {
         log: Arc<dyn EventLog>,
         global: Vec<Subscription>,
     ) -> Result<Arc<Registry>, RegistryError> {
-        let mut state = Projection::default();
-        let mut from = 0;
-        loop {
-            let records = log.read(from, 1024, 8 * 1024 * 1024).await?;
-            let Some(last) = records.last() else { break };
-            from = last.sequence + 1;
-            for record in &records {
-                let decoded: ControlRecord =
-                    serde_json::from_slice(&record.payload).map_err(|source| {
-                        RegistryError::Decode {
-                            sequence: record.sequence,
-                            source,
-                        }
-                    })?;
-                state.apply(&decoded);
-            }
-        }
+        let state = Projection::default();
         let set = Arc::new(Self::subscription_set(&state, &global));
         let (published, _) = watch::channel(set);
-        Ok(Arc::new(Registry {
+        let registry = Arc::new(Registry {
             log,
             state: RwLock::new(state),
+            applied: std::sync::atomic::AtomicU64::new(0),
             writer: Mutex::new(()),
             global,
             published,
-        }))
+        });
+        let end = registry.log.next_sequence();
+        registry.catch_up(end).await?;
+        Ok(registry)
+    }
+
+    /// Applies every control record below `until` not applied yet, then publishes the new
+    /// set if anything changed. Callers hold `writer`, so records apply once and in order.
+    async fn catch_up(&self, until: u64) -> Result<(), RegistryError> {
+        use std::sync::atomic::Ordering;
+        let mut from = self.applied.load(Ordering::Acquire);
+        let start = from;
+        while from < until {
+            let records = self.log.read(from, 1024, 8 * 1024 * 1024).await?;
+            let Some(last) = records.last() else { break };
+            let next = last.sequence + 1;
+            let mut decoded = Vec::with_capacity(records.len());
+            for record in &records {
+                decoded.push(
+                    serde_json::from_slice::<ControlRecord>(&record.payload).map_err(
+                        |source| RegistryError::Decode {
+                            sequence: record.sequence,
+                            source,
+                        },
+                    )?,
+                );
+            }
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            for record in &decoded {
+                state.apply(record);
+            }
+            from = next;
+            self.applied.store(from, Ordering::Release);
+        }
+        if from != start {
+            let set = self.read(|state| Self::subscription_set(state, &self.global));
+            self.published.send_replace(Arc::new(set));
+        }
+        Ok(())
+    }
+
+    /// Applies the records other processes append to a shared control log, as they arrive
+    /// (woken by the log's watch), until `cancel`.
+    pub async fn follow(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
+        let mut changes = self.log.subscribe();
+        loop {
+            let end = *changes.borrow_and_update();
+            {
+                let _writer = self.writer.lock().await;
+                if let Err(e) = self.catch_up(end).await {
+                    tracing::error!(error = %e, "applying control records failed");
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+        }
     }
 
     fn subscription_set(state: &Projection, global: &[Subscription]) -> SubscriptionSet {
@@ -121,18 +169,15 @@ impl Registry {
             .iter()
             .map(|r| serde_json::to_vec(r).unwrap_or_default().into())
             .collect();
-        self.log
+        let receipt = self
+            .log
             .append(payloads)
             .await
             .map_err(|e| ChangeError::Registry(e.into()))?;
-        let set = {
-            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-            for record in &records {
-                state.apply(record);
-            }
-            Self::subscription_set(&state, &self.global)
-        };
-        self.published.send_replace(Arc::new(set));
+        // Apply through the log, so records another process appended first apply first.
+        self.catch_up(receipt.last_sequence + 1)
+            .await
+            .map_err(ChangeError::Registry)?;
         Ok(records)
     }
 

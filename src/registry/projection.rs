@@ -161,6 +161,7 @@ impl Projection {
                     custom_events: Vec::new(),
                     phone_numbers: Vec::new(),
                     start_sequence: set.start_sequence,
+                    start_positions: set.start_positions.clone(),
                 });
             }
         }

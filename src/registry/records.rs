@@ -145,6 +145,9 @@ pub struct SinkSet {
     pub webhook: Option<WebhookTarget>,
     /// Where a cursor created by this change starts (the log's end at the time of the call).
     pub start_sequence: u64,
+    /// Every partition's start, with a partitioned log (see `Subscription::start_positions`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_positions: Vec<u64>,
     /// When.
     pub at: DateTime<Utc>,
 }

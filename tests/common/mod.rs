@@ -48,6 +48,9 @@ fn spawn(data_dir: &Path, key: &str, env: &[(String, String)]) -> (Child, String
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    for (k, v) in engine_env(data_dir) {
+        cmd.env(k, v);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -81,6 +84,46 @@ fn spawn(data_dir: &Path, key: &str, env: &[(String, String)]) -> (Child, String
         .recv_timeout(Duration::from_secs(30))
         .unwrap_or_else(|_| panic!("switchyard did not start listening within 30 s"));
     (child, base)
+}
+
+/// With `SWITCHYARD_TEST_ENGINE=kafka` every server of the suite runs on the Kafka engine
+/// (the same behavioural tests, the other engine). Its topic prefix is kept in the data dir,
+/// so a restart on the same dir reopens the same log, as with the embedded engine.
+fn engine_env(data_dir: &Path) -> Vec<(String, String)> {
+    if std::env::var("SWITCHYARD_TEST_ENGINE").as_deref() != Ok("kafka") {
+        return Vec::new();
+    }
+    let brokers = kafka_brokers();
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let file = data_dir.join("kafka-topic-prefix");
+    let prefix = match std::fs::read_to_string(&file) {
+        Ok(prefix) => prefix,
+        Err(_) => {
+            let prefix = unique("sy");
+            std::fs::write(&file, &prefix).expect("write the topic prefix");
+            prefix
+        }
+    };
+    vec![
+        ("SWITCHYARD_LOG__ENGINE".into(), "kafka".into()),
+        ("SWITCHYARD_KAFKA__BROKERS".into(), brokers),
+        ("SWITCHYARD_LOG__KAFKA_TOPIC_PREFIX".into(), prefix),
+        ("SWITCHYARD_LOG__KAFKA_PARTITIONS".into(), kafka_test_partitions()),
+        ("SWITCHYARD_LOG__KAFKA_SESSION_TIMEOUT_SECONDS".into(), "6".into()),
+    ]
+}
+
+/// The Kafka-protocol broker the suite uses (`scripts/services.sh` starts one).
+pub fn kafka_brokers() -> String {
+    std::env::var("SWITCHYARD_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!("SWITCHYARD_TEST_KAFKA_BROKERS is not set: run the suite through scripts/test.sh, which starts the broker")
+    })
+}
+
+/// Partitions of the events topic in Kafka-engine runs (`SWITCHYARD_TEST_KAFKA_PARTITIONS`,
+/// default 1, which keeps WebSocket listeners available).
+fn kafka_test_partitions() -> String {
+    std::env::var("SWITCHYARD_TEST_KAFKA_PARTITIONS").unwrap_or_else(|_| "1".into())
 }
 
 impl TestServer {

@@ -90,6 +90,7 @@ pub fn subscription(target: SinkTarget, instance: Option<&str>) -> Subscription 
         custom_events: vec![],
         phone_numbers: vec![],
         start_sequence: 1,
+        start_positions: Vec::new(),
         enabled: true,
     }
 }

@@ -217,7 +217,7 @@ impl Harness {
                 ..EngineOptions::default()
             },
             disable_requests: disable_tx,
-            metrics: metrics.clone(),
+            metrics: switchyard::delivery::DeliveryMetrics::register(&metrics).unwrap(),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
         })
@@ -272,6 +272,7 @@ pub fn webhook(id: &str, url: &str, secret: Option<&str>, start_sequence: u64) -
         custom_events: vec![],
         phone_numbers: vec![],
         start_sequence,
+        start_positions: Vec::new(),
         enabled: true,
     }
 }

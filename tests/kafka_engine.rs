@@ -1,0 +1,246 @@
+//! The Kafka log engine (`log.engine = "kafka"`) against the suite's Kafka-protocol broker:
+//! the `EventLog` contract of one topic partition seen from two processes' clients, and
+//! three Switchyard processes sharing one log and its subscriptions while one of them is
+//! SIGKILLed midway.
+
+mod common;
+#[path = "support/delivery.rs"]
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{kafka_brokers, unique, TestServer};
+use serde_json::json;
+use switchyard::log::kafka::{KafkaLog, KafkaLogOptions};
+use switchyard::log::{partition_base, EventLog};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+fn options(prefix: &str, partitions: i32) -> KafkaLogOptions {
+    KafkaLogOptions {
+        brokers: kafka_brokers(),
+        client_id: "switchyard-test".into(),
+        properties: Default::default(),
+        topic_prefix: prefix.into(),
+        partitions,
+        replication_factor: 1,
+        session_timeout: Duration::from_secs(6),
+        max_record_bytes: 1 << 20,
+    }
+}
+
+async fn open(prefix: &str, partitions: i32, cancel: &CancellationToken) -> KafkaLog {
+    let tasks = TaskTracker::new();
+    let log = KafkaLog::open(options(prefix, partitions), cancel.clone(), &tasks);
+    tokio::time::timeout(Duration::from_secs(60), log)
+        .await
+        .expect("opening the Kafka log timed out: is the broker from scripts/services.sh running?")
+        .expect("open the Kafka log")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_is_an_event_log_shared_by_processes() {
+    let cancel = CancellationToken::new();
+    let prefix = unique("sylog");
+    let a = open(&prefix, 3, &cancel).await;
+    let b = open(&prefix, 3, &cancel).await;
+    let (pa, pb) = (a.events[2].clone(), b.events[2].clone());
+    let base = partition_base(2);
+    assert_eq!(pa.next_sequence(), base + 1, "an empty partition 2 starts after its base");
+
+    // B follows the end; A appends: B's watch moves without B appending or polling.
+    let mut b_end = pb.subscribe();
+    let payloads: Vec<Bytes> = (0..50)
+        .map(|i| Bytes::from(format!("record-{i}-{}", "x".repeat(i * 20))))
+        .collect();
+    let receipt = pa.append(payloads.clone()).await.expect("append");
+    assert_eq!(receipt.first_sequence, base + 1);
+    assert_eq!(receipt.last_sequence, base + 50);
+    tokio::time::timeout(Duration::from_secs(20), b_end.wait_for(|end| *end > base + 50))
+        .await
+        .expect("B saw A's append")
+        .expect("watch open");
+
+    // Reads from any sequence, in bounded pieces, return exactly what was appended.
+    let mut read = Vec::new();
+    let mut from = 0;
+    loop {
+        let records = pb.read(from, 7, 1 << 20).await.expect("read");
+        let Some(last) = records.last() else { break };
+        from = last.sequence + 1;
+        read.extend(records);
+    }
+    assert_eq!(read.len(), 50);
+    for (i, record) in read.iter().enumerate() {
+        assert_eq!(record.sequence, base + 1 + i as u64);
+        assert_eq!(record.payload, payloads[i]);
+    }
+    let head = pb.read(base + 1, 1, 1 << 20).await.expect("read head");
+    assert_eq!(head[0].payload, payloads[0]);
+    let middle = pb.read(base + 20, 1, 1 << 20).await.expect("read");
+    assert_eq!(middle[0].payload, payloads[19]);
+    assert!(pb.read(base + 51, 10, 1 << 20).await.expect("read").is_empty());
+
+    // By time: everything was appended at or after `receipt.timestamp_ms`.
+    assert_eq!(
+        pb.sequence_at(receipt.timestamp_ms).await.expect("by time"),
+        base + 1
+    );
+    assert_eq!(
+        pb.sequence_at(receipt.timestamp_ms + 60_000)
+            .await
+            .expect("by time"),
+        base + 51
+    );
+
+    // Cursors: a commit by A is what B reads next; partitions have separate cursors.
+    pa.commit_cursor("sub-1", base + 30).await.expect("commit");
+    assert_eq!(pb.cursor("sub-1").await.expect("cursor"), Some(base + 30));
+    assert_eq!(b.events[1].cursor("sub-1").await.expect("cursor"), None);
+    pb.commit_cursor("sub-1", base + 40).await.expect("commit");
+    assert_eq!(pa.cursor("sub-1").await.expect("cursor"), Some(base + 40));
+    let listed = pa.cursors().await.expect("cursors");
+    assert!(listed.contains(&("sub-1".to_string(), base + 40)), "{listed:?}");
+    pa.delete_cursor("sub-1").await.expect("delete");
+    assert_eq!(pb.cursor("sub-1").await.expect("cursor"), None);
+
+    // A record over the limit is refused before it reaches the broker.
+    let big = Bytes::from(vec![b'x'; (1 << 20) + 1]);
+    assert!(matches!(
+        pa.append(vec![big]).await,
+        Err(switchyard::log::LogError::TooLarge { .. })
+    ));
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_with_another_partition_count_is_refused() {
+    let cancel = CancellationToken::new();
+    let prefix = unique("sylog");
+    let _first = open(&prefix, 2, &cancel).await;
+    let again = KafkaLog::open(options(&prefix, 3), cancel.clone(), &TaskTracker::new()).await;
+    let message = again.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("partitions"), "{message}");
+    cancel.cancel();
+}
+
+const PROCESSES: usize = 3;
+const INSTANCES: usize = 5;
+const PER_INSTANCE: usize = 2_000;
+const BATCH: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_share_the_work_and_survive_a_sigkill() {
+    let cancel = CancellationToken::new();
+    let receiver = support::Receiver::start(cancel.clone()).await;
+    receiver.behaviour.fail_percent.store(10, Ordering::SeqCst);
+    let prefix = unique("sy3");
+    let brokers = kafka_brokers();
+    let env = [
+        ("SWITCHYARD_LOG__ENGINE", "kafka"),
+        ("SWITCHYARD_KAFKA__BROKERS", brokers.as_str()),
+        ("SWITCHYARD_LOG__KAFKA_TOPIC_PREFIX", prefix.as_str()),
+        ("SWITCHYARD_LOG__KAFKA_PARTITIONS", "6"),
+        ("SWITCHYARD_LOG__KAFKA_SESSION_TIMEOUT_SECONDS", "6"),
+        ("SWITCHYARD_WEBHOOK__ALLOW_PRIVATE_TARGETS", "true"),
+        ("WEBHOOK_REQUEST_TIMEOUT_MS", "2000"),
+        ("WEBHOOK_RETRY_MAX_ATTEMPTS", "1000"),
+        ("WEBHOOK_RETRY_INITIAL_DELAY_SECONDS", "0.01"),
+        ("WEBHOOK_RETRY_MAX_DELAY_SECONDS", "0.05"),
+    ];
+    let mut servers: Vec<TestServer> = (0..PROCESSES).map(|_| TestServer::start(&env)).collect();
+    let instances: Vec<String> = (0..INSTANCES).map(|i| unique(&format!("k{i}"))).collect();
+    for i in &instances {
+        servers[0].create_instance(i, json!({})).await;
+        let (status, v) = servers[0]
+            .post(
+                &format!("/webhook/set/{i}"),
+                &json!({"webhook": {"enabled": true, "url": receiver.url, "events": []}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    // Every process rebuilds the registry from the control topic.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for s in &servers {
+        for i in &instances {
+            let path = format!("/webhook/find/{i}");
+            while s.get(&path).await.1["url"] != json!(receiver.url) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{path} did not reach {} within 30 s",
+                    s.base
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    let batches = PER_INSTANCE / BATCH;
+    let mut request = 0usize;
+    let mut killed = None;
+    for b in 0..batches {
+        if b == batches / 2 {
+            support::wait_for(
+                "deliveries flowing before the kill",
+                Duration::from_secs(120),
+                || receiver.delivered().len() >= 1_000,
+            )
+            .await;
+            servers[1].kill();
+            killed = Some(1);
+        }
+        for i in &instances {
+            // Round-robin over the live processes.
+            let live: Vec<&TestServer> = servers
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| Some(*n) != killed)
+                .map(|(_, s)| s)
+                .collect();
+            live[request % live.len()]
+                .ingest_numbered(i, b * BATCH, BATCH)
+                .await;
+            request += 1;
+        }
+    }
+
+    let total = INSTANCES * PER_INSTANCE;
+    support::wait_for("every event delivered", Duration::from_secs(300), || {
+        let seen: HashSet<(String, u64)> = receiver
+            .delivered()
+            .iter()
+            .map(|r| (r.instance(), r.json()["data"]["n"].as_u64().unwrap_or(u64::MAX)))
+            .collect();
+        seen.len() >= total
+    })
+    .await;
+    cancel.cancel();
+
+    let delivered = receiver.delivered();
+    let mut first_success: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut seen = HashSet::new();
+    for r in &delivered {
+        let key = (r.instance(), r.sequence());
+        if seen.insert(key.clone()) {
+            first_success.entry(key.0).or_default().push(key.1);
+        }
+    }
+    assert_eq!(first_success.len(), INSTANCES);
+    let mut partitions = HashSet::new();
+    for (instance, seqs) in &first_success {
+        assert_eq!(seqs.len(), PER_INSTANCE, "{instance}: every event once at least");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{instance}: first successes out of order"
+        );
+        partitions.insert(switchyard::log::partition_of(seqs[0]));
+    }
+    assert!(
+        partitions.len() > 1,
+        "the instances should spread over partitions: {partitions:?}"
+    );
+}
