@@ -16,6 +16,7 @@ use super::format::MAX_PAYLOAD_LEN;
 use super::reader::{self, TimeLookup};
 use super::retention::{self, RetentionReport};
 use super::segment::Segment;
+use super::syncer::Syncer;
 use super::writer::{AppendRequest, Writer};
 use super::{recovery, EmbeddedOptions};
 use crate::log::{AppendReceipt, EventLog, LogError, LogStats, Record};
@@ -79,7 +80,8 @@ pub struct EmbeddedLog {
     shared: Arc<Shared>,
     cursors: CursorStore,
     tx: Option<mpsc::Sender<AppendRequest>>,
-    writer: Option<JoinHandle<()>>,
+    /// The writer thread, then the sync thread (joined in that order).
+    threads: Vec<JoinHandle<()>>,
     retention_lock: Mutex<()>,
     max_payload: usize,
 }
@@ -102,13 +104,21 @@ impl EmbeddedLog {
             published,
             stats: Counters::default(),
         });
+        let (to_sync, written) = mpsc::channel();
         let writer = Writer::new(
             shared.clone(),
-            recovered.active_file,
+            Arc::new(recovered.active_file),
             recovered.last_timestamp_ms,
+            to_sync,
         );
+        let syncer = Syncer::new(shared.clone());
+        let syncer = std::thread::Builder::new()
+            .name("switchyard-log-sync".into())
+            .spawn(move || syncer.run(written))?;
         let (tx, rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
+        // If this spawn fails, the writer (and its end of the channel) is dropped with the
+        // closure, so the sync thread exits on its own.
+        let writer = std::thread::Builder::new()
             .name("switchyard-log-writer".into())
             .spawn(move || writer.run(rx))?;
         let max_payload = shared.opts.max_record_bytes.min(MAX_PAYLOAD_LEN);
@@ -116,7 +126,7 @@ impl EmbeddedLog {
             shared,
             cursors,
             tx: Some(tx),
-            writer: Some(handle),
+            threads: vec![writer, syncer],
             retention_lock: Mutex::new(()),
             max_payload,
         }))
@@ -150,12 +160,13 @@ impl EmbeddedLog {
 
 impl Drop for EmbeddedLog {
     fn drop(&mut self) {
-        // Closing the channel lets the writer finish its group, do its final fsync and
-        // exit; joining makes a following `open` of the same directory safe.
+        // Closing the channel lets the writer finish its group and exit, which closes the
+        // sync thread's channel: it syncs and answers what it was handed, does its final
+        // fsync and exits. Joining makes a following `open` of the same directory safe.
         drop(self.tx.take());
-        if let Some(handle) = self.writer.take() {
+        for handle in self.threads.drain(..) {
             if handle.join().is_err() {
-                tracing::error!("log writer thread panicked");
+                tracing::error!("log writer or sync thread panicked");
             }
         }
     }

@@ -1,11 +1,24 @@
-//! The embedded engine: segment files in a data directory, one writer thread doing group
-//! commit, lock-free positional reads, durable cursors and retention.
+//! The embedded engine: segment files in a data directory, a writer thread and a sync
+//! thread doing pipelined group commit, lock-free positional reads, durable cursors and
+//! retention.
+//!
+//! # Appends
+//! `append` sends its payloads to the writer thread and waits for a reply. The writer
+//! thread gathers whatever requests are queued into a group, assigns sequences, encodes and
+//! writes them (one `write` per segment touched) and hands them to the sync thread. The sync
+//! thread takes every hand-off queued by then, makes them durable with one fdatasync (per
+//! the fsync policy), publishes them (segment description and log end under the state lock,
+//! then the `watch`) and only then replies. So while one group's fsync is in flight the next
+//! is already being gathered and written, and readers and callers only ever see durable
+//! records. A segment roll is a barrier: the writer waits until the sync thread has synced
+//! and published the old segment's tail before it seals it and starts the next one.
 //!
 //! # Modules
 //! - `format`: byte layout of headers and records, CRC, file names.
 //! - `index`: the sparse per-segment index and its `.index` file.
 //! - `segment`: a segment's shared description, creation, positional reads, validating scan.
-//! - `writer`: the writer thread (group commit, roll, fsync policy, publication).
+//! - `writer`: the writer thread (grouping, sequences, encoding, writes, roll).
+//! - `syncer`: the sync thread (fsync policy, publication, replies).
 //! - `reader`: reads by sequence and by time.
 //! - `recovery`: opening a directory, cutting a torn tail.
 //! - `cursors`: the durable cursor table.
@@ -78,6 +91,7 @@ mod reader;
 mod recovery;
 mod retention;
 mod segment;
+mod syncer;
 mod writer;
 
 #[cfg(test)]

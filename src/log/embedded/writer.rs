@@ -1,21 +1,21 @@
-//! The single writer thread: group commit, segment roll, fsync policy and publication of
-//! the new end of the log.
+//! The writer thread: gathers appends into groups, assigns sequences, encodes and writes
+//! them, and rolls segments. Making written data durable and publishing it is the sync
+//! thread's job (`syncer`), so the two overlap: while one group's fsync is in flight, the
+//! next group is already being gathered, encoded and written.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
 
 use super::engine::Shared;
 use super::format::{self, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::index::{self, IndexEntry, SealedSummary, SparseIndex};
 use super::segment::{self, Segment};
+use super::syncer::{Reply, Written};
 use crate::log::{AppendReceipt, FsyncPolicy, LogError};
 
 /// Stop gathering more requests into a group past this many bytes, so one group's buffer
@@ -26,8 +26,8 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 pub(crate) struct AppendRequest {
     /// The call's payloads, already checked against the size limit.
     pub payloads: Vec<Bytes>,
-    /// Where the outcome goes.
-    pub reply: oneshot::Sender<Result<AppendReceipt, LogError>>,
+    /// Where the outcome goes (sent by the sync thread once the records are durable).
+    pub reply: Reply,
 }
 
 impl AppendRequest {
@@ -39,29 +39,38 @@ impl AppendRequest {
     }
 }
 
-/// The writer's own view of the active segment and of the log's end.
+/// The writer's own view of the active segment and of the log's end: what has been
+/// written, which may be ahead of what is durable and published.
 pub(crate) struct Writer {
     shared: Arc<Shared>,
-    file: File,
+    /// The active segment, shared with the sync thread, which fsyncs it.
+    file: Arc<File>,
     path: PathBuf,
     base: u64,
     /// Bytes written to the active segment (written, not necessarily synced or published).
     len: u64,
     /// Sample position of the last index entry of the active segment.
     last_sample: Option<u64>,
-    /// Index samples written but not yet handed to the shared state.
+    /// Index samples written but not yet handed to the sync thread.
     new_samples: Vec<IndexEntry>,
     next_sequence: u64,
+    /// `next_sequence` at the last hand-off to the sync thread.
+    handed_off: u64,
     last_timestamp_ms: i64,
-    last_sync: Instant,
-    dirty: bool,
     buf: Vec<u8>,
+    /// Written records go to the sync thread through here.
+    to_sync: Sender<Written>,
 }
 
 impl Writer {
     /// A writer appending to `file`, the active segment described by the last entry of the
-    /// shared state.
-    pub fn new(shared: Arc<Shared>, file: File, last_timestamp_ms: i64) -> Self {
+    /// shared state, handing what it writes to the sync thread through `to_sync`.
+    pub fn new(
+        shared: Arc<Shared>,
+        file: Arc<File>,
+        last_timestamp_ms: i64,
+        to_sync: Sender<Written>,
+    ) -> Self {
         let (path, base, len, last_sample, next_sequence) = {
             let st = shared.read_state();
             let seg = st.segments.back();
@@ -82,16 +91,20 @@ impl Writer {
             last_sample,
             new_samples: Vec::new(),
             next_sequence,
+            handed_off: next_sequence,
             last_timestamp_ms,
-            last_sync: Instant::now(),
-            dirty: false,
             buf: Vec::new(),
+            to_sync,
         }
     }
 
-    /// Serves requests until every sender is gone or the disk fails.
+    /// Serves requests until every sender is gone, the disk fails or the sync thread
+    /// stops. Returning drops the channel to the sync thread, which then finishes what it
+    /// was handed (final fsync included) and exits.
     pub fn run(mut self, rx: Receiver<AppendRequest>) {
-        while let Some(first) = self.next_request(&rx) {
+        while let Ok(first) = rx.recv() {
+            // No waiting for more: whatever arrives while this group is written or synced
+            // joins the next one.
             let mut bytes = first.encoded_len();
             let mut group = vec![first];
             while bytes < MAX_GROUP_BYTES {
@@ -103,13 +116,8 @@ impl Writer {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
-            match self.commit(&group) {
-                Ok(receipts) => {
-                    for (req, receipt) in group.into_iter().zip(receipts) {
-                        // The caller may have given up waiting; its records are written anyway.
-                        let _ = req.reply.send(Ok(receipt));
-                    }
-                }
+            let receipts = match self.write_group(&group) {
+                Ok(receipts) => receipts,
                 Err(e) => {
                     // After a failed write or fsync the file's state is unknown (and a failed
                     // fsync cannot be retried safely), so stop; recovery at the next open
@@ -122,47 +130,29 @@ impl Writer {
                     }
                     return;
                 }
-            }
-        }
-        if self.dirty && self.shared.opts.fsync != FsyncPolicy::Never {
-            if let Err(e) = self.sync() {
-                tracing::error!(file = %self.path.display(), error = %e, "final log fsync failed");
-            }
-        }
-    }
-
-    /// Blocks for the next request; under `Interval` it wakes at the deadline to fsync
-    /// written data even when no further append comes.
-    fn next_request(&mut self, rx: &Receiver<AppendRequest>) -> Option<AppendRequest> {
-        loop {
-            let FsyncPolicy::Interval(every) = self.shared.opts.fsync else {
-                return rx.recv().ok();
             };
-            if !self.dirty {
-                return rx.recv().ok();
-            }
-            let wait = (self.last_sync + every).saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(req) => return Some(req),
-                Err(RecvTimeoutError::Disconnected) => return None,
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Err(e) = self.sync() {
-                        tracing::error!(file = %self.path.display(), error = %e, "log fsync failed; log closed");
-                        return None;
-                    }
+            let replies = group
+                .into_iter()
+                .zip(receipts)
+                .map(|(req, receipt)| (req.reply, receipt))
+                .collect();
+            if let Err(failed) = self.hand_off(replies, None) {
+                // The sync thread stopped after a failed fsync (and said why).
+                for (reply, _) in failed {
+                    let _ = reply.send(Err(LogError::Closed));
                 }
+                return;
             }
         }
     }
 
-    /// Writes a group, makes it durable per policy and publishes it. One write call per
-    /// segment touched, one fsync for the whole group.
-    fn commit(&mut self, group: &[AppendRequest]) -> io::Result<Vec<AppendReceipt>> {
+    /// Encodes and writes a group; one write call per segment touched. Returns each
+    /// request's receipt; the records are not durable yet.
+    fn write_group(&mut self, group: &[AppendRequest]) -> io::Result<Vec<AppendReceipt>> {
         let shared = self.shared.clone();
         let opts = &shared.opts;
         let timestamp_ms = (opts.clock.now_ms)().max(self.last_timestamp_ms);
         let mut receipts = Vec::with_capacity(group.len());
-        let mut records = 0u64;
         for req in group {
             let first_sequence = self.next_sequence;
             for payload in &req.payloads {
@@ -184,7 +174,6 @@ impl Writer {
                 }
                 format::encode_record(&mut self.buf, self.next_sequence, timestamp_ms, payload);
                 self.next_sequence += 1;
-                records += 1;
             }
             receipts.push(AppendReceipt {
                 first_sequence,
@@ -194,67 +183,55 @@ impl Writer {
         }
         self.flush()?;
         self.last_timestamp_ms = timestamp_ms;
-        match opts.fsync {
-            FsyncPolicy::Always => self.sync()?,
-            FsyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync()?,
-            _ => {}
-        }
-        self.publish_active(true);
-        self.shared.stats.groups.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .stats
-            .records
-            .fetch_add(records, Ordering::Relaxed);
-        self.shared.published.send_replace(self.next_sequence);
         Ok(receipts)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
-            self.file.write_all(&self.buf)?;
+            (&*self.file).write_all(&self.buf)?;
             self.len += self.buf.len() as u64;
             self.buf.clear();
-            self.dirty = true;
         }
         Ok(())
     }
 
-    fn sync(&mut self) -> io::Result<()> {
-        // fdatasync: the file's length is data for this purpose, and we do not need mtime.
-        self.file.sync_data()?;
-        self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.last_sync = Instant::now();
-        self.dirty = false;
-        Ok(())
+    /// Hands everything written since the last hand-off to the sync thread, with the
+    /// replies to send once it is durable. Gives the replies back if the sync thread is
+    /// gone.
+    fn hand_off(
+        &mut self,
+        replies: Vec<(Reply, AppendReceipt)>,
+        sealed: Option<mpsc::SyncSender<io::Result<()>>>,
+    ) -> Result<(), Vec<(Reply, AppendReceipt)>> {
+        let written = Written {
+            records: self.next_sequence - self.handed_off,
+            file: self.file.clone(),
+            base: self.base,
+            len: self.len,
+            next_sequence: self.next_sequence,
+            last_timestamp_ms: self.last_timestamp_ms,
+            samples: std::mem::take(&mut self.new_samples),
+            replies,
+            sealed,
+        };
+        self.handed_off = self.next_sequence;
+        self.to_sync.send(written).map_err(|e| e.0.replies)
     }
 
-    /// Hands the active segment's written state to readers. With `advance_end` the log's
-    /// end moves too; without, readers still see nothing new because they never read past
-    /// `next_sequence`.
-    fn publish_active(&mut self, advance_end: bool) {
-        let mut st = self.shared.write_state();
-        if let Some(seg) = st.segments.back_mut() {
-            seg.len = self.len;
-            seg.last_sequence = self.next_sequence - 1;
-            seg.last_timestamp_ms = self.last_timestamp_ms;
-            seg.index.extend(&self.new_samples);
-        }
-        self.new_samples.clear();
-        if advance_end {
-            st.next_sequence = self.next_sequence;
-        }
-    }
-
-    /// Seals the active segment (data synced unless `Never`, index persisted) and starts a
-    /// new one at the next sequence.
+    /// Seals the active segment (data synced unless `Never`, published, index persisted)
+    /// and starts a new one at the next sequence.
     fn roll(&mut self, timestamp_ms: i64) -> io::Result<()> {
         self.flush()?;
-        let never = self.shared.opts.fsync == FsyncPolicy::Never;
-        if !never && self.dirty {
-            self.sync()?;
-        }
         self.last_timestamp_ms = timestamp_ms;
-        self.publish_active(false);
+        // A barrier: wait until the sync thread has made the segment's tail durable and
+        // published it, so its description is final and the sync thread has nothing left
+        // for it when the new segment becomes the last one.
+        let (done, synced) = mpsc::sync_channel(1);
+        let stopped = || io::Error::other("log sync thread stopped");
+        self.hand_off(Vec::new(), Some(done))
+            .map_err(|_| stopped())?;
+        synced.recv().map_err(|_| stopped())??;
+
         let (summary, sealed_index, sealed_base) = {
             let mut st = self.shared.write_state();
             match st.segments.back_mut() {
@@ -278,7 +255,7 @@ impl Writer {
         let base = self.next_sequence;
         let path = self.shared.dir.join(format::segment_file_name(base));
         let file = segment::create_segment_file(&path, base)?;
-        if !never {
+        if self.shared.opts.fsync != FsyncPolicy::Never {
             file.sync_data()?;
             segment::sync_dir(&self.shared.dir)?;
         }
@@ -293,12 +270,11 @@ impl Writer {
             index: SparseIndex::new(self.shared.opts.index_interval_bytes),
             sealed: false,
         });
-        self.file = file;
+        self.file = Arc::new(file);
         self.path = path;
         self.base = base;
         self.len = SEGMENT_HEADER_LEN;
         self.last_sample = None;
-        self.dirty = false;
         Ok(())
     }
 }

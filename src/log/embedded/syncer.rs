@@ -1,0 +1,189 @@
+//! The sync thread: makes what the writer thread wrote durable (per the fsync policy),
+//! publishes it to readers and tail followers, then answers the appends it covers.
+//!
+//! One fsync covers everything written before it started, so all the hand-offs waiting
+//! when the thread gets to them share one fsync and one publication: that is a group.
+//! Publication (the active segment's description and the log's end, under the state lock)
+//! happens only after that fsync returned, which is what keeps readers from seeing a record
+//! before it is durable.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::engine::Shared;
+use super::index::IndexEntry;
+use crate::log::{AppendReceipt, FsyncPolicy, LogError};
+
+/// Where one append's outcome goes.
+pub(crate) type Reply = oneshot::Sender<Result<AppendReceipt, LogError>>;
+
+/// Records the writer thread has written to the active segment since its previous
+/// hand-off, and the state of that segment once they are in.
+pub(crate) struct Written {
+    /// The segment file written to.
+    pub file: Arc<File>,
+    /// The segment's base sequence (which segment this describes).
+    pub base: u64,
+    /// Records written since the previous hand-off.
+    pub records: u64,
+    /// The segment's length with these records (header included).
+    pub len: u64,
+    /// One past the last record written.
+    pub next_sequence: u64,
+    /// Timestamp of the last record written.
+    pub last_timestamp_ms: i64,
+    /// Index samples taken for these records.
+    pub samples: Vec<IndexEntry>,
+    /// Appends whose records are all written by now, with their receipts.
+    pub replies: Vec<(Reply, AppendReceipt)>,
+    /// Set when the writer is about to seal this segment: it blocks until this answers,
+    /// after the segment's data is synced (unless `Never`) and published. So nothing ever
+    /// follows a sealing hand-off in the channel.
+    pub sealed: Option<SyncSender<io::Result<()>>>,
+}
+
+/// The sync thread's state.
+pub(crate) struct Syncer {
+    shared: Arc<Shared>,
+    /// The file holding published data that is not synced yet (`Interval` only).
+    dirty: Option<Arc<File>>,
+    last_sync: Instant,
+}
+
+impl Syncer {
+    /// A sync thread for the log of `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            dirty: None,
+            last_sync: Instant::now(),
+        }
+    }
+
+    /// Serves hand-offs until the writer thread is gone (then fsyncs what is left unless
+    /// `Never`) or an fsync fails.
+    pub fn run(mut self, rx: Receiver<Written>) {
+        while let Some(first) = self.next_written(&rx) {
+            let mut group = vec![first];
+            group.extend(rx.try_iter());
+            if let Err(e) = self.complete(&mut group) {
+                // A failed fsync cannot be retried safely (the kernel may have dropped the
+                // dirty pages), so stop: nothing more is published or acknowledged, and the
+                // writer stops when its next hand-off finds this thread gone.
+                tracing::error!(dir = %self.shared.dir.display(), error = %e, "log fsync failed; log closed");
+                group.extend(rx.try_iter());
+                for written in group {
+                    for (reply, _) in written.replies {
+                        let _ =
+                            reply.send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
+                    }
+                    if let Some(sealed) = written.sealed {
+                        let _ = sealed.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    }
+                }
+                return;
+            }
+        }
+        if let Some(file) = self.dirty.take() {
+            if let Err(e) = self.sync(&file) {
+                tracing::error!(dir = %self.shared.dir.display(), error = %e, "final log fsync failed");
+            }
+        }
+    }
+
+    /// Blocks for the next hand-off; under `Interval` it wakes at the deadline to fsync
+    /// published data even when nothing more is written.
+    fn next_written(&mut self, rx: &Receiver<Written>) -> Option<Written> {
+        loop {
+            let (FsyncPolicy::Interval(every), Some(file)) = (self.shared.opts.fsync, &self.dirty)
+            else {
+                return rx.recv().ok();
+            };
+            let wait = (self.last_sync + every).saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(written) => return Some(written),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => {
+                    let file = file.clone();
+                    if let Err(e) = self.sync(&file) {
+                        tracing::error!(dir = %self.shared.dir.display(), error = %e, "log fsync failed; log closed");
+                        // Not retried at exit either (see `run`).
+                        self.dirty = None;
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Syncs a group per policy, publishes it and answers its appends. On error nothing
+    /// is published or answered.
+    fn complete(&mut self, group: &mut [Written]) -> io::Result<()> {
+        let Some(last) = group.last() else {
+            return Ok(());
+        };
+        let records: u64 = group.iter().map(|w| w.records).sum();
+        let sealing = last.sealed.is_some();
+        // The writer only switches files after a sealing hand-off has been answered, so a
+        // group never spans two segments.
+        debug_assert!(group.iter().all(|w| w.base == last.base));
+        let unsynced = records > 0 || self.dirty.is_some();
+        let sync_now = unsynced
+            && match self.shared.opts.fsync {
+                FsyncPolicy::Always => true,
+                FsyncPolicy::Interval(every) => sealing || self.last_sync.elapsed() >= every,
+                FsyncPolicy::Never => false,
+            };
+        if sync_now {
+            self.sync(&last.file)?;
+        } else if unsynced && self.shared.opts.fsync != FsyncPolicy::Never {
+            self.dirty = Some(last.file.clone());
+        }
+
+        let next_sequence = last.next_sequence;
+        {
+            let mut st = self.shared.write_state();
+            if let Some(seg) = st.segments.back_mut() {
+                debug_assert_eq!(seg.base, last.base);
+                seg.len = last.len;
+                seg.last_sequence = next_sequence - 1;
+                seg.last_timestamp_ms = last.last_timestamp_ms;
+                for written in group.iter() {
+                    seg.index.extend(&written.samples);
+                }
+            }
+            st.next_sequence = next_sequence;
+        }
+        self.shared.published.send_replace(next_sequence);
+        if records > 0 {
+            let stats = &self.shared.stats;
+            stats.groups.fetch_add(1, Ordering::Relaxed);
+            stats.records.fetch_add(records, Ordering::Relaxed);
+        }
+        for written in group.iter_mut() {
+            for (reply, receipt) in written.replies.drain(..) {
+                // The caller may have given up waiting; its records are written anyway.
+                let _ = reply.send(Ok(receipt));
+            }
+            if let Some(sealed) = written.sealed.take() {
+                let _ = sealed.send(Ok(()));
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, file: &File) -> io::Result<()> {
+        // fdatasync: the file's length is data for this purpose, and we do not need mtime.
+        file.sync_data()?;
+        self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.last_sync = Instant::now();
+        self.dirty = None;
+        Ok(())
+    }
+}
