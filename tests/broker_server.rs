@@ -72,7 +72,7 @@ async fn sqs_fifo_queues_get_every_event_in_order() {
         ("SQS_REGION", "us-east-1"),
     ]);
     let instances: Vec<String> = (0..3).map(|i| unique(&format!("sqs{i}"))).collect();
-    // The acceptance size. moto, run by scripts/moto_server.py, takes it in about 20 s.
+    // The acceptance size: under 30 s on moto as scripts/moto_server.py runs it.
     let total: usize = 10_000;
     let per_instance = [total - 2 * (total / 3), total / 3, total / 3];
     for i in &instances {
