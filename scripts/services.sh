@@ -34,6 +34,7 @@ ensure_rabbitmq() {
 }
 
 # A Python virtualenv with the third-party clients tests verify against.
+MOTO_VERSION=5.2.5
 ensure_venv() {
   apt_install python3-venv >/dev/null 2>&1 || true
   if [ ! -x .venv/bin/python ]; then
@@ -43,10 +44,14 @@ ensure_venv() {
   # standardwebhooks: a third-party signature verifier; moto[server]: the SQS server (and
   # PyYAML); prometheus-client: its text parser reads /metrics; kubernetes-validate: the
   # Kubernetes JSON schemas, shipped in the package, so deploy/ validates offline.
+  # moto is pinned: scripts/moto_server.py replaces a few of its internals (by name).
   if ! .venv/bin/python -c 'import standardwebhooks, moto, yaml, prometheus_client, kubernetes_validate' >/dev/null 2>&1; then
     log "installing standardwebhooks, moto[server], prometheus-client, kubernetes-validate into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check standardwebhooks 'moto[server]' \
+    .venv/bin/pip install -q --disable-pip-version-check standardwebhooks "moto[server]==$MOTO_VERSION" \
       pyyaml prometheus-client kubernetes-validate
+  elif [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))')" != "$MOTO_VERSION" ]; then
+    log "installing moto[server]==$MOTO_VERSION into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
   fi
 }
 
@@ -55,20 +60,42 @@ ensure_compose() {
   command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 }
 
-# moto_server (SQS-compatible) on 127.0.0.1:$SQS_PORT.
+# moto (SQS-compatible) on 127.0.0.1:$SQS_PORT, run by scripts/moto_server.py: moto's own
+# server without its per-message queue scans (see that file), so the 10,000-event SQS tests
+# take seconds, not minutes.
 SQS_PORT="${SWITCHYARD_TEST_SQS_PORT:-4576}"
+# The command line of the process listening on $1, empty when unknown.
+listener_cmdline() {
+  command -v ss >/dev/null 2>&1 || return 0
+  local pid
+  pid=$(ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1)
+  [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null && echo " pid=$pid"
+  return 0
+}
 ensure_moto() {
   if port_open "$SQS_PORT"; then
-    # moto keeps every queue and message in memory and slows down as they pile up across
-    # runs: start each suite from an empty server.
+    local running
+    running=$(listener_cmdline "$SQS_PORT")
+    case "$running" in
+      *scripts/moto_server.py*|"") ;;
+      *bin/moto_server*)
+        # A plain moto_server (started by an older version of this script): replace it.
+        log "replacing plain moto_server on $SQS_PORT with scripts/moto_server.py"
+        kill "${running##*pid=}" 2>/dev/null || true
+        for _ in $(seq 1 100); do port_open "$SQS_PORT" || break; sleep 0.1; done ;;
+      *) log "port $SQS_PORT is taken by something else: $running" ;;
+    esac
+  fi
+  if port_open "$SQS_PORT"; then
+    # moto keeps every queue and message in memory: start each suite from an empty server.
     .venv/bin/python -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$SQS_PORT/moto-api/reset', method='POST'), timeout=10)" \
       || log "resetting moto failed"
     return 0
   fi
-  log "starting moto_server on $SQS_PORT"
+  log "starting moto on $SQS_PORT"
   mkdir -p target
-  nohup .venv/bin/moto_server -H 127.0.0.1 -p "$SQS_PORT" >target/moto.log 2>&1 &
-  wait_port "$SQS_PORT" 30 moto_server
+  nohup .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$SQS_PORT" >target/moto.log 2>&1 &
+  wait_port "$SQS_PORT" 30 moto
 }
 
 # Tansu (a Kafka-protocol broker in Rust) on 127.0.0.1:$KAFKA_PORT, in memory. It never
