@@ -91,10 +91,7 @@ async fn events(
     let server_url = state.config.server.url.as_str();
     let mut out: Vec<u8> = b"{\"events\":[".to_vec();
     let mut found = 0usize;
-    loop {
-        let Some(log) = state.events.for_sequence(from) else {
-            break;
-        };
+    while let Some(log) = state.events.for_sequence(from) {
         let mut changes = log.subscribe();
         let mut scanned = 0usize;
         while found < q.limit && scanned < SCAN_LIMIT {

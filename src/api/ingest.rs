@@ -74,7 +74,14 @@ pub async fn accept(
     }
     let count = fresh.len();
     let bytes: usize = fresh.iter().map(|e| e.data.get().len()).sum();
-    let receipt = match store(state.events.for_key(instance).as_ref(), instance, owner.as_deref(), fresh).await {
+    let receipt = match store(
+        state.events.for_key(instance).as_ref(),
+        instance,
+        owner.as_deref(),
+        fresh,
+    )
+    .await
+    {
         Ok(receipt) => receipt,
         Err(e) => {
             for key in &admitted_keys {

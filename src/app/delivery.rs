@@ -244,7 +244,11 @@ pub(super) async fn own_partitions(
             .iter()
             .map(|p| *p as usize)
             .collect();
-        let revoked: Vec<usize> = owned.keys().filter(|p| !want.contains(p)).copied().collect();
+        let revoked: Vec<usize> = owned
+            .keys()
+            .filter(|p| !want.contains(p))
+            .copied()
+            .collect();
         for p in revoked {
             delivery.remove(p);
             if let Some(engine) = owned.remove(&p) {
@@ -253,16 +257,28 @@ pub(super) async fn own_partitions(
             tracing::info!(partition = p, "stopped delivering partition");
         }
         let mut failed = false;
-        let added: Vec<usize> = want.iter().filter(|p| !owned.contains_key(p)).copied().collect();
+        let added: Vec<usize> = want
+            .iter()
+            .filter(|p| !owned.contains_key(p))
+            .copied()
+            .collect();
         for p in &added {
             let (Some(log), Some(state_log)) = (events.get(*p), state_logs.get(*p)) else {
-                tracing::error!(partition = p, "assigned a partition the events topic does not have");
+                tracing::error!(
+                    partition = p,
+                    "assigned a partition the events topic does not have"
+                );
                 continue;
             };
             let cancel = shutdown.child_token();
             let tracker = TaskTracker::new();
             match kit
-                .start(log.clone(), state_log.clone(), cancel.clone(), tracker.clone())
+                .start(
+                    log.clone(),
+                    state_log.clone(),
+                    cancel.clone(),
+                    tracker.clone(),
+                )
                 .await
             {
                 Ok(engine) => {

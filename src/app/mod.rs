@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppInner, AppState};
 use crate::config::Config;
-use crate::delivery::DeliveryError;
-use crate::ingest::dedupe::Deduper;
 use crate::config::LogEngine;
+use crate::delivery::DeliveryError;
 use crate::delivery::PartitionedDelivery;
+use crate::ingest::dedupe::Deduper;
 use crate::log::embedded::EmbeddedLog;
 use crate::log::kafka::{KafkaLog, KafkaLogOptions};
 use crate::log::{EventLog, EventPartitions, FsyncPolicy, LogError};
@@ -114,10 +114,20 @@ pub async fn serve(
                 delivery_kit(&config, &registry, &metrics, shutdown.clone(), &tasks).await?;
             let state_log = open_log(&config, "delivery", FsyncPolicy::Always)?;
             let engine = kit
-                .start(events_dyn.clone(), state_log, shutdown.clone(), tasks.clone())
+                .start(
+                    events_dyn.clone(),
+                    state_log,
+                    shutdown.clone(),
+                    tasks.clone(),
+                )
                 .await?;
             delivery.insert(0, engine);
-            (EventPartitions::single(events_dyn), registry, api_key, brokers)
+            (
+                EventPartitions::single(events_dyn),
+                registry,
+                api_key,
+                brokers,
+            )
         }
         LogEngine::Kafka => {
             // Every process must accept the same key, so none may generate its own.
@@ -127,7 +137,8 @@ pub async fn serve(
                 .clone()
                 .filter(|k| !k.is_empty())
                 .ok_or(AppError::KafkaNeedsKey)?;
-            let kafka = KafkaLog::open(kafka_log_options(&config), shutdown.clone(), &tasks).await?;
+            let kafka =
+                KafkaLog::open(kafka_log_options(&config), shutdown.clone(), &tasks).await?;
             let partitions: Vec<Arc<dyn EventLog>> = kafka
                 .events
                 .iter()
@@ -172,7 +183,9 @@ pub async fn serve(
     let rate_limit = config.rate_limit.clone();
     let dedupe_window = Duration::from_secs_f64(config.ingest.dedupe_window_seconds.max(0.0));
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
-    let single_partition = (events.len() == 1).then(|| events.get(0).cloned()).flatten();
+    let single_partition = (events.len() == 1)
+        .then(|| events.get(0).cloned())
+        .flatten();
     let websocket = if !config.websocket.enabled {
         None
     } else if let Some(log) = single_partition {

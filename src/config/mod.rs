@@ -123,7 +123,9 @@ impl Config {
         if self.log.kafka_replication_factor < 1 {
             return Err(rule("log.kafka_replication_factor", "must be at least 1"));
         }
-        if !(self.log.kafka_session_timeout_seconds >= 1.0) {
+        if self.log.kafka_session_timeout_seconds.is_nan()
+            || self.log.kafka_session_timeout_seconds < 1.0
+        {
             return Err(rule(
                 "log.kafka_session_timeout_seconds",
                 "must be at least 1",

@@ -97,7 +97,7 @@ impl EventPartitions {
     /// every partition goes on there), if there is one.
     pub fn next_partition_start(&self, sequence: u64) -> Option<u64> {
         let next = partition_of(sequence) + 1;
-        (next < self.partitions.len()).then(|| (next as u64) << PARTITION_SHIFT)
+        (next < self.partitions.len()).then_some((next as u64) << PARTITION_SHIFT)
     }
 
     /// Summed sizes (sequences are partition 0's).

@@ -100,12 +100,12 @@ impl Registry {
             let mut decoded = Vec::with_capacity(records.len());
             for record in &records {
                 decoded.push(
-                    serde_json::from_slice::<ControlRecord>(&record.payload).map_err(
-                        |source| RegistryError::Decode {
+                    serde_json::from_slice::<ControlRecord>(&record.payload).map_err(|source| {
+                        RegistryError::Decode {
                             sequence: record.sequence,
                             source,
-                        },
-                    )?,
+                        }
+                    })?,
                 );
             }
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());

@@ -108,8 +108,14 @@ fn engine_env(data_dir: &Path) -> Vec<(String, String)> {
         ("SWITCHYARD_LOG__ENGINE".into(), "kafka".into()),
         ("SWITCHYARD_KAFKA__BROKERS".into(), brokers),
         ("SWITCHYARD_LOG__KAFKA_TOPIC_PREFIX".into(), prefix),
-        ("SWITCHYARD_LOG__KAFKA_PARTITIONS".into(), kafka_test_partitions()),
-        ("SWITCHYARD_LOG__KAFKA_SESSION_TIMEOUT_SECONDS".into(), "6".into()),
+        (
+            "SWITCHYARD_LOG__KAFKA_PARTITIONS".into(),
+            kafka_test_partitions(),
+        ),
+        (
+            "SWITCHYARD_LOG__KAFKA_SESSION_TIMEOUT_SECONDS".into(),
+            "6".into(),
+        ),
     ]
 }
 

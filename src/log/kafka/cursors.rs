@@ -161,9 +161,7 @@ impl CursorTable {
             .await
             .map_err(|(e, _)| engine_error("committing a cursor", e))?;
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let newer = map
-            .get(name)
-            .is_none_or(|(_, at)| *at < delivery.offset);
+        let newer = map.get(name).is_none_or(|(_, at)| *at < delivery.offset);
         if newer {
             map.insert(name.to_owned(), (value, delivery.offset));
         }

@@ -49,7 +49,8 @@ impl ConsumerContext for GroupContext {
         };
         let revoked = partitions(revoked);
         tracing::info!(?revoked, "delivery partitions revoked");
-        self.assigned.send_modify(|set| set.retain(|p| !revoked.contains(p)));
+        self.assigned
+            .send_modify(|set| set.retain(|p| !revoked.contains(p)));
         if self.cancel.is_cancelled() {
             return; // shutting down: delivery stops on its own
         }

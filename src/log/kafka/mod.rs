@@ -192,8 +192,15 @@ impl KafkaLog {
             metadata,
             cursors,
         });
-        let events =
-            open_topic(&clients, &events_topic, options.partitions, true, &cancel, tasks).await?;
+        let events = open_topic(
+            &clients,
+            &events_topic,
+            options.partitions,
+            true,
+            &cancel,
+            tasks,
+        )
+        .await?;
         let delivery = open_topic(
             &clients,
             &delivery_topic,
@@ -273,7 +280,10 @@ async fn create_topics(
         })
         .collect();
     let results = admin
-        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)))
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)),
+        )
         .await
         .map_err(|e| engine_error("creating the log topics", e))?;
     for result in results {
@@ -294,9 +304,11 @@ async fn partition_count(metadata: &Arc<BaseConsumer>, topic: &str) -> Result<i3
         let client = metadata.clone();
         let name = topic.to_owned();
         let found = tokio::task::spawn_blocking(move || {
-            client
-                .fetch_metadata(Some(&name), ADMIN_TIMEOUT)
-                .map(|m| m.topics().first().map_or(0, |t| t.partitions().len() as i32))
+            client.fetch_metadata(Some(&name), ADMIN_TIMEOUT).map(|m| {
+                m.topics()
+                    .first()
+                    .map_or(0, |t| t.partitions().len() as i32)
+            })
         })
         .await
         .map_err(|e| engine_error("metadata task", e))?

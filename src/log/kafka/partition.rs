@@ -21,9 +21,10 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle readers kept per partition for the next sequential read.
 const IDLE_READERS: usize = 4;
 /// How long a new reader's first fetch may stay empty before it starts further back. A
-/// fetch from an offset inside a record batch must return the whole batch; Tansu returns
-/// nothing instead, so the reader steps back (64, 1024, ... offsets, then the start) and
-/// skips what it did not ask for. Against Kafka the first fetch answers at once.
+/// fetch from an offset inside a record batch must return that whole batch; Tansu returns
+/// the next batch, or nothing, instead. So a reader that sees nothing, or a gap, steps back
+/// (64, 1024, ... offsets, then the start) and skips what it did not ask for. Against
+/// Kafka the first fetch answers at once and without a gap.
 const FIRST_FETCH_WAIT: Duration = Duration::from_millis(700);
 
 /// An assigned consumer and the sequence it will return next.
@@ -269,8 +270,7 @@ impl EventLog for KafkaPartitionLog {
         let mut step_back = 64u64;
         let mut records: Vec<Record> = Vec::new();
         let mut bytes = 0;
-        while records.len() < max_records.max(1) && bytes < max_bytes.max(1) && reader.next < end
-        {
+        while records.len() < max_records.max(1) && bytes < max_bytes.max(1) && reader.next < end {
             let first = self.first_sequence();
             let may_step_back = fresh && records.is_empty() && reader.fetch_from > first;
             let wait = if may_step_back {
@@ -299,6 +299,23 @@ impl EventLog for KafkaPartitionLog {
             let sequence = self.base + message.offset() as u64 + 1;
             if sequence < reader.next {
                 continue; // the head of a batch that started before `from`
+            }
+            if sequence > reader.next && reader.fetch_from > first {
+                // A fetch from inside a record batch skipped to the next batch (Tansu does
+                // that): start further back and skip what was not asked for.
+                let fetch_from = reader.next.saturating_sub(step_back).max(first);
+                step_back = step_back.saturating_mul(16);
+                reader = self.new_reader(reader.next, fetch_from)?;
+                continue;
+            }
+            if sequence > reader.next {
+                tracing::warn!(
+                    topic = %self.topic,
+                    partition = self.partition,
+                    expected = reader.next,
+                    found = sequence,
+                    "gap in a partition's offsets"
+                );
             }
             let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
             bytes += payload.len();
