@@ -8,7 +8,7 @@ mod common;
 #[path = "support/delivery.rs"]
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -85,9 +85,6 @@ async fn chaos_and_sigkill_lose_nothing_and_keep_order() {
     cancel.cancel();
 
     let delivered = receiver.delivered();
-    let mut first_success: HashMap<String, Vec<u64>> = HashMap::new();
-    let mut seen = HashSet::new();
-    let mut duplicates = 0usize;
     for r in &delivered {
         let v = r.json();
         assert_eq!(v["destination"], json!(receiver.url));
@@ -95,13 +92,8 @@ async fn chaos_and_sigkill_lose_nothing_and_keep_order() {
             r.headers.get("webhook-id").map(String::as_str),
             v["id"].as_str()
         );
-        let key = (r.instance(), r.sequence());
-        if seen.insert(key.clone()) {
-            first_success.entry(key.0).or_default().push(key.1);
-        } else {
-            duplicates += 1;
-        }
     }
+    let (first_success, duplicates) = support::first_successes(&delivered);
     for (instance, seqs) in &first_success {
         assert_eq!(
             seqs.len(),

@@ -7,7 +7,7 @@ mod common;
 #[path = "support/delivery.rs"]
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -262,15 +262,7 @@ async fn three_processes(kill_one_midway: bool) {
     .await;
     cancel.cancel();
 
-    let delivered = receiver.delivered();
-    let mut first_success: HashMap<String, Vec<u64>> = HashMap::new();
-    let mut seen = HashSet::new();
-    for r in &delivered {
-        let key = (r.instance(), r.sequence());
-        if seen.insert(key.clone()) {
-            first_success.entry(key.0).or_default().push(key.1);
-        }
-    }
+    let (first_success, _) = support::first_successes(&receiver.delivered());
     assert_eq!(first_success.len(), INSTANCES);
     let mut partitions = HashSet::new();
     for (instance, seqs) in &first_success {

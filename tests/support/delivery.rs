@@ -368,3 +368,20 @@ print(n)
     );
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
+
+/// Each instance's sequences in the order of their first successful delivery, and how many
+/// deliveries repeated one already delivered.
+pub fn first_successes(delivered: &[Received]) -> (HashMap<String, Vec<u64>>, usize) {
+    let mut first: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = 0;
+    for r in delivered {
+        let key = (r.instance(), r.sequence());
+        if seen.insert(key.clone()) {
+            first.entry(key.0).or_default().push(key.1);
+        } else {
+            duplicates += 1;
+        }
+    }
+    (first, duplicates)
+}
