@@ -229,6 +229,14 @@ async fn ingest_stores_envelopes_in_order_and_reads_them_back() {
     assert_eq!(page["events"].as_array().unwrap().len(), 5);
     assert_eq!(page["events"][0]["sequence"].as_u64().unwrap(), first + 10);
     assert_eq!(page["next_sequence"].as_u64().unwrap(), first + 15);
+    // A position past the instance's partition (sequences carry the partition above bit 48)
+    // finds nothing and stays where it was, rather than starting over.
+    let beyond = (1u64 << 48) + 1;
+    let (_, past_end) = s
+        .get(&format!("/events?instance={a}&from_sequence={beyond}"))
+        .await;
+    assert_eq!(past_end["events"], json!([]));
+    assert_eq!(past_end["next_sequence"].as_u64().unwrap(), beyond);
     // since= in the future finds nothing; in the past finds everything.
     let (_, future) = s.get("/events?since=2999-01-01T00:00:00Z").await;
     assert_eq!(future["events"], json!([]));

@@ -79,8 +79,11 @@ async fn events(
     // turn (the embedded log has just one).
     let pinned = q.instance.as_deref().map(|i| state.events.index_for(i));
     let mut from = q.from.unwrap_or(0);
+    // A position below the instance's partition starts at its beginning; one above it is
+    // past everything the instance has.
+    let past_end = pinned.is_some_and(|p| partition_of(from) > p);
     if let Some(p) = pinned {
-        if partition_of(from) != p {
+        if partition_of(from) < p {
             from = partition_base(p);
         }
     }
@@ -91,7 +94,10 @@ async fn events(
     let server_url = state.config.server.url.as_str();
     let mut out: Vec<u8> = b"{\"events\":[".to_vec();
     let mut found = 0usize;
-    while let Some(log) = state.events.for_sequence(from) {
+    while let Some(log) = (!past_end)
+        .then(|| state.events.for_sequence(from))
+        .flatten()
+    {
         let mut changes = log.subscribe();
         let mut scanned = 0usize;
         while found < q.limit && scanned < SCAN_LIMIT {
