@@ -7,14 +7,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::tail::spawn_follower;
 use super::{client_config, engine_error, reader_config, KafkaLogOptions, ADMIN_TIMEOUT};
 use crate::log::LogError;
 
@@ -61,47 +62,33 @@ impl CursorTable {
             map: Mutex::new(HashMap::new()),
             applied: watch::channel(0).0,
         });
-        let consumer: StreamConsumer = reader_config(options)
-            .create()
-            .map_err(|e| engine_error("creating the cursor follower", e))?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&table.topic, 0, Offset::Beginning)
-            .map_err(|e| engine_error("assigning the cursor follower", e))?;
-        consumer
-            .assign(&tpl)
-            .map_err(|e| engine_error("assigning the cursor follower", e))?;
-        tasks.spawn(table.clone().follow(consumer, cancel));
+        let follower = table.clone();
+        spawn_follower(
+            options,
+            &table.topic,
+            &[(0, Offset::Beginning)],
+            "cursor follower",
+            cancel,
+            tasks,
+            move |message| {
+                let value = message
+                    .payload()
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let Some(key) = message.key() {
+                    follower.apply(&String::from_utf8_lossy(key), value, message.offset());
+                }
+                follower.applied.send_replace(message.offset() + 1);
+            },
+        )?;
         Ok(table)
     }
 
-    async fn follow(self: Arc<Self>, consumer: StreamConsumer, cancel: CancellationToken) {
-        loop {
-            let message = tokio::select! {
-                _ = cancel.cancelled() => return,
-                m = consumer.recv() => m,
-            };
-            match message {
-                Ok(message) => {
-                    let offset = message.offset();
-                    let key = message.key().map(String::from_utf8_lossy);
-                    let value = message
-                        .payload()
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .and_then(|v| v.parse::<u64>().ok());
-                    if let Some(key) = key {
-                        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-                        let newer = map.get(key.as_ref()).is_none_or(|(_, at)| *at < offset);
-                        if newer {
-                            map.insert(key.into_owned(), (value, offset));
-                        }
-                    }
-                    self.applied.send_replace(offset + 1);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cursor topic follower");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
+    /// Records a cursor's value unless the map holds one set by a later record.
+    fn apply(&self, name: &str, value: Option<u64>, offset: i64) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(name).is_none_or(|(_, at)| *at < offset) {
+            map.insert(name.to_owned(), (value, offset));
         }
     }
 
@@ -160,11 +147,7 @@ impl CursorTable {
             .send(record, ADMIN_TIMEOUT)
             .await
             .map_err(|(e, _)| engine_error("committing a cursor", e))?;
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let newer = map.get(name).is_none_or(|(_, at)| *at < delivery.offset);
-        if newer {
-            map.insert(name.to_owned(), (value, delivery.offset));
-        }
+        self.apply(name, value, delivery.offset);
         Ok(())
     }
 }
