@@ -3,7 +3,6 @@
 
 mod sink_support;
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -340,44 +339,19 @@ async fn nack_is_retry_and_later_events_of_that_queue_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_over_three_instances_in_order_once() {
     let sink: Arc<dyn Sink> = Arc::new(sink(config().await).await);
-    let kinds = [
-        "messages.upsert",
-        "messages.update",
-        "presence.update",
-        "chats.upsert",
-    ];
     let instances: Vec<String> = (0..3).map(|_| unique("bulk")).collect();
-    let mut per_instance: HashMap<String, Vec<LoggedEvent>> = HashMap::new();
-    for seq in 1..=10_000u64 {
-        let inst = &instances[(seq % 3) as usize];
-        let kind = kinds[(seq / 3 % 4) as usize];
-        let data = format!(r#"{{"n":{seq}}}"#);
-        per_instance
-            .entry(inst.clone())
-            .or_default()
-            .push(event(inst, kind, seq, &data));
-    }
-    let mut tasks = Vec::new();
-    for (inst, events) in per_instance.clone() {
-        let sink = sink.clone();
-        tasks.push(tokio::spawn(async move {
-            let sub = subscription(SinkTarget::Rabbitmq { global: false }, Some(&inst));
-            deliver_all(
-                sink,
-                &sub,
-                events,
-                Duration::from_millis(200),
-                Duration::from_secs(120),
-            )
-            .await
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let per_instance = bulk_events(&instances, 10_000, 3);
+    deliver_in_parallel(
+        sink,
+        SinkTarget::Rabbitmq { global: false },
+        &per_instance,
+        Duration::from_millis(200),
+        Duration::from_secs(120),
+    )
+    .await;
     let (_conn, ch) = client().await;
     for (inst, events) in &per_instance {
-        for kind in kinds {
+        for kind in BULK_KINDS {
             let queue = format!("{inst}.{kind}");
             let expected: Vec<String> = events
                 .iter()

@@ -342,46 +342,21 @@ async fn many_events_over_three_instances_in_order_once() {
     let total: u64 = 10_000;
     let cfg = config().await;
     let sink = Arc::new(sink(&cfg).await);
-    let kinds = [
-        "messages.upsert",
-        "messages.update",
-        "presence.update",
-        "chats.upsert",
-    ];
     let instances: Vec<String> = (0..3).map(|_| unique("bulk")).collect();
-    let mut per_instance: HashMap<String, Vec<LoggedEvent>> = HashMap::new();
-    for seq in 1..=total {
-        let inst = &instances[(seq % 3) as usize];
-        // Runs of the same type, so batches fill up to 10 per queue.
-        let kind = kinds[(seq / 30 % 4) as usize];
-        let data = format!(r#"{{"n":{seq}}}"#);
-        per_instance
-            .entry(inst.clone())
-            .or_default()
-            .push(event(inst, kind, seq, &data));
-    }
-    let mut tasks = Vec::new();
-    for (inst, events) in per_instance.clone() {
-        let sink: Arc<dyn Sink> = sink.clone();
-        tasks.push(tokio::spawn(async move {
-            let sub = subscription(SinkTarget::Sqs { global: false }, Some(&inst));
-            deliver_all(
-                sink,
-                &sub,
-                events,
-                Duration::from_millis(200),
-                Duration::from_secs(300),
-            )
-            .await
-        }));
-    }
+    // Runs of the same type, so batches fill up to 10 per queue.
+    let per_instance = bulk_events(&instances, total, 30);
     let started = std::time::Instant::now();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    deliver_in_parallel(
+        sink.clone(),
+        SinkTarget::Sqs { global: false },
+        &per_instance,
+        Duration::from_millis(200),
+        Duration::from_secs(300),
+    )
+    .await;
     println!("sent {total} events in {:?}", started.elapsed());
     for (inst, events) in &per_instance {
-        for kind in kinds {
+        for kind in BULK_KINDS {
             let queue = format!("{inst}_{}.fifo", kind.replace('.', "_"));
             let expected: Vec<String> = events
                 .iter()

@@ -2,7 +2,7 @@
 //! and a miniature delivery loop that retries failed events in order, as the engine does.
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -242,4 +242,54 @@ pub async fn consume_queue(
     }
     let _ = conn.close(200, "done".into()).await;
     (order, duplicates)
+}
+
+/// The event types the bulk tests spread their events over.
+pub const BULK_KINDS: [&str; 4] = [
+    "messages.upsert",
+    "messages.update",
+    "presence.update",
+    "chats.upsert",
+];
+
+/// `total` numbered events (`data.n` = sequence) round-robin over `instances`, the type
+/// changing every `run` sequences, grouped by instance in sequence order.
+pub fn bulk_events(
+    instances: &[String],
+    total: u64,
+    run: u64,
+) -> HashMap<String, Vec<LoggedEvent>> {
+    let mut per_instance: HashMap<String, Vec<LoggedEvent>> = HashMap::new();
+    for seq in 1..=total {
+        let inst = &instances[(seq % instances.len() as u64) as usize];
+        let kind = BULK_KINDS[(seq / run % BULK_KINDS.len() as u64) as usize];
+        let data = format!(r#"{{"n":{seq}}}"#);
+        per_instance
+            .entry(inst.clone())
+            .or_default()
+            .push(event(inst, kind, seq, &data));
+    }
+    per_instance
+}
+
+/// Delivers each instance's events through `sink` with [`deliver_all`], instances in
+/// parallel as the engine runs them.
+pub async fn deliver_in_parallel(
+    sink: Arc<dyn Sink>,
+    target: SinkTarget,
+    per_instance: &HashMap<String, Vec<LoggedEvent>>,
+    backoff: Duration,
+    deadline: Duration,
+) {
+    let mut tasks = Vec::new();
+    for (inst, events) in per_instance.clone() {
+        let (sink, target) = (sink.clone(), target.clone());
+        tasks.push(tokio::spawn(async move {
+            let sub = subscription(target, Some(&inst));
+            deliver_all(sink, &sub, events, backoff, deadline).await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("delivery task");
+    }
 }
