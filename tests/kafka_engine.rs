@@ -264,19 +264,11 @@ async fn three_processes(kill_one_midway: bool) {
 
     let (first_success, _) = support::first_successes(&receiver.delivered());
     assert_eq!(first_success.len(), INSTANCES);
-    let mut partitions = HashSet::new();
-    for (instance, seqs) in &first_success {
-        assert_eq!(
-            seqs.len(),
-            PER_INSTANCE,
-            "{instance}: every event once at least"
-        );
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "{instance}: first successes out of order"
-        );
-        partitions.insert(switchyard::log::partition_of(seqs[0]));
-    }
+    support::assert_first_successes_in_order(&first_success, PER_INSTANCE);
+    let partitions: HashSet<usize> = first_success
+        .values()
+        .map(|seqs| switchyard::log::partition_of(seqs[0]))
+        .collect();
     assert!(
         partitions.len() > 1,
         "the instances should spread over partitions: {partitions:?}"

@@ -385,3 +385,19 @@ pub fn first_successes(delivered: &[Received]) -> (HashMap<String, Vec<u64>>, us
     }
     (first, duplicates)
 }
+
+/// Asserts that each instance's first successful deliveries cover `per_instance` sequences,
+/// in increasing sequence order.
+pub fn assert_first_successes_in_order(first: &HashMap<String, Vec<u64>>, per_instance: usize) {
+    for (instance, seqs) in first {
+        assert_eq!(
+            seqs.len(),
+            per_instance,
+            "{instance}: every event once at least"
+        );
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{instance}: first successes out of order"
+        );
+    }
+}
