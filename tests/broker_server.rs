@@ -135,14 +135,7 @@ async fn drain_fifo(client: &aws_sdk_sqs::Client, name: &str, count: usize) {
             "{name}: only {} of {count}",
             got.len()
         );
-        let out = client
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive");
+        let out = receive_ten(client, &url).await;
         let mut delete = client.delete_message_batch().queue_url(&url);
         for (k, m) in out.messages().iter().enumerate() {
             let body: Value = serde_json::from_str(m.body().unwrap_or_default()).expect("json");
@@ -175,16 +168,24 @@ async fn drain_fifo(client: &aws_sdk_sqs::Client, name: &str, count: usize) {
         (0..count as u64).collect::<Vec<u64>>(),
         "{name}: order"
     );
-    let rest = client
-        .receive_message()
-        .queue_url(&url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .expect("receive");
+    let rest = receive_ten(client, &url).await;
     assert!(
         rest.messages().is_empty(),
         "{name}: more than its {count} events"
     );
+}
+
+/// One `ReceiveMessage` of up to 10 messages, waiting up to a second for them.
+async fn receive_ten(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+) -> aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput {
+    client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive")
 }
