@@ -129,6 +129,11 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     let mut commit_due: Option<Instant> = None;
     let mut read_error_until: Option<Instant> = None;
     let labels = [&*sub_id];
+    let in_flight_gauge = shared.metrics.in_flight.with_label_values(&labels);
+    let lag_gauge = shared.metrics.lag.with_label_values(&labels);
+    // Read only once this much room is free (or the window is empty): a full window frees
+    // one slot per delivery, and a log read per delivery would cost more than the delivery.
+    let low_water = opts.read_batch.min(opts.window / 4).max(1);
 
     let exit = loop {
         if let Ok(Report::Stop { reason }) = reports.try_recv() {
@@ -139,7 +144,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             let w = lock();
             (w.room(), w.read_pos())
         };
-        let mut can_read = room > 0 && read_pos < end && read_error_until.is_none();
+        let mut can_read = room >= low_water && read_pos < end && read_error_until.is_none();
         if can_read {
             let current = view.borrow().clone();
             match log
@@ -173,21 +178,13 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         }
         stats.position.store(position, Ordering::Relaxed);
         stats.in_flight.store(in_flight as u64, Ordering::Relaxed);
-        shared
-            .metrics
-            .in_flight
-            .with_label_values(&labels)
-            .set(in_flight as i64);
-        shared
-            .metrics
-            .lag
-            .with_label_values(&labels)
-            .set(end.saturating_sub(position) as i64);
+        in_flight_gauge.set(in_flight as i64);
+        lag_gauge.set(end.saturating_sub(position) as i64);
         if position != committed && commit_due.is_none() {
             // Coalesce: one cursor commit per interval, not one per event.
             commit_due = Some(Instant::now() + opts.commit_interval);
         }
-        if can_read && room > 0 {
+        if can_read && room >= low_water {
             continue;
         }
 
@@ -242,7 +239,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     commit(&shared, &sub_id, &stats, position).await;
     stats.running.store(false, Ordering::Relaxed);
     stats.in_flight.store(0, Ordering::Relaxed);
-    shared.metrics.in_flight.with_label_values(&labels).set(0);
+    in_flight_gauge.set(0);
     exit
 }
 

@@ -16,7 +16,7 @@ use super::format::MAX_PAYLOAD_LEN;
 use super::reader::{self, TimeLookup};
 use super::retention::{self, RetentionReport};
 use super::segment::Segment;
-use super::syncer::Syncer;
+use super::syncer::Completion;
 use super::writer::{AppendRequest, Writer};
 use super::{recovery, EmbeddedOptions};
 use crate::log::{AppendReceipt, EventLog, LogError, LogStats, Record};
@@ -105,16 +105,17 @@ impl EmbeddedLog {
             stats: Counters::default(),
         });
         let (to_sync, written) = mpsc::channel();
+        let completion = Completion::new(shared.clone());
         let writer = Writer::new(
             shared.clone(),
             Arc::new(recovered.active_file),
             recovered.last_timestamp_ms,
             to_sync,
+            completion.clone(),
         );
-        let syncer = Syncer::new(shared.clone());
         let syncer = std::thread::Builder::new()
             .name("switchyard-log-sync".into())
-            .spawn(move || syncer.run(written))?;
+            .spawn(move || completion.run(written))?;
         let (tx, rx) = mpsc::channel();
         // If this spawn fails, the writer (and its end of the channel) is dropped with the
         // closure, so the sync thread exits on its own.

@@ -10,7 +10,10 @@
 //! the fsync policy), publishes them (segment description and log end under the state lock,
 //! then the `watch`) and only then replies. So while one group's fsync is in flight the next
 //! is already being gathered and written, and readers and callers only ever see durable
-//! records. A segment roll is a barrier: the writer waits until the sync thread has synced
+//! records. A group that finds the sync thread idle and no other request waiting is
+//! completed by the writer thread itself: there is nothing to overlap, so the hop to the
+//! sync thread would only cost. A segment
+//! roll is a barrier: the writer waits until the sync thread has synced
 //! and published the old segment's tail before it seals it and starts the next one.
 //!
 //! # Modules

@@ -6,12 +6,16 @@
 //! Publication (the active segment's description and the log's end, under the state lock)
 //! happens only after that fsync returned, which is what keeps readers from seeing a record
 //! before it is durable.
+//!
+//! When the sync thread is idle and no further request waits, the writer completes the
+//! group itself through the same code (`Completion::try_inline`): there is nothing to
+//! overlap, and the hop to this thread would cost more than it saves.
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -48,35 +52,77 @@ pub(crate) struct Written {
     pub sealed: Option<SyncSender<io::Result<()>>>,
 }
 
-/// The sync thread's state.
-pub(crate) struct Syncer {
-    shared: Arc<Shared>,
-    /// The file holding published data that is not synced yet (`Interval` only).
-    dirty: Option<Arc<File>>,
-    last_sync: Instant,
+/// The completion side of the pipeline, shared by the sync thread and the writer thread.
+///
+/// The writer completes a group itself (no hop to the sync thread) when handing it over
+/// would gain nothing: the sync thread is idle and no further request is waiting, so there
+/// is nothing to write while this group's fsync runs (one writer, a few writers). `pending` counts hand-offs the sync thread has not completed yet; at zero,
+/// everything handed over is published, so completing inline keeps publication in
+/// sequence order. Only under `Always` and `Never`: an `Interval` sync is timed by the sync
+/// thread from what it completed itself.
+pub(crate) struct Completion {
+    syncer: Mutex<Syncer>,
+    pending: AtomicU64,
+    /// Whether the policy lets the writer complete inline.
+    inline: bool,
 }
 
-impl Syncer {
-    /// A sync thread for the log of `shared`.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self {
-            shared,
-            dirty: None,
-            last_sync: Instant::now(),
+impl Completion {
+    /// The completion side of the log of `shared`.
+    pub fn new(shared: Arc<Shared>) -> Arc<Self> {
+        let inline = !matches!(shared.opts.fsync, FsyncPolicy::Interval(_));
+        Arc::new(Self {
+            inline,
+            syncer: Mutex::new(Syncer {
+                shared,
+                dirty: None,
+                last_sync: Instant::now(),
+            }),
+            pending: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Syncer> {
+        // A panic inside `complete` leaves nothing half-published that matters here.
+        self.syncer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a hand-off about to be sent to the sync thread.
+    pub fn handing_off(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Completes `written` on the calling (writer) thread if the sync thread is idle and
+    /// the policy allows it; gives it back otherwise. `Err` means its fsync failed and
+    /// nothing of it was published or answered.
+    pub fn try_inline(
+        &self,
+        mut written: Written,
+    ) -> Result<Option<Written>, (io::Error, Written)> {
+        if !self.inline || self.pending.load(Ordering::Acquire) > 0 {
+            return Ok(Some(written));
+        }
+        let outcome = self.lock().complete(std::slice::from_mut(&mut written));
+        match outcome {
+            Ok(()) => Ok(None),
+            Err(e) => Err((e, written)),
         }
     }
 
     /// Serves hand-offs until the writer thread is gone (then fsyncs what is left unless
     /// `Never`) or an fsync fails.
-    pub fn run(mut self, rx: Receiver<Written>) {
+    pub fn run(&self, rx: Receiver<Written>) {
         while let Some(first) = self.next_written(&rx) {
             let mut group = vec![first];
             group.extend(rx.try_iter());
-            if let Err(e) = self.complete(&mut group) {
+            let handed = group.len() as u64;
+            let outcome = self.lock().complete(&mut group);
+            self.pending.fetch_sub(handed, Ordering::AcqRel);
+            if let Err(e) = outcome {
                 // A failed fsync cannot be retried safely (the kernel may have dropped the
                 // dirty pages), so stop: nothing more is published or acknowledged, and the
                 // writer stops when its next hand-off finds this thread gone.
-                tracing::error!(dir = %self.shared.dir.display(), error = %e, "log fsync failed; log closed");
+                tracing::error!(dir = %self.lock().shared.dir.display(), error = %e, "log fsync failed; log closed");
                 group.extend(rx.try_iter());
                 for written in group {
                     for (reply, _) in written.replies {
@@ -90,38 +136,57 @@ impl Syncer {
                 return;
             }
         }
-        if let Some(file) = self.dirty.take() {
-            if let Err(e) = self.sync(&file) {
-                tracing::error!(dir = %self.shared.dir.display(), error = %e, "final log fsync failed");
+        let mut syncer = self.lock();
+        if let Some(file) = syncer.dirty.take() {
+            if let Err(e) = syncer.sync(&file) {
+                tracing::error!(dir = %syncer.shared.dir.display(), error = %e, "final log fsync failed");
             }
         }
     }
 
     /// Blocks for the next hand-off; under `Interval` it wakes at the deadline to fsync
     /// published data even when nothing more is written.
-    fn next_written(&mut self, rx: &Receiver<Written>) -> Option<Written> {
+    fn next_written(&self, rx: &Receiver<Written>) -> Option<Written> {
         loop {
-            let (FsyncPolicy::Interval(every), Some(file)) = (self.shared.opts.fsync, &self.dirty)
-            else {
-                return rx.recv().ok();
+            let deadline = {
+                let syncer = self.lock();
+                match (syncer.shared.opts.fsync, &syncer.dirty) {
+                    (FsyncPolicy::Interval(every), Some(_)) => syncer.last_sync + every,
+                    _ => {
+                        drop(syncer);
+                        return rx.recv().ok();
+                    }
+                }
             };
-            let wait = (self.last_sync + every).saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(written) => return Some(written),
                 Err(RecvTimeoutError::Disconnected) => return None,
                 Err(RecvTimeoutError::Timeout) => {
-                    let file = file.clone();
-                    if let Err(e) = self.sync(&file) {
-                        tracing::error!(dir = %self.shared.dir.display(), error = %e, "log fsync failed; log closed");
+                    let mut syncer = self.lock();
+                    let Some(file) = syncer.dirty.clone() else {
+                        continue;
+                    };
+                    if let Err(e) = syncer.sync(&file) {
+                        tracing::error!(dir = %syncer.shared.dir.display(), error = %e, "log fsync failed; log closed");
                         // Not retried at exit either (see `run`).
-                        self.dirty = None;
+                        syncer.dirty = None;
                         return None;
                     }
                 }
             }
         }
     }
+}
 
+/// What completing needs: the log, and under `Interval` the sync schedule.
+struct Syncer {
+    shared: Arc<Shared>,
+    /// The file holding published data that is not synced yet (`Interval` only).
+    dirty: Option<Arc<File>>,
+    last_sync: Instant,
+}
+
+impl Syncer {
     /// Syncs a group per policy, publishes it and answers its appends. On error nothing
     /// is published or answered.
     fn complete(&mut self, group: &mut [Written]) -> io::Result<()> {

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -15,12 +16,34 @@ use super::engine::Shared;
 use super::format::{self, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::index::{self, IndexEntry, SealedSummary, SparseIndex};
 use super::segment::{self, Segment};
-use super::syncer::{Reply, Written};
+use super::syncer::{Completion, Reply, Written};
 use crate::log::{AppendReceipt, FsyncPolicy, LogError};
 
 /// Stop gathering more requests into a group past this many bytes, so one group's buffer
 /// (and the latency of its first request) stays bounded.
 const MAX_GROUP_BYTES: usize = 16 << 20;
+
+/// How long the writer polls for the next request before it sleeps. A caller answered a
+/// moment ago usually sends its next append within tens of microseconds, and waking a
+/// sleeping thread costs about that much again (more on virtual machines, where an idle
+/// vCPU is halted), so a short poll keeps one busy writer from paying it per append.
+const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+
+/// The next request: polled for `POLL_BEFORE_SLEEP`, then waited for. `None` once every
+/// sender is gone.
+fn next_request(rx: &Receiver<AppendRequest>) -> Option<AppendRequest> {
+    let started = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(req) => return Some(req),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if started.elapsed() < POLL_BEFORE_SLEEP => {
+                std::thread::yield_now();
+            }
+            Err(TryRecvError::Empty) => return rx.recv().ok(),
+        }
+    }
+}
 
 /// One `append` call waiting for the writer.
 pub(crate) struct AppendRequest {
@@ -60,6 +83,8 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     /// Written records go to the sync thread through here.
     to_sync: Sender<Written>,
+    /// Completes a group here when the sync thread is idle and no other request waits.
+    completion: Arc<Completion>,
 }
 
 impl Writer {
@@ -70,6 +95,7 @@ impl Writer {
         file: Arc<File>,
         last_timestamp_ms: i64,
         to_sync: Sender<Written>,
+        completion: Arc<Completion>,
     ) -> Self {
         let (path, base, len, last_sample, next_sequence) = {
             let st = shared.read_state();
@@ -95,6 +121,7 @@ impl Writer {
             last_timestamp_ms,
             buf: Vec::new(),
             to_sync,
+            completion,
         }
     }
 
@@ -102,7 +129,10 @@ impl Writer {
     /// stops. Returning drops the channel to the sync thread, which then finishes what it
     /// was handed (final fsync included) and exits.
     pub fn run(mut self, rx: Receiver<AppendRequest>) {
-        while let Ok(first) = rx.recv() {
+        // A request taken while checking whether anyone else is waiting: it starts the
+        // next group.
+        let mut carried: Option<AppendRequest> = None;
+        while let Some(first) = carried.take().or_else(|| next_request(&rx)) {
             // No waiting for more: whatever arrives while this group is written or synced
             // joins the next one.
             let mut bytes = first.encoded_len();
@@ -131,12 +161,37 @@ impl Writer {
                     return;
                 }
             };
+            // Nobody else waiting: nothing would overlap this group's fsync, so handing it
+            // to the sync thread would only add a hop.
+            let alone = match rx.try_recv() {
+                Ok(req) => {
+                    carried = Some(req);
+                    false
+                }
+                Err(_) => true,
+            };
             let replies = group
                 .into_iter()
                 .zip(receipts)
                 .map(|(req, receipt)| (req.reply, receipt))
                 .collect();
-            if let Err(failed) = self.hand_off(replies, None) {
+            let mut written = self.take_written(replies, None);
+            if alone {
+                match self.completion.try_inline(written) {
+                    Ok(None) => continue,
+                    Ok(Some(back)) => written = back,
+                    Err((e, failed)) => {
+                        // As in the sync thread: no retry, nothing more acknowledged.
+                        tracing::error!(file = %self.path.display(), error = %e, "log fsync failed; log closed");
+                        for (reply, _) in failed.replies {
+                            let _ = reply
+                                .send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
+                        }
+                        return;
+                    }
+                }
+            }
+            if let Err(failed) = self.hand_off(written) {
                 // The sync thread stopped after a failed fsync (and said why).
                 for (reply, _) in failed {
                     let _ = reply.send(Err(LogError::Closed));
@@ -195,14 +250,13 @@ impl Writer {
         Ok(())
     }
 
-    /// Hands everything written since the last hand-off to the sync thread, with the
-    /// replies to send once it is durable. Gives the replies back if the sync thread is
-    /// gone.
-    fn hand_off(
+    /// Everything written since the last hand-off, with the replies to send once it is
+    /// durable.
+    fn take_written(
         &mut self,
         replies: Vec<(Reply, AppendReceipt)>,
         sealed: Option<mpsc::SyncSender<io::Result<()>>>,
-    ) -> Result<(), Vec<(Reply, AppendReceipt)>> {
+    ) -> Written {
         let written = Written {
             records: self.next_sequence - self.handed_off,
             file: self.file.clone(),
@@ -215,6 +269,12 @@ impl Writer {
             sealed,
         };
         self.handed_off = self.next_sequence;
+        written
+    }
+
+    /// Hands `written` to the sync thread. Gives the replies back if it is gone.
+    fn hand_off(&mut self, written: Written) -> Result<(), Vec<(Reply, AppendReceipt)>> {
+        self.completion.handing_off();
         self.to_sync.send(written).map_err(|e| e.0.replies)
     }
 
@@ -228,8 +288,8 @@ impl Writer {
         // for it when the new segment becomes the last one.
         let (done, synced) = mpsc::sync_channel(1);
         let stopped = || io::Error::other("log sync thread stopped");
-        self.hand_off(Vec::new(), Some(done))
-            .map_err(|_| stopped())?;
+        let written = self.take_written(Vec::new(), Some(done));
+        self.hand_off(written).map_err(|_| stopped())?;
         synced.recv().map_err(|_| stopped())??;
 
         let (summary, sealed_index, sealed_base) = {
