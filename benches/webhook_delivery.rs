@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench --bench webhook_delivery` (add `--profile dev` to reuse debug deps).
 //! Knobs (env): `BENCH_EVENTS` (default 20000), `BENCH_CONCURRENCY` (32),
-//! `BENCH_LATENCY_SECONDS` (5).
+//! `BENCH_LATENCY_SECONDS` (5), `BENCH_ENGINE_ONLY=1` (skip the baseline, to profile the
+//! engine alone; the ratio then reads NaN).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -201,6 +202,17 @@ async fn baseline(
     bodies.len() as f64 / started.elapsed().as_secs_f64()
 }
 
+/// CPU time (user + system) this process has used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(run());
@@ -209,7 +221,8 @@ fn main() {
 async fn run() {
     let events = env_or("BENCH_EVENTS", 20_000) as usize;
     let concurrency = env_or("BENCH_CONCURRENCY", 32) as usize;
-    let latency_secs = env_or("BENCH_LATENCY_SECONDS", 5);
+    let latency_secs = env_or("BENCH_LATENCY_SECONDS", 5).max(1);
+    let engine_only = env_or("BENCH_ENGINE_ONLY", 0) == 1;
     let stop = CancellationToken::new();
     let (url, recv) = receiver(stop.clone()).await;
     let instances: Vec<String> = (0..concurrency).map(|i| format!("bench-{i}")).collect();
@@ -232,24 +245,32 @@ async fn run() {
     let mut ratios = Vec::new();
     println!("webhook delivery throughput ({events} events, concurrency {concurrency}, signed):");
     for round in 0..3 {
-        let baseline = baseline(&client, &url, &bodies, concurrency).await;
+        let cpu_before = cpu_time();
+        let baseline = if engine_only {
+            f64::NAN
+        } else {
+            baseline(&client, &url, &bodies, concurrency).await
+        };
+        let baseline_cpu = (cpu_time() - cpu_before).as_secs_f64() * 1e6 / events as f64;
         recv.count.store(0, Ordering::Relaxed);
         let state = open(
             &dir.path().join(format!("state-{round}")),
             FsyncPolicy::Always,
         );
         let started = Instant::now();
+        let cpu_before = cpu_time();
         let sub = subscription(&format!("bench-{round}"), &url, 0);
         let (_engine, cancel, tracker) = start_engine(log.clone(), state, sub, concurrency).await;
         wait_count(&recv, events as u64).await;
         let engine_rate = events as f64 / started.elapsed().as_secs_f64();
+        let engine_cpu = (cpu_time() - cpu_before).as_secs_f64() * 1e6 / events as f64;
         cancel.cancel();
         tracker.close();
         tracker.wait().await;
         let ratio = engine_rate / baseline;
         ratios.push(ratio);
         println!(
-            "  round {round}: reqwest load loop {baseline:>7.0} req/s, engine {engine_rate:>7.0} deliveries/s, ratio {ratio:.2}x"
+            "  round {round}: reqwest load loop {baseline:>7.0} req/s ({baseline_cpu:.0} µs CPU each), engine {engine_rate:>7.0} deliveries/s ({engine_cpu:.0} µs CPU each), ratio {ratio:.2}x"
         );
     }
     ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());

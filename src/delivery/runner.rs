@@ -94,7 +94,8 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         Ok(start) => start,
         Err(e) => return RunnerExit::Stopped(format!("cannot read the cursor: {e}")),
     };
-    let window = Arc::new(Mutex::new(Window::new(start, opts.window)));
+    let low_water = opts.read_batch.min(opts.window / 4);
+    let window = Arc::new(Mutex::new(Window::new(start, opts.window, low_water)));
     let lock = || window.lock().unwrap_or_else(|p| p.into_inner());
     let mut committed = start;
     // A new subscription's start is made durable at once, so "start at the log's end"
@@ -131,20 +132,17 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     let labels = [&*sub_id];
     let in_flight_gauge = shared.metrics.in_flight.with_label_values(&labels);
     let lag_gauge = shared.metrics.lag.with_label_values(&labels);
-    // Read only once this much room is free (or the window is empty): a full window frees
-    // one slot per delivery, and a log read per delivery would cost more than the delivery.
-    let low_water = opts.read_batch.min(opts.window / 4).max(1);
 
     let exit = loop {
         if let Ok(Report::Stop { reason }) = reports.try_recv() {
             break RunnerExit::Stopped(reason);
         }
         let end = *log_end.borrow_and_update();
-        let (room, read_pos) = {
+        let (room, wants_read, read_pos) = {
             let w = lock();
-            (w.room(), w.read_pos())
+            (w.room(), w.wants_read(), w.read_pos())
         };
-        let mut can_read = room >= low_water && read_pos < end && read_error_until.is_none();
+        let mut can_read = wants_read && read_pos < end && read_error_until.is_none();
         if can_read {
             let current = view.borrow().clone();
             match log
@@ -161,7 +159,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             }
         }
 
-        let (batches, position, in_flight, room) = {
+        let (batches, position, in_flight, wants_read) = {
             let mut w = lock();
             let mut batches = Vec::new();
             while w.active < opts.max_parallel_instances {
@@ -171,7 +169,12 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                 w.active += 1;
                 batches.push(batch);
             }
-            (batches, w.commit_position(), w.in_flight(), w.room())
+            let position = w.commit_position();
+            if position != committed {
+                // Workers wake this loop for progress only while no commit is scheduled.
+                w.commit_scheduled = true;
+            }
+            (batches, position, w.in_flight(), w.wants_read())
         };
         for (instance, batch) in batches {
             workers.spawn(worker::deliver(ctx.clone(), instance, batch));
@@ -184,7 +187,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             // Coalesce: one cursor commit per interval, not one per event.
             commit_due = Some(Instant::now() + opts.commit_interval);
         }
-        if can_read && room >= low_water {
+        if can_read && wants_read {
             continue;
         }
 
@@ -221,9 +224,13 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             }
             _ = tokio::time::sleep_until(commit_at), if commit_due.is_some() => {
                 commit_due = None;
+                // Workers did not wake this loop for their progress since `position` was
+                // taken, so take it again.
+                let position = lock().commit_position();
                 if commit(&shared, &sub_id, &stats, position).await {
                     committed = position;
                 }
+                lock().commit_scheduled = false;
             }
             _ = tokio::time::sleep_until(retry_read_at), if read_error_until.is_some() => {
                 read_error_until = None;

@@ -38,6 +38,10 @@ pub(crate) struct Window {
     read_pos: u64,
     /// Most unfinished events held at once (bounded memory).
     capacity: usize,
+    /// Reading waits until this many slots are free (see `wants_read`).
+    low_water: usize,
+    /// The runner has a cursor commit scheduled, so progress need not wake it.
+    pub commit_scheduled: bool,
     /// Workers running (one per busy instance).
     pub active: usize,
     /// Dead letters queued for redrive and not yet finished (no double redrive).
@@ -45,14 +49,18 @@ pub(crate) struct Window {
 }
 
 impl Window {
-    /// An empty window that starts reading at `read_pos`.
-    pub(crate) fn new(read_pos: u64, capacity: usize) -> Window {
+    /// An empty window that starts reading at `read_pos` and reads once `low_water`
+    /// slots are free.
+    pub(crate) fn new(read_pos: u64, capacity: usize, low_water: usize) -> Window {
+        let capacity = capacity.max(1);
         Window {
             queues: HashMap::new(),
             ready: VecDeque::new(),
             unfinished: BTreeSet::new(),
             read_pos,
-            capacity: capacity.max(1),
+            capacity,
+            low_water: low_water.clamp(1, capacity),
+            commit_scheduled: false,
             active: 0,
             redriving: HashSet::new(),
         }
@@ -66,6 +74,23 @@ impl Window {
     /// How many more events may be read now.
     pub(crate) fn room(&self) -> usize {
         self.capacity.saturating_sub(self.unfinished.len())
+    }
+
+    /// Whether to read from the log now: at least `low_water` slots are free. A full window
+    /// frees one slot per delivery, and a log read per delivery would cost more than the
+    /// delivery.
+    pub(crate) fn wants_read(&self) -> bool {
+        self.room() >= self.low_water
+    }
+
+    /// Whether a worker that just finished a batch (with `room_before` free slots before)
+    /// must wake the runner: reading can resume, an instance waits for a worker slot the
+    /// ending worker freed, or there is progress and no cursor commit is scheduled to pick
+    /// it up. Otherwise the runner sleeps on, which saves a task wake per delivery.
+    pub(crate) fn needs_runner(&self, room_before: usize, worker_ended: bool) -> bool {
+        (room_before < self.low_water && self.wants_read())
+            || (worker_ended && !self.ready.is_empty())
+            || !self.commit_scheduled
     }
 
     /// Unfinished events (queued or being sent).
@@ -190,7 +215,7 @@ mod tests {
 
     #[test]
     fn one_batch_per_instance_in_order_and_instances_in_parallel() {
-        let mut w = Window::new(1, 100);
+        let mut w = Window::new(1, 100, 25);
         for (s, i) in [(1, "a"), (2, "b"), (3, "a"), (4, "a")] {
             w.push(item(s, i));
         }
@@ -207,7 +232,7 @@ mod tests {
 
     #[test]
     fn commit_position_is_the_lowest_unfinished_sequence() {
-        let mut w = Window::new(1, 100);
+        let mut w = Window::new(1, 100, 25);
         for (s, i) in [(1, "a"), (2, "b"), (3, "b")] {
             w.push(item(s, i));
         }
@@ -228,7 +253,7 @@ mod tests {
 
     #[test]
     fn the_window_is_bounded_and_redrives_do_not_hold_the_cursor() {
-        let mut w = Window::new(10, 2);
+        let mut w = Window::new(10, 2, 1);
         w.push(item(10, "a"));
         w.push(item(11, "a"));
         assert_eq!(w.room(), 0);
@@ -241,5 +266,38 @@ mod tests {
         let batch = w.finish_and_next("a", &[10, 11], 10).unwrap();
         assert_eq!(seqs(&batch), vec![3]);
         assert_eq!(w.commit_position(), 12);
+    }
+
+    #[test]
+    fn workers_wake_the_runner_only_when_it_has_something_to_do() {
+        let mut w = Window::new(1, 8, 4);
+        for s in 1..=8 {
+            w.push(item(s, "a"));
+        }
+        assert!(!w.wants_read(), "full window");
+        let (a, batch) = w.take_ready(1).unwrap();
+        w.active += 1;
+        // No commit scheduled yet: progress must wake the runner.
+        let room_before = w.room();
+        let next = w.finish_and_next(&a, &seqs(&batch), 1).unwrap();
+        assert!(w.needs_runner(room_before, false));
+        // With a commit scheduled, one freed slot is not worth a wake...
+        w.commit_scheduled = true;
+        let mut batch = next;
+        for _ in 0..2 {
+            let room_before = w.room();
+            batch = w.finish_and_next(&a, &seqs(&batch), 1).unwrap();
+            assert!(!w.needs_runner(room_before, false), "room {}", w.room());
+        }
+        // ...but reaching the low-water mark is: the runner reads again.
+        let room_before = w.room();
+        w.finish_and_next(&a, &seqs(&batch), 1).unwrap();
+        assert_eq!(w.room(), 4);
+        assert!(w.wants_read());
+        assert!(w.needs_runner(room_before, false));
+        // A worker ending while another instance waits for a slot wakes it too.
+        w.push(item(9, "b"));
+        assert!(w.needs_runner(w.room(), true));
+        assert!(!w.needs_runner(w.room(), false));
     }
 }

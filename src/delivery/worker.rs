@@ -51,7 +51,8 @@ pub(crate) struct WorkerCtx {
     pub cancel: CancellationToken,
     /// The subscription's queues, shared with the runner.
     pub window: Arc<Mutex<Window>>,
-    /// Wakes the runner after progress (room to read, a cursor to commit).
+    /// Wakes the runner when progress gives it work (room to read, a worker slot, a cursor
+    /// commit to schedule); see `Window::needs_runner`.
     pub wake: Arc<Notify>,
     pub max_batch: usize,
     /// This subscription's metric series, resolved once (label lookups are per event).
@@ -84,18 +85,22 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, instance: Arc<str>, mut items: 
             }
             BatchEnd::Cancelled => return,
         };
-        let next = {
+        let (next, wake) = {
             let mut window = ctx.window.lock().unwrap_or_else(|p| p.into_inner());
             for sequence in &redriven {
                 window.redriving.remove(sequence);
             }
+            let room_before = window.room();
             let next = window.finish_and_next(&instance, &tracked, ctx.max_batch);
             if next.is_none() {
                 window.active = window.active.saturating_sub(1);
             }
-            next
+            let wake = window.needs_runner(room_before, next.is_none());
+            (next, wake)
         };
-        ctx.wake.notify_one();
+        if wake {
+            ctx.wake.notify_one();
+        }
         match next {
             Some(batch) => items = batch,
             None => return,

@@ -1,6 +1,7 @@
 //! The webhook sink: builds Evolution's envelope, signs it, POSTs it through a pooled
 //! client within a per-endpoint concurrency limit, and classifies the response.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::error::Error as _;
 use std::net::IpAddr;
@@ -33,7 +34,18 @@ pub struct WebhookSink {
     options: WebhookOptions,
     /// One semaphore per `host:port`, so one slow endpoint cannot take every connection.
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Each destination URL checked once: parsed, screened and tied to its endpoint's
+    /// semaphore, or the permanent reason it cannot be used. Per event this would be a
+    /// URL parse, a host check and a map look-up by a formatted key.
+    destinations: Mutex<HashMap<String, Destination>>,
 }
+
+/// A destination URL as `WebhookSink::destination` resolved it.
+type Destination = Result<(Url, Arc<Semaphore>), String>;
+
+/// Past this many distinct destination URLs the cache starts over, so URLs that came and
+/// went (edited webhooks, custom event names with `byEvents`) cannot grow it forever.
+const MAX_CACHED_DESTINATIONS: usize = 4096;
 
 impl WebhookSink {
     /// A sink with a keep-alive connection pool and the options' timeout.
@@ -56,7 +68,40 @@ impl WebhookSink {
             client,
             options,
             endpoints: Mutex::new(HashMap::new()),
+            destinations: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The parsed URL and endpoint limit of `destination`, or why it is refused.
+    fn destination(&self, destination: &str) -> Destination {
+        let cached = self
+            .destinations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(destination)
+            .cloned();
+        if let Some(resolved) = cached {
+            return resolved;
+        }
+        let resolved = match Url::parse(destination) {
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                Err(format!("unsupported URL scheme `{}`", url.scheme()))
+            }
+            Ok(url) => match refused_literal(&url, self.options.allow_private_targets) {
+                Some(refused) => Err(refused.to_string()),
+                None => {
+                    let limit = self.endpoint_limit(&url);
+                    Ok((url, limit))
+                }
+            },
+            Err(e) => Err(format!("invalid webhook URL `{destination}`: {e}")),
+        };
+        let mut cache = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED_DESTINATIONS {
+            cache.clear();
+        }
+        cache.insert(destination.to_owned(), resolved.clone());
+        resolved
     }
 
     fn endpoint_limit(&self, url: &Url) -> Arc<Semaphore> {
@@ -78,14 +123,10 @@ impl WebhookSink {
 
     async fn send_one(&self, target: &WebhookTarget, event: &LoggedEvent) -> Outcome {
         let destination = destination_url(target, &event.event.event);
-        let url = match Url::parse(&destination) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
-            Ok(url) => return permanent(format!("unsupported URL scheme `{}`", url.scheme())),
-            Err(e) => return permanent(format!("invalid webhook URL `{destination}`: {e}")),
+        let (url, limit) = match self.destination(&destination) {
+            Ok(resolved) => resolved,
+            Err(reason) => return permanent(reason),
         };
-        if let Some(refused) = refused_literal(&url, self.options.allow_private_targets) {
-            return permanent(refused.to_string());
-        }
         let mut envelope = event.envelope(&self.options.server_url);
         envelope.destination = Some(&destination);
         let body = envelope.to_vec();
@@ -93,7 +134,6 @@ impl WebhookSink {
             Ok(headers) => headers,
             Err(reason) => return permanent(reason),
         };
-        let limit = self.endpoint_limit(&url);
         let Ok(_permit) = limit.acquire_owned().await else {
             return retry(None, "endpoint limiter closed".into());
         };
@@ -171,15 +211,15 @@ impl Sink for WebhookSink {
 
 /// The URL an event is posted to: the target URL, plus `/{kebab-event}` with `byEvents`
 /// (`/messages-upsert`); custom events follow the same rule.
-pub fn destination_url(target: &WebhookTarget, event: &str) -> String {
+pub fn destination_url<'t>(target: &'t WebhookTarget, event: &str) -> Cow<'t, str> {
     if !target.by_events {
-        return target.url.clone();
+        return Cow::Borrowed(&target.url);
     }
     let kebab = match EventKind::parse(event) {
         Ok(kind) => kind.kebab(),
         Err(_) => event.replace(['.', '_'], "-").to_ascii_lowercase(),
     };
-    format!("{}/{kebab}", target.url.trim_end_matches('/'))
+    Cow::Owned(format!("{}/{kebab}", target.url.trim_end_matches('/')))
 }
 
 /// Content type, custom headers and, with a secret, the signature headers of the target's
