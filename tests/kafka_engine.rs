@@ -160,7 +160,10 @@ async fn three_processes_share_the_work() {
 /// coordinator starts a new generation when it expires a member, as Kafka does: Tansu 0.6
 /// keeps the generation (`missed_heartbeat` in its `coordinator/group/administrator.rs`), so
 /// the survivors are never told to rejoin and the dead member's partitions stay
-/// unassigned. Run it against Kafka with
+/// unassigned. A survivor cannot repair that from the client side without raw protocol
+/// requests: a rejoin with unchanged metadata gets the same generation back, and Tansu's
+/// ListGroups answers no groups (so librdkafka's group listing cannot see who vanished).
+/// Run it against Kafka with
 /// `SWITCHYARD_TEST_KAFKA_BROKERS=host:9092 cargo test --test kafka_engine -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka: Tansu 0.6 does not rebalance when a group member dies"]
