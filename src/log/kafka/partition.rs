@@ -29,10 +29,29 @@ const FIRST_FETCH_WAIT: Duration = Duration::from_millis(700);
 
 /// An assigned consumer and the sequence it will return next.
 struct Reader {
-    consumer: StreamConsumer,
+    /// Always `Some` until the reader is dropped (see `Drop for Reader`).
+    consumer: Option<StreamConsumer>,
     next: u64,
     /// Where its fetch started (below `next` after a step back).
     fetch_from: u64,
+}
+
+impl Drop for Reader {
+    /// Destroys the consumer on the blocking pool. Dropping a consumer closes it and joins
+    /// librdkafka's threads, which blocks: on a runtime worker that stalls every task of the
+    /// process, and forever if a message it handed out is still alive (librdkafka waits for
+    /// each one to be released).
+    fn drop(&mut self) {
+        let Some(consumer) = self.consumer.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(consumer));
+            }
+            Err(_) => drop(consumer),
+        }
+    }
 }
 
 /// One partition of a topic: sequence = `base + offset + 1`.
@@ -125,7 +144,7 @@ impl KafkaPartitionLog {
             .assign(&tpl)
             .map_err(|e| engine_error("assigning a reader", e))?;
         Ok(Reader {
-            consumer,
+            consumer: Some(consumer),
             next: from,
             fetch_from,
         })
@@ -278,7 +297,10 @@ impl EventLog for KafkaPartitionLog {
             } else {
                 READ_TIMEOUT
             };
-            let message = match tokio::time::timeout(wait, reader.consumer.recv()).await {
+            let Some(consumer) = reader.consumer.as_ref() else {
+                return Err(LogError::Closed);
+            };
+            let message = match tokio::time::timeout(wait, consumer.recv()).await {
                 Ok(Ok(message)) => message,
                 Ok(Err(e)) => return Err(engine_error("reading", e)),
                 Err(_) if may_step_back => {
@@ -302,7 +324,10 @@ impl EventLog for KafkaPartitionLog {
             }
             if sequence > reader.next && reader.fetch_from > first {
                 // A fetch from inside a record batch skipped to the next batch (Tansu does
-                // that): start further back and skip what was not asked for.
+                // that): start further back and skip what was not asked for. The message
+                // goes first: it belongs to the consumer being replaced, whose destruction
+                // waits until every message it handed out is released.
+                drop(message);
                 let fetch_from = reader.next.saturating_sub(step_back).max(first);
                 step_back = step_back.saturating_mul(16);
                 reader = self.new_reader(reader.next, fetch_from)?;
