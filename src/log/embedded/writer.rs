@@ -26,22 +26,36 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 /// How long the writer polls for the next request before it sleeps. A caller answered a
 /// moment ago usually sends its next append within tens of microseconds, and waking a
 /// sleeping thread costs about that much again (more on virtual machines, where an idle
-/// vCPU is halted), so a short poll keeps one busy writer from paying it per append.
-const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+/// vCPU is halted), so a short poll keeps a busy writer from paying it per append.
+const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(200);
 
-/// The next request: polled for `POLL_BEFORE_SLEEP`, then waited for. `None` once every
-/// sender is gone.
-fn next_request(rx: &Receiver<AppendRequest>) -> Option<AppendRequest> {
-    let started = Instant::now();
-    loop {
-        match rx.try_recv() {
-            Ok(req) => return Some(req),
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) if started.elapsed() < POLL_BEFORE_SLEEP => {
-                std::thread::yield_now();
+/// Waits for requests, polling only while requests come in faster than the poll lasts: at
+/// a trickle (one append a millisecond, say) a poll would only burn CPU.
+struct RequestWaiter {
+    /// Whether the last wait was short enough that polling would have caught it.
+    poll: bool,
+}
+
+impl RequestWaiter {
+    /// The next request; `None` once every sender is gone.
+    fn next(&mut self, rx: &Receiver<AppendRequest>) -> Option<AppendRequest> {
+        if self.poll {
+            let started = Instant::now();
+            loop {
+                match rx.try_recv() {
+                    Ok(req) => return Some(req),
+                    Err(TryRecvError::Disconnected) => return None,
+                    Err(TryRecvError::Empty) if started.elapsed() < POLL_BEFORE_SLEEP => {
+                        std::thread::yield_now();
+                    }
+                    Err(TryRecvError::Empty) => break,
+                }
             }
-            Err(TryRecvError::Empty) => return rx.recv().ok(),
         }
+        let started = Instant::now();
+        let req = rx.recv().ok();
+        self.poll = !self.poll && started.elapsed() < POLL_BEFORE_SLEEP;
+        req
     }
 }
 
@@ -132,7 +146,8 @@ impl Writer {
         // A request taken while checking whether anyone else is waiting: it starts the
         // next group.
         let mut carried: Option<AppendRequest> = None;
-        while let Some(first) = carried.take().or_else(|| next_request(&rx)) {
+        let mut waiter = RequestWaiter { poll: true };
+        while let Some(first) = carried.take().or_else(|| waiter.next(&rx)) {
             // No waiting for more: whatever arrives while this group is written or synced
             // joins the next one.
             let mut bytes = first.encoded_len();
