@@ -239,16 +239,87 @@ async fn private_targets_are_refused_by_default() {
     );
 }
 
-fn cursor_names(s: &TestServer) -> Vec<String> {
-    let path = s.data_dir().join("events").join("cursors");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Vec::new();
-    };
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    v["cursors"]
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
+/// The server's durable cursors, read where its engine keeps them: the embedded log's
+/// cursor file, or the Kafka engine's compacted cursor topic (through the engine's own
+/// client, as another process of the cluster would read it).
+enum Cursors {
+    Embedded(std::path::PathBuf),
+    Kafka(switchyard::log::kafka::KafkaLog, CancellationToken),
+}
+
+impl Cursors {
+    async fn of(s: &TestServer) -> Cursors {
+        let Some(prefix) = s.kafka_topic_prefix() else {
+            return Cursors::Embedded(s.data_dir().join("events").join("cursors"));
+        };
+        let partitions: i32 = common::kafka_test_partitions()
+            .parse()
+            .expect("SWITCHYARD_TEST_KAFKA_PARTITIONS is a number");
+        let options = switchyard::log::kafka::KafkaLogOptions {
+            brokers: common::kafka_brokers(),
+            client_id: "switchyard-test".into(),
+            properties: Default::default(),
+            topic_prefix: prefix,
+            partitions,
+            replication_factor: 1,
+            session_timeout: Duration::from_secs(6),
+            max_record_bytes: 1 << 20,
+        };
+        let cancel = CancellationToken::new();
+        let tasks = tokio_util::task::TaskTracker::new();
+        let log = switchyard::log::kafka::KafkaLog::open(options, cancel.clone(), &tasks)
+            .await
+            .expect("open the server's Kafka log");
+        Cursors::Kafka(log, cancel)
+    }
+
+    async fn names(&self) -> Vec<String> {
+        match self {
+            Cursors::Embedded(path) => {
+                let Ok(text) = std::fs::read_to_string(path) else {
+                    return Vec::new();
+                };
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                v["cursors"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default()
+            }
+            Cursors::Kafka(log, _) => {
+                use switchyard::log::EventLog;
+                let mut names = Vec::new();
+                for partition in &log.events {
+                    let cursors = partition.cursors().await.expect("read the cursor topic");
+                    names.extend(cursors.into_iter().map(|(name, _)| name));
+                }
+                names
+            }
+        }
+    }
+
+    /// Waits (bounded) until the cursor names satisfy `cond`.
+    async fn wait_for(&self, what: &str, cond: impl Fn(&[String]) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let names = self.names().await;
+            if cond(&names) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; cursors: {names:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Cursors {
+    fn drop(&mut self) {
+        if let Cursors::Kafka(_, cancel) = self {
+            cancel.cancel();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,22 +331,23 @@ async fn deleting_an_instance_releases_its_cursor_for_retention() {
     s.create_instance(&inst, json!({})).await;
     set_webhook(&s, &inst, &receiver.url, None).await;
     s.ingest_numbered(&inst, 0, 3).await;
-    support::wait_for(
-        "delivery and a committed cursor",
-        Duration::from_secs(30),
-        || receiver.delivered().len() == 3 && !cursor_names(&s).is_empty(),
-    )
+    support::wait_for("delivery", Duration::from_secs(30), || {
+        receiver.delivered().len() == 3
+    })
     .await;
+    let cursors = Cursors::of(&s).await;
+    cursors
+        .wait_for("a committed cursor", |names| !names.is_empty())
+        .await;
     let r = s
         .req(reqwest::Method::DELETE, &format!("/instance/delete/{inst}"))
         .send()
         .await
         .expect("delete");
     assert_eq!(r.status(), 200);
-    support::wait_for("the cursor to be deleted", Duration::from_secs(30), || {
-        cursor_names(&s).is_empty()
-    })
-    .await;
+    cursors
+        .wait_for("the cursor to be deleted", |names| names.is_empty())
+        .await;
     cancel.cancel();
 }
 

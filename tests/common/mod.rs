@@ -128,7 +128,7 @@ pub fn kafka_brokers() -> String {
 
 /// Partitions of the events topic in Kafka-engine runs (`SWITCHYARD_TEST_KAFKA_PARTITIONS`,
 /// default 1, which keeps WebSocket listeners available).
-fn kafka_test_partitions() -> String {
+pub fn kafka_test_partitions() -> String {
     std::env::var("SWITCHYARD_TEST_KAFKA_PARTITIONS").unwrap_or_else(|_| "1".into())
 }
 
@@ -188,6 +188,12 @@ impl TestServer {
     /// The data dir.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The Kafka engine's topic prefix when the suite runs on the Kafka engine
+    /// (`SWITCHYARD_TEST_ENGINE=kafka`); `None` on the embedded engine.
+    pub fn kafka_topic_prefix(&self) -> Option<String> {
+        std::fs::read_to_string(self.data_dir.join("kafka-topic-prefix")).ok()
     }
 
     /// `url` under the server.
