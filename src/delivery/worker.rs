@@ -6,12 +6,13 @@
 //! continues with that batch itself (no hop through the runner) and ends when the
 //! instance's queue is empty.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Notify};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::delivery::engine::Shared;
 use crate::delivery::metrics::Meters;
@@ -76,8 +77,12 @@ fn now_ms() -> i64 {
 /// subscription must stop, or the worker is cancelled (then it reports nothing: the runner
 /// is going away and the cursor still points at the unfinished events).
 pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, instance: Arc<str>, mut items: Vec<Item>) {
+    // One wait for cancellation for the worker's whole life: a fresh one per send would
+    // take the token's lock twice per event, against every other worker.
+    let cancelled = ctx.cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
-        let (tracked, redriven) = match deliver_batch(&ctx, items).await {
+        let (tracked, redriven) = match deliver_batch(&ctx, items, cancelled.as_mut()).await {
             BatchEnd::Finished { tracked, redriven } => (tracked, redriven),
             BatchEnd::Stopped(reason) => {
                 let _ = ctx.reports.send(Report::Stop { reason });
@@ -109,7 +114,11 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, instance: Arc<str>, mut items: 
 }
 
 /// Runs one batch until every event of it is delivered or dead-lettered.
-async fn deliver_batch(ctx: &WorkerCtx, items: Vec<Item>) -> BatchEnd {
+async fn deliver_batch(
+    ctx: &WorkerCtx,
+    items: Vec<Item>,
+    mut cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
+) -> BatchEnd {
     let mut tracked = Vec::new();
     let mut redriven = Vec::new();
     let mut events = Vec::with_capacity(items.len());
@@ -162,7 +171,7 @@ async fn deliver_batch(ctx: &WorkerCtx, items: Vec<Item>) -> BatchEnd {
         if wait > 0 {
             let sleep = tokio::time::sleep(Duration::from_millis(wait as u64));
             tokio::select! {
-                _ = ctx.cancel.cancelled() => return BatchEnd::Cancelled,
+                _ = cancelled.as_mut() => return BatchEnd::Cancelled,
                 _ = sleep => {}
             }
         }
@@ -170,7 +179,7 @@ async fn deliver_batch(ctx: &WorkerCtx, items: Vec<Item>) -> BatchEnd {
         let at_ms = now_ms();
         let started = Instant::now();
         let outcomes = tokio::select! {
-            _ = ctx.cancel.cancelled() => return BatchEnd::Cancelled,
+            _ = cancelled.as_mut() => return BatchEnd::Cancelled,
             outcomes = ctx.sink.send(&subscription, &events) => outcomes,
         };
         let elapsed = started.elapsed();

@@ -38,6 +38,8 @@ pub struct WebhookSink {
     /// semaphore, or the permanent reason it cannot be used. Per event this would be a
     /// URL parse, a host check and a map look-up by a formatted key.
     destinations: Mutex<HashMap<String, Destination>>,
+    /// Standard Webhooks keys by secret, decoded once (bounded like `destinations`).
+    signing_keys: Mutex<HashMap<String, Arc<SigningKey>>>,
 }
 
 /// A destination URL as `WebhookSink::destination` resolved it.
@@ -69,7 +71,22 @@ impl WebhookSink {
             options,
             endpoints: Mutex::new(HashMap::new()),
             destinations: Mutex::new(HashMap::new()),
+            signing_keys: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The decoded key of a Standard Webhooks secret.
+    fn signing_key(&self, secret: &str) -> Result<Arc<SigningKey>, String> {
+        let mut keys = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = keys.get(secret) {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(SigningKey::from_secret(secret).map_err(|e| e.to_string())?);
+        if keys.len() >= MAX_CACHED_DESTINATIONS {
+            keys.clear();
+        }
+        keys.insert(secret.to_owned(), key.clone());
+        Ok(key)
     }
 
     /// The parsed URL and endpoint limit of `destination`, or why it is refused.
@@ -130,7 +147,7 @@ impl WebhookSink {
         let mut envelope = event.envelope(&self.options.server_url);
         envelope.destination = Some(&destination);
         let body = envelope.to_vec();
-        let headers = match headers(target, event, &body) {
+        let headers = match headers(target, event, &body, |secret| self.signing_key(secret)) {
             Ok(headers) => headers,
             Err(reason) => return permanent(reason),
         };
@@ -224,7 +241,12 @@ pub fn destination_url<'t>(target: &'t WebhookTarget, event: &str) -> Cow<'t, st
 
 /// Content type, custom headers and, with a secret, the signature headers of the target's
 /// scheme.
-fn headers(target: &WebhookTarget, event: &LoggedEvent, body: &[u8]) -> Result<HeaderMap, String> {
+fn headers(
+    target: &WebhookTarget,
+    event: &LoggedEvent,
+    body: &[u8],
+    signing_key: impl FnOnce(&str) -> Result<Arc<SigningKey>, String>,
+) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::with_capacity(target.headers.len() + 4);
     map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for (name, value) in &target.headers {
@@ -241,7 +263,7 @@ fn headers(target: &WebhookTarget, event: &LoggedEvent, body: &[u8]) -> Result<H
     let timestamp = chrono::Utc::now().timestamp();
     let signed = match target.signing {
         SigningScheme::StandardWebhooks => {
-            let key = SigningKey::from_secret(secret).map_err(|e| e.to_string())?;
+            let key = signing_key(secret)?;
             let id = event.event.id.to_string();
             let signature = key.sign(&id, timestamp, body);
             [
@@ -380,7 +402,12 @@ mod tests {
             ..target("https://x.test/hook", false)
         };
         let body = br#"{"event":"messages.update"}"#;
-        let map = headers(&linq, &event, body).unwrap();
+        let decode = |s: &str| {
+            SigningKey::from_secret(s)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        };
+        let map = headers(&linq, &event, body, decode).unwrap();
         let get = |name: &str| map.get(name).unwrap().to_str().unwrap().to_owned();
         let timestamp: i64 = get("x-webhook-timestamp").parse().unwrap();
         assert_eq!(
@@ -394,7 +421,7 @@ mod tests {
             secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
             ..target("https://x.test/hook", false)
         };
-        let map = headers(&standard, &event, body).unwrap();
+        let map = headers(&standard, &event, body, decode).unwrap();
         assert!(map.get("webhook-signature").is_some());
         assert!(map.get("x-webhook-signature").is_none());
     }
