@@ -23,39 +23,54 @@ use crate::log::{AppendReceipt, FsyncPolicy, LogError};
 /// (and the latency of its first request) stays bounded.
 const MAX_GROUP_BYTES: usize = 16 << 20;
 
-/// How long the writer polls for the next request before it sleeps. A caller answered a
-/// moment ago usually sends its next append within tens of microseconds, and waking a
+/// The longest the writer polls for the next request before it sleeps. A caller answered
+/// a moment ago usually sends its next append within tens of microseconds, and waking a
 /// sleeping thread costs about that much again (more on virtual machines, where an idle
 /// vCPU is halted), so a short poll keeps a busy writer from paying it per append.
-const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(200);
+const MAX_POLL: Duration = Duration::from_micros(100);
 
-/// Waits for requests, polling only while requests come in faster than the poll lasts: at
-/// a trickle (one append a millisecond, say) a poll would only burn CPU.
+/// Waits for requests, polling only while the gaps between them are short: it polls for
+/// twice the recent average gap (at most `MAX_POLL`), and not at all once that average is
+/// past `MAX_POLL`, as with many callers spread over time (HTTP ingest), where a poll would
+/// mostly burn CPU the callers need.
 struct RequestWaiter {
-    /// Whether the last wait was short enough that polling would have caught it.
-    poll: bool,
+    /// Moving average of the time from the end of one group to the next request, in µs.
+    average_gap_us: f64,
 }
 
 impl RequestWaiter {
+    fn new() -> RequestWaiter {
+        RequestWaiter {
+            average_gap_us: 0.0,
+        }
+    }
+
     /// The next request; `None` once every sender is gone.
     fn next(&mut self, rx: &Receiver<AppendRequest>) -> Option<AppendRequest> {
-        if self.poll {
-            let started = Instant::now();
-            loop {
+        let started = Instant::now();
+        let average = Duration::from_micros(self.average_gap_us as u64);
+        let budget = (average * 2).min(MAX_POLL);
+        let mut req = None;
+        if average <= MAX_POLL {
+            while started.elapsed() < budget {
                 match rx.try_recv() {
-                    Ok(req) => return Some(req),
-                    Err(TryRecvError::Disconnected) => return None,
-                    Err(TryRecvError::Empty) if started.elapsed() < POLL_BEFORE_SLEEP => {
-                        std::thread::yield_now();
+                    Ok(r) => {
+                        req = Some(r);
+                        break;
                     }
-                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return None,
+                    Err(TryRecvError::Empty) => std::thread::yield_now(),
                 }
             }
         }
-        let started = Instant::now();
-        let req = rx.recv().ok();
-        self.poll = !self.poll && started.elapsed() < POLL_BEFORE_SLEEP;
-        req
+        let req = match req {
+            Some(req) => req,
+            None => rx.recv().ok()?,
+        };
+        // Weight 1/8: a few long gaps switch polling off, a run of short ones back on.
+        let gap_us = started.elapsed().as_secs_f64() * 1e6;
+        self.average_gap_us += (gap_us.min(10_000.0) - self.average_gap_us) / 8.0;
+        Some(req)
     }
 }
 
@@ -146,7 +161,7 @@ impl Writer {
         // A request taken while checking whether anyone else is waiting: it starts the
         // next group.
         let mut carried: Option<AppendRequest> = None;
-        let mut waiter = RequestWaiter { poll: true };
+        let mut waiter = RequestWaiter::new();
         while let Some(first) = carried.take().or_else(|| waiter.next(&rx)) {
             // No waiting for more: whatever arrives while this group is written or synced
             // joins the next one.
