@@ -156,11 +156,20 @@ pub struct Envelope<'a> {
     pub server: Option<&'a str>,
 }
 
+/// Room for an envelope's fields around its `data` (names, ids, times, URLs).
+const ENVELOPE_OVERHEAD: usize = 512;
+
 impl Envelope<'_> {
     /// Serializes the envelope to JSON bytes.
     pub fn to_vec(&self) -> Vec<u8> {
+        // Sized for the body plus the envelope's own fields, so the buffer is not grown
+        // (copied) several times per event.
+        let mut buf = Vec::with_capacity(self.data.get().len() + ENVELOPE_OVERHEAD);
         // Strings, numbers and already-valid raw JSON: serialization cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        match serde_json::to_writer(&mut buf, self) {
+            Ok(()) => buf,
+            Err(_) => Vec::new(),
+        }
     }
 }
 
