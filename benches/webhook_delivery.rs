@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo bench --bench webhook_delivery` (add `--profile dev` to reuse debug deps).
 //! Knobs (env): `BENCH_EVENTS` (default 20000), `BENCH_CONCURRENCY` (32),
-//! `BENCH_LATENCY_SECONDS` (5), `BENCH_ONLY=engine` or `baseline` (run one side, to profile
+//! `BENCH_LATENCY_SECONDS` (5), `BENCH_ROUNDS` (5; single rounds vary by ±0.1 on a
+//! 2-core machine, so the median of several is the figure), `BENCH_ONLY=engine` or `baseline` (run one side, to profile
 //! it alone; the ratio then reads NaN).
 
 use std::collections::HashMap;
@@ -299,7 +300,7 @@ async fn run() {
     // Alternate rounds so that background load hits both sides alike; report the median.
     let mut ratios = Vec::new();
     println!("webhook delivery throughput ({events} events, concurrency {concurrency}, signed):");
-    for round in 0..3 {
+    for round in 0..env_or("BENCH_ROUNDS", 5) {
         let cpu_before = cpu_time();
         let baseline = if engine_only {
             f64::NAN
