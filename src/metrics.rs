@@ -17,15 +17,18 @@ pub struct Metrics {
     /// WebSocket listeners connected now: the websocket module increments it when a
     /// listener joins and decrements it when it leaves.
     pub websocket_listeners: IntGauge,
-    log_bytes: IntGauge,
-    log_segments: IntGauge,
+    /// The log's size on disk; `None` when the engine does not know it (Kafka keeps the
+    /// events, and its brokers report their own sizes).
+    log_bytes: Option<IntGauge>,
+    log_segments: Option<IntGauge>,
     log_first_sequence: IntGauge,
     log_next_sequence: IntGauge,
 }
 
 impl Metrics {
-    /// Creates and registers the metrics.
-    pub fn new() -> Result<Metrics, prometheus::Error> {
+    /// Creates and registers the metrics; the log's size gauges only when
+    /// `log_size_known` (the embedded engine).
+    pub fn new(log_size_known: bool) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
             let c = IntCounter::new(name, help)?;
@@ -54,8 +57,12 @@ impl Metrics {
                 "switchyard_websocket_listeners",
                 "WebSocket listeners connected now.",
             )?,
-            log_bytes: gauge("switchyard_log_bytes", "Bytes in the event log.")?,
-            log_segments: gauge("switchyard_log_segments", "Segment files in the event log.")?,
+            log_bytes: log_size_known
+                .then(|| gauge("switchyard_log_bytes", "Bytes in the event log."))
+                .transpose()?,
+            log_segments: log_size_known
+                .then(|| gauge("switchyard_log_segments", "Segment files in the event log."))
+                .transpose()?,
             log_first_sequence: gauge(
                 "switchyard_log_first_sequence",
                 "Oldest retained sequence.",
@@ -76,8 +83,12 @@ impl Metrics {
     /// Refreshes the log gauges (called at scrape time: the log's own stats are cheap).
     pub fn observe_log(&self, stats: &LogStats) {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.log_bytes.set(clamp(stats.bytes));
-        self.log_segments.set(clamp(stats.segments));
+        if let Some(g) = &self.log_bytes {
+            g.set(clamp(stats.bytes));
+        }
+        if let Some(g) = &self.log_segments {
+            g.set(clamp(stats.segments));
+        }
         self.log_first_sequence.set(clamp(stats.first_sequence));
         self.log_next_sequence.set(clamp(stats.next_sequence));
     }

@@ -88,7 +88,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), AppError> {
-    let metrics = Arc::new(Metrics::new()?);
+    let metrics = Arc::new(Metrics::new(config.log.engine == LogEngine::Embedded)?);
     let tasks = tokio_util::task::TaskTracker::new();
     let delivery = Arc::new(PartitionedDelivery::new());
     // Held until the server stops: one process per embedded data dir.
