@@ -7,8 +7,8 @@
 //! Run: `cargo bench --bench webhook_delivery` (add `--profile dev` to reuse debug deps).
 //! Knobs (env): `BENCH_EVENTS` (default 20000), `BENCH_CONCURRENCY` (32),
 //! `BENCH_LATENCY_SECONDS` (5), `BENCH_ROUNDS` (5; single rounds vary by ±0.1 on a
-//! 2-core machine, so the median of several is the figure), `BENCH_ONLY=engine` or `baseline` (run one side, to profile
-//! it alone; the ratio then reads NaN).
+//! 2-core machine, so the median of several is the figure), `BENCH_ONLY=engine` or
+//! `baseline` (run one side, to profile it alone; the ratio then reads NaN).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -255,16 +255,7 @@ impl Cursors {
         let partitions: i32 = common::kafka_test_partitions()
             .parse()
             .expect("SWITCHYARD_TEST_KAFKA_PARTITIONS is a number");
-        let options = switchyard::log::kafka::KafkaLogOptions {
-            brokers: common::kafka_brokers(),
-            client_id: "switchyard-test".into(),
-            properties: Default::default(),
-            topic_prefix: prefix,
-            partitions,
-            replication_factor: 1,
-            session_timeout: Duration::from_secs(6),
-            max_record_bytes: 1 << 20,
-        };
+        let options = common::kafka_log_options(&prefix, partitions);
         let cancel = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
         let log = switchyard::log::kafka::KafkaLog::open(options, cancel.clone(), &tasks)

@@ -12,29 +12,20 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{kafka_brokers, unique, TestServer};
+use common::{kafka_brokers, kafka_log_options, unique, TestServer};
 use serde_json::json;
-use switchyard::log::kafka::{KafkaLog, KafkaLogOptions};
+use switchyard::log::kafka::KafkaLog;
 use switchyard::log::{partition_base, EventLog};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-fn options(prefix: &str, partitions: i32) -> KafkaLogOptions {
-    KafkaLogOptions {
-        brokers: kafka_brokers(),
-        client_id: "switchyard-test".into(),
-        properties: Default::default(),
-        topic_prefix: prefix.into(),
-        partitions,
-        replication_factor: 1,
-        session_timeout: Duration::from_secs(6),
-        max_record_bytes: 1 << 20,
-    }
-}
-
 async fn open(prefix: &str, partitions: i32, cancel: &CancellationToken) -> KafkaLog {
     let tasks = TaskTracker::new();
-    let log = KafkaLog::open(options(prefix, partitions), cancel.clone(), &tasks);
+    let log = KafkaLog::open(
+        kafka_log_options(prefix, partitions),
+        cancel.clone(),
+        &tasks,
+    );
     tokio::time::timeout(Duration::from_secs(60), log)
         .await
         .expect("opening the Kafka log timed out: is the broker from scripts/services.sh running?")
@@ -135,7 +126,12 @@ async fn reopening_with_another_partition_count_is_refused() {
     let cancel = CancellationToken::new();
     let prefix = unique("sylog");
     let _first = open(&prefix, 2, &cancel).await;
-    let again = KafkaLog::open(options(&prefix, 3), cancel.clone(), &TaskTracker::new()).await;
+    let again = KafkaLog::open(
+        kafka_log_options(&prefix, 3),
+        cancel.clone(),
+        &TaskTracker::new(),
+    )
+    .await;
     let message = again.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("partitions"), "{message}");
     cancel.cancel();

@@ -126,6 +126,21 @@ pub fn kafka_brokers() -> String {
     })
 }
 
+/// Options of a Kafka log on the suite's broker, as a test process opens it beside the
+/// servers (the servers' own settings: session timeout 6 s, 1 MiB records).
+pub fn kafka_log_options(prefix: &str, partitions: i32) -> switchyard::log::kafka::KafkaLogOptions {
+    switchyard::log::kafka::KafkaLogOptions {
+        brokers: kafka_brokers(),
+        client_id: "switchyard-test".into(),
+        properties: Default::default(),
+        topic_prefix: prefix.into(),
+        partitions,
+        replication_factor: 1,
+        session_timeout: Duration::from_secs(6),
+        max_record_bytes: 1 << 20,
+    }
+}
+
 /// Partitions of the events topic in Kafka-engine runs (`SWITCHYARD_TEST_KAFKA_PARTITIONS`,
 /// default 1, which keeps WebSocket listeners available).
 pub fn kafka_test_partitions() -> String {

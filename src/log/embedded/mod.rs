@@ -12,9 +12,9 @@
 //! is already being gathered and written, and readers and callers only ever see durable
 //! records. A group that finds the sync thread idle and no other request waiting is
 //! completed by the writer thread itself: there is nothing to overlap, so the hop to the
-//! sync thread would only cost. A segment
-//! roll is a barrier: the writer waits until the sync thread has synced
-//! and published the old segment's tail before it seals it and starts the next one.
+//! sync thread would only cost. A segment roll is a barrier: the writer waits until the
+//! sync thread has synced and published the old segment's tail before it seals it and
+//! starts the next one.
 //!
 //! # Modules
 //! - `format`: byte layout of headers and records, CRC, file names.

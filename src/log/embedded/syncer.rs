@@ -52,13 +52,31 @@ pub(crate) struct Written {
     pub sealed: Option<SyncSender<io::Result<()>>>,
 }
 
+impl Written {
+    /// Answers everything waiting on these records with a copy of `e`: they were not made
+    /// durable, and never will be.
+    pub fn fail(self, e: &io::Error) {
+        for (reply, _) in self.replies {
+            let _ = reply.send(Err(LogError::Io(copy_error(e))));
+        }
+        if let Some(sealed) = self.sealed {
+            let _ = sealed.send(Err(copy_error(e)));
+        }
+    }
+}
+
+/// `io::Error` is not `Clone`; every waiter gets its own with the same kind and message.
+pub(crate) fn copy_error(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
+}
+
 /// The completion side of the pipeline, shared by the sync thread and the writer thread.
 ///
 /// The writer completes a group itself (no hop to the sync thread) when handing it over
 /// would gain nothing: the sync thread is idle and no further request is waiting, so there
-/// is nothing to write while this group's fsync runs (one writer, a few writers). `pending` counts hand-offs the sync thread has not completed yet; at zero,
-/// everything handed over is published, so completing inline keeps publication in
-/// sequence order. Only under `Always` and `Never`: an `Interval` sync is timed by the sync
+/// is nothing to write while this group's fsync runs (one writer, a few writers).
+/// `pending` counts hand-offs the sync thread has not completed yet; at zero, everything
+/// handed over is published, so completing inline keeps publication in sequence order. Only under `Always` and `Never`: an `Interval` sync is timed by the sync
 /// thread from what it completed itself.
 pub(crate) struct Completion {
     syncer: Mutex<Syncer>,
@@ -125,13 +143,7 @@ impl Completion {
                 tracing::error!(dir = %self.lock().shared.dir.display(), error = %e, "log fsync failed; log closed");
                 group.extend(rx.try_iter());
                 for written in group {
-                    for (reply, _) in written.replies {
-                        let _ =
-                            reply.send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
-                    }
-                    if let Some(sealed) = written.sealed {
-                        let _ = sealed.send(Err(io::Error::new(e.kind(), e.to_string())));
-                    }
+                    written.fail(&e);
                 }
                 return;
             }

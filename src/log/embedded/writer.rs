@@ -16,7 +16,7 @@ use super::engine::Shared;
 use super::format::{self, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::index::{self, IndexEntry, SealedSummary, SparseIndex};
 use super::segment::{self, Segment};
-use super::syncer::{Completion, Reply, Written};
+use super::syncer::{copy_error, Completion, Reply, Written};
 use crate::log::{AppendReceipt, FsyncPolicy, LogError};
 
 /// Stop gathering more requests into a group past this many bytes, so one group's buffer
@@ -184,9 +184,7 @@ impl Writer {
                     // cuts whatever partial tail is left.
                     tracing::error!(file = %self.path.display(), error = %e, "log writer failed; log closed");
                     for req in group {
-                        let _ = req
-                            .reply
-                            .send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
+                        let _ = req.reply.send(Err(LogError::Io(copy_error(&e))));
                     }
                     return;
                 }
@@ -213,10 +211,7 @@ impl Writer {
                     Err((e, failed)) => {
                         // As in the sync thread: no retry, nothing more acknowledged.
                         tracing::error!(file = %self.path.display(), error = %e, "log fsync failed; log closed");
-                        for (reply, _) in failed.replies {
-                            let _ = reply
-                                .send(Err(LogError::Io(io::Error::new(e.kind(), e.to_string()))));
-                        }
+                        failed.fail(&e);
                         return;
                     }
                 }

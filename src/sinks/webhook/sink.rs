@@ -37,17 +37,41 @@ pub struct WebhookSink {
     /// Each destination URL checked once: parsed, screened and tied to its endpoint's
     /// semaphore, or the permanent reason it cannot be used. Per event this would be a
     /// URL parse, a host check and a map look-up by a formatted key.
-    destinations: Mutex<HashMap<String, Destination>>,
-    /// Standard Webhooks keys by secret, decoded once (bounded like `destinations`).
-    signing_keys: Mutex<HashMap<String, Arc<SigningKey>>>,
+    destinations: BoundedCache<Destination>,
+    /// Standard Webhooks keys by secret, decoded and keyed once.
+    signing_keys: BoundedCache<Result<Arc<SigningKey>, String>>,
 }
 
 /// A destination URL as `WebhookSink::destination` resolved it.
 type Destination = Result<(Url, Arc<Semaphore>), String>;
 
-/// Past this many distinct destination URLs the cache starts over, so URLs that came and
-/// went (edited webhooks, custom event names with `byEvents`) cannot grow it forever.
-const MAX_CACHED_DESTINATIONS: usize = 4096;
+/// Past this many entries a cache starts over, so keys that came and went (edited
+/// webhooks, custom event names with `byEvents`, rotated secrets) cannot grow it forever.
+const MAX_CACHED: usize = 4096;
+
+/// Values computed once per string key, forgotten all at once past `MAX_CACHED` entries.
+struct BoundedCache<V>(Mutex<HashMap<String, V>>);
+
+impl<V: Clone> BoundedCache<V> {
+    fn new() -> Self {
+        BoundedCache(Mutex::new(HashMap::new()))
+    }
+
+    /// The value for `key`, computed by `make` (outside the lock) when it is not cached.
+    fn get_or_insert_with(&self, key: &str, make: impl FnOnce() -> V) -> V {
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(value) = lock().get(key) {
+            return value.clone();
+        }
+        let value = make();
+        let mut map = lock();
+        if map.len() >= MAX_CACHED {
+            map.clear();
+        }
+        map.insert(key.to_owned(), value.clone());
+        value
+    }
+}
 
 impl WebhookSink {
     /// A sink with a keep-alive connection pool and the options' timeout.
@@ -70,55 +94,36 @@ impl WebhookSink {
             client,
             options,
             endpoints: Mutex::new(HashMap::new()),
-            destinations: Mutex::new(HashMap::new()),
-            signing_keys: Mutex::new(HashMap::new()),
+            destinations: BoundedCache::new(),
+            signing_keys: BoundedCache::new(),
         })
     }
 
     /// The decoded key of a Standard Webhooks secret.
     fn signing_key(&self, secret: &str) -> Result<Arc<SigningKey>, String> {
-        let mut keys = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(key) = keys.get(secret) {
-            return Ok(key.clone());
-        }
-        let key = Arc::new(SigningKey::from_secret(secret).map_err(|e| e.to_string())?);
-        if keys.len() >= MAX_CACHED_DESTINATIONS {
-            keys.clear();
-        }
-        keys.insert(secret.to_owned(), key.clone());
-        Ok(key)
+        self.signing_keys.get_or_insert_with(secret, || {
+            SigningKey::from_secret(secret)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// The parsed URL and endpoint limit of `destination`, or why it is refused.
     fn destination(&self, destination: &str) -> Destination {
-        let cached = self
-            .destinations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(destination)
-            .cloned();
-        if let Some(resolved) = cached {
-            return resolved;
-        }
-        let resolved = match Url::parse(destination) {
-            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
-                Err(format!("unsupported URL scheme `{}`", url.scheme()))
-            }
-            Ok(url) => match refused_literal(&url, self.options.allow_private_targets) {
-                Some(refused) => Err(refused.to_string()),
-                None => {
-                    let limit = self.endpoint_limit(&url);
-                    Ok((url, limit))
+        self.destinations
+            .get_or_insert_with(destination, || match Url::parse(destination) {
+                Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                    Err(format!("unsupported URL scheme `{}`", url.scheme()))
                 }
-            },
-            Err(e) => Err(format!("invalid webhook URL `{destination}`: {e}")),
-        };
-        let mut cache = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_CACHED_DESTINATIONS {
-            cache.clear();
-        }
-        cache.insert(destination.to_owned(), resolved.clone());
-        resolved
+                Ok(url) => match refused_literal(&url, self.options.allow_private_targets) {
+                    Some(refused) => Err(refused.to_string()),
+                    None => {
+                        let limit = self.endpoint_limit(&url);
+                        Ok((url, limit))
+                    }
+                },
+                Err(e) => Err(format!("invalid webhook URL `{destination}`: {e}")),
+            })
     }
 
     fn endpoint_limit(&self, url: &Url) -> Arc<Semaphore> {
