@@ -1,7 +1,7 @@
 //! The Kafka log engine (`log.engine = "kafka"`) against the suite's Kafka-protocol broker:
 //! the `EventLog` contract of one topic partition seen from two processes' clients, and
 //! three Switchyard processes sharing one log and its subscriptions while one of them is
-//! SIGKILLed midway (and replaced).
+//! SIGKILLed midway.
 
 mod common;
 #[path = "support/delivery.rs"]
@@ -149,25 +149,36 @@ const BATCH: usize = 100;
 /// that path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_share_the_work() {
-    three_processes(false).await;
+    three_processes(Kill::None).await;
 }
 
-/// The same with one process SIGKILLed midway and replaced. Needs a broker whose group
-/// coordinator starts a new generation when it expires a member, as Kafka does: Tansu 0.6
-/// keeps the generation (`missed_heartbeat` in its `coordinator/group/administrator.rs`), so
-/// the survivors are never told to rejoin and the dead member's partitions stay
-/// unassigned. A survivor cannot repair that from the client side without raw protocol
-/// requests: a rejoin with unchanged metadata gets the same generation back, and Tansu's
-/// ListGroups answers no groups (so librdkafka's group listing cannot see who vanished).
-/// Run it against Kafka with
-/// `SWITCHYARD_TEST_KAFKA_BROKERS=host:9092 cargo test --test kafka_engine -- --ignored`.
+/// The same with the busiest process SIGKILLed midway and not replaced: the group expires
+/// it at the session timeout and the two survivors take over its partitions from the
+/// committed cursors, while ingest goes on through them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Apache Kafka: Tansu 0.6 does not rebalance when a group member dies"]
 async fn three_processes_survive_a_sigkill() {
-    three_processes(true).await;
+    three_processes(Kill::Midway).await;
 }
 
-async fn three_processes(kill_one_midway: bool) {
+/// The same with the SIGKILLed process replaced at once, as an orchestrator restarts a
+/// replica: the replacement joins while the dead member still holds its partitions, and
+/// the group must still take them from it at the session timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_survive_a_sigkill_and_a_replacement() {
+    three_processes(Kill::MidwayAndReplace).await;
+}
+
+/// What happens to one of the processes halfway through the ingest.
+#[derive(PartialEq)]
+enum Kill {
+    None,
+    /// SIGKILL, nothing replaces it.
+    Midway,
+    /// SIGKILL, then a new process on the same data dir.
+    MidwayAndReplace,
+}
+
+async fn three_processes(kill: Kill) {
     let cancel = CancellationToken::new();
     let receiver = support::Receiver::start(cancel.clone()).await;
     receiver.behaviour.fail_percent.store(10, Ordering::SeqCst);
@@ -215,26 +226,36 @@ async fn three_processes(kill_one_midway: bool) {
 
     let batches = PER_INSTANCE / BATCH;
     let mut request = 0usize;
+    let mut alive: Vec<usize> = (0..PROCESSES).collect();
     for b in 0..batches {
-        if kill_one_midway && b == batches / 2 {
+        if kill != Kill::None && b == batches / 2 {
             support::wait_for(
                 "deliveries flowing before the kill",
                 Duration::from_secs(120),
                 || receiver.delivered().len() >= 1_000,
             )
             .await;
-            // SIGKILL: no LeaveGroup, no final cursor commit. Its partitions move to the
-            // others, which resume from the committed cursors. A replacement starts at once,
-            // as an orchestrator would restart the replica: against Tansu 0.6 that join is
-            // what moves the partitions (its coordinator expires a dead member without a new
-            // generation, so the survivors are never told to rejoin); against Kafka they
-            // move at the session timeout even without it.
-            servers[1].kill();
-            servers[1].restart();
+            // SIGKILL the busiest process (so its partitions hold instances whose events
+            // must move): no LeaveGroup, no final cursor commit. Nothing replaces it: its
+            // partitions move only when the group expires it.
+            let mut busiest = (0, 0);
+            for (p, server) in servers.iter().enumerate() {
+                let delivered = delivered_here(server).await;
+                if delivered > busiest.1 {
+                    busiest = (p, delivered);
+                }
+            }
+            assert!(busiest.1 > 0, "no process reports deliveries");
+            servers[busiest.0].kill();
+            if kill == Kill::MidwayAndReplace {
+                servers[busiest.0].restart();
+            } else {
+                alive.retain(|&p| p != busiest.0);
+            }
         }
         for i in &instances {
             // Round-robin over the processes: ingest works on every one.
-            servers[request % PROCESSES]
+            servers[alive[request % alive.len()]]
                 .ingest_numbered(i, b * BATCH, BATCH)
                 .await;
             request += 1;
@@ -269,4 +290,20 @@ async fn three_processes(kill_one_midway: bool) {
         partitions.len() > 1,
         "the instances should spread over partitions: {partitions:?}"
     );
+}
+
+/// Events this process has delivered (`switchyard_delivery_delivered_total`, summed).
+async fn delivered_here(server: &TestServer) -> u64 {
+    let text = server
+        .req(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("/metrics body");
+    text.lines()
+        .filter(|l| l.starts_with("switchyard_delivery_delivered_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
