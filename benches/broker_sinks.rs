@@ -24,6 +24,10 @@ use switchyard::sinks::{Outcome, Sink};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The allocator the `switchyard` binary runs with, for both sides of the ratio.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Rounds per broker; the side that goes first alternates, so drift (a queue filling, a
 /// busy machine) does not favour one side.
 const ROUNDS: usize = 6;

@@ -20,6 +20,10 @@ use serde_json::json;
 use switchyard::config::Config;
 use tokio_util::sync::CancellationToken;
 
+/// The allocator the `switchyard` binary runs with, for both sides of the ratio.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 100;
 
 fn env_or(name: &str, default: u64) -> u64 {

@@ -40,6 +40,10 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The allocator the `switchyard` binary runs with, for both sides of the ratio.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Kafka sink, counting delivered events so the bench knows when the run is over.
 struct Counting {
     inner: KafkaSink,

@@ -18,6 +18,10 @@ use bytes::Bytes;
 use switchyard::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use switchyard::log::{EventLog, FsyncPolicy};
 
+/// The allocator the `switchyard` binary runs with, for both sides of the ratio.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PAYLOAD: usize = 1024;
 const RECORD_HEADER: usize = 24;
 const WARMUP: Duration = Duration::from_millis(30);

@@ -15,6 +15,10 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The allocator the `switchyard` binary runs with, for both sides of the ratio.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const KEY: &str = "bench-global-key-0123456789";
 
 fn env_usize(name: &str, default: usize) -> usize {

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 /// One Evolution event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -205,15 +206,34 @@ impl EventKind {
     /// accepted as Evolution's own lists spell `GROUPS_UPDATE` that way.
     pub fn parse(name: &str) -> Result<EventKind, UnknownEvent> {
         let trimmed = name.trim();
+        // Delivery parses every event it filters, and the log stores dotted names: that
+        // case must not allocate.
+        if let Some((kind, _)) = TABLE.iter().find(|(_, dotted)| *dotted == trimmed) {
+            return Ok(*kind);
+        }
         if trimmed.eq_ignore_ascii_case("GROUP_UPDATE") || trimmed == "group.update" {
             return Ok(EventKind::GroupsUpdate);
         }
-        let normalized = trimmed.replace(['.', '-'], "_").to_ascii_uppercase();
-        if let Some(kind) = Self::all().find(|k| k.upper() == normalized) {
-            return Ok(kind);
+        // UPPER, kebab and mixed spellings: the dotted name with `.` and `-` read as `_`,
+        // in any case.
+        let fold = |b: u8| match b {
+            b'.' | b'-' => b'_',
+            b => b.to_ascii_uppercase(),
+        };
+        let same_name = |dotted: &str| {
+            dotted.len() == trimmed.len()
+                && dotted
+                    .bytes()
+                    .zip(trimmed.bytes())
+                    .all(|(d, t)| fold(d) == fold(t))
+        };
+        if let Some((kind, _)) = TABLE.iter().find(|(_, dotted)| same_name(dotted)) {
+            return Ok(*kind);
         }
-        if let Some(kind) = Self::all().find(|k| k.codechat() == trimmed) {
-            return Ok(kind);
+        static CODECHAT: LazyLock<Vec<(String, EventKind)>> =
+            LazyLock::new(|| EventKind::all().map(|k| (k.codechat(), k)).collect());
+        if let Some((_, kind)) = CODECHAT.iter().find(|(name, _)| name == trimmed) {
+            return Ok(*kind);
         }
         Err(UnknownEvent {
             name: name.to_string(),

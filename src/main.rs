@@ -9,6 +9,11 @@ use clap::{Parser, Subcommand};
 use switchyard::config::Config;
 use tokio_util::sync::CancellationToken;
 
+/// glibc's malloc took a fifth of the CPU of a webhook delivery (and consolidated its free
+/// lists on every allocation over 1 KiB); mimalloc halves the CPU per delivery.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
