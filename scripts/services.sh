@@ -100,19 +100,57 @@ ensure_moto() {
 
 # Tansu (a Kafka-protocol broker in Rust) on 127.0.0.1:$KAFKA_PORT, in memory. It never
 # auto-creates topics: the sink creates them (kafka.auto_create_topics) and tests do too.
+# Tansu 0.6.0 as published, plus one patch (scripts/tansu/): its group coordinator expired
+# a dead member without a new generation, so a SIGKILLed process's partitions could stay
+# unassigned. Built once (about 10 minutes) outside the checkout, so clean clones reuse it.
 KAFKA_PORT="${SWITCHYARD_TEST_KAFKA_PORT:-19092}"
+TANSU_VERSION=0.6.0
+TANSU_SHA256=4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d
+TANSU_BROKER_SHA256=93c1e91b40c2a706dfdbe9a795c08c70918c874ad23f6e0e87564cc0a180e720
+TANSU_PATCH=scripts/tansu/expire-members-with-a-new-generation.patch
+TANSU_HOME="${XDG_CACHE_HOME:-$HOME/.cache}/switchyard/tansu-$TANSU_VERSION-$(sha256sum "$TANSU_PATCH" | cut -c1-12)"
+TANSU_BIN="$TANSU_HOME/bin/tansu"
+build_tansu() {
+  [ -x "$TANSU_BIN" ] && return 0
+  log "building tansu $TANSU_VERSION with $TANSU_PATCH (about 10 minutes, once)"
+  local src="$TANSU_HOME/src" patch crate sum
+  patch="$(pwd)/$TANSU_PATCH"
+  rm -rf "$src" && mkdir -p "$src"
+  for crate in "tansu:$TANSU_SHA256" "tansu-broker:$TANSU_BROKER_SHA256"; do
+    sum="${crate#*:}" crate="${crate%%:*}"
+    curl -sSfL "https://static.crates.io/crates/$crate/$crate-$TANSU_VERSION.crate" -o "$src/$crate.crate"
+    echo "$sum  $src/$crate.crate" | sha256sum -c --quiet - >&2
+    tar xzf "$src/$crate.crate" -C "$src"
+  done
+  (cd "$src/tansu-broker-$TANSU_VERSION" && git apply "$patch")
+  printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker-%s" }\n' "$TANSU_VERSION" \
+    >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
+  # The crate's own Cargo.lock pins every dependency; only tansu-broker's source changes.
+  CARGO_TARGET_DIR="$src/target" cargo build --release --quiet --features dynostore \
+    --manifest-path "$src/tansu-$TANSU_VERSION/Cargo.toml" >&2
+  mkdir -p "$TANSU_HOME/bin"
+  cp "$src/target/release/tansu" "$TANSU_BIN.tmp" && mv "$TANSU_BIN.tmp" "$TANSU_BIN"
+  rm -rf "$src"
+}
 ensure_tansu() {
-  if port_open "$KAFKA_PORT"; then return 0; fi
-  if ! command -v tansu >/dev/null 2>&1; then
-    export PATH="$HOME/.cargo/bin:$PATH"
+  if port_open "$KAFKA_PORT"; then
+    local running
+    running=$(listener_cmdline "$KAFKA_PORT")
+    case "$running" in
+      "$TANSU_BIN "*|"") return 0 ;;
+      *tansu*)
+        # The published build, started by an older version of this script: replace it.
+        build_tansu
+        log "replacing the tansu on $KAFKA_PORT with $TANSU_BIN"
+        kill "${running##*pid=}" 2>/dev/null || true
+        for _ in $(seq 1 100); do port_open "$KAFKA_PORT" || break; sleep 0.1; done ;;
+      *) log "port $KAFKA_PORT is taken by something else: $running"; return 1 ;;
+    esac
   fi
-  if ! command -v tansu >/dev/null 2>&1; then
-    log "installing tansu (about 10 minutes, once)"
-    cargo install tansu --locked --features dynostore >&2
-  fi
+  build_tansu
   log "starting tansu on $KAFKA_PORT"
   mkdir -p target
-  nohup tansu broker \
+  nohup "$TANSU_BIN" broker \
     --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --storage-engine memory://tansu/ >target/tansu.log 2>&1 &

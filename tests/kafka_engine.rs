@@ -154,7 +154,10 @@ async fn three_processes_share_the_work() {
 
 /// The same with the busiest process SIGKILLed midway and not replaced: the group expires
 /// it at the session timeout and the two survivors take over its partitions from the
-/// committed cursors, while ingest goes on through them.
+/// committed cursors, while ingest goes on through them. Against the published Tansu 0.6
+/// this stalled whenever another group was busy on the broker (its coordinator expired the
+/// member without a new generation, so the survivors were not told to rejoin); the suite's
+/// broker carries the patch in `scripts/tansu/`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_survive_a_sigkill() {
     three_processes(Kill::Midway).await;
@@ -294,15 +297,10 @@ async fn three_processes(kill: Kill) {
 
 /// Events this process has delivered (`switchyard_delivery_delivered_total`, summed).
 async fn delivered_here(server: &TestServer) -> u64 {
-    let text = server
-        .req(reqwest::Method::GET, "/metrics")
-        .send()
+    server
+        .metrics_text()
         .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("/metrics body");
-    text.lines()
+        .lines()
         .filter(|l| l.starts_with("switchyard_delivery_delivered_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64

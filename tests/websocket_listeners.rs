@@ -27,14 +27,7 @@ fn assert_error(v: &Value, status: u16, code: u64, needle: &str) {
 async fn wait_metric(s: &TestServer, prefix: &str, min: f64) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let text = s
-            .req(reqwest::Method::GET, "/metrics")
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = s.metrics_text().await;
         let value = text
             .lines()
             .find(|l| l.starts_with(prefix))

@@ -286,6 +286,17 @@ impl TestServer {
             from = next;
         }
     }
+
+    /// The `/metrics` page, authenticated.
+    pub async fn metrics_text(&self) -> String {
+        self.req(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("/metrics body")
+    }
 }
 
 impl Drop for TestServer {
