@@ -102,7 +102,7 @@ ensure_moto() {
 # auto-creates topics: the sink creates them (kafka.auto_create_topics) and tests do too.
 # Tansu 0.6.0 as published, plus one patch (scripts/tansu/): its group coordinator expired
 # a dead member without a new generation, so a SIGKILLed process's partitions could stay
-# unassigned. Built once (about 10 minutes) outside the checkout, so clean clones reuse it.
+# unassigned. Built once (10 to 20 minutes) outside the checkout, so clean clones reuse it.
 KAFKA_PORT="${SWITCHYARD_TEST_KAFKA_PORT:-19092}"
 TANSU_VERSION=0.6.0
 TANSU_SHA256=4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d
@@ -112,7 +112,7 @@ TANSU_HOME="${XDG_CACHE_HOME:-$HOME/.cache}/switchyard/tansu-$TANSU_VERSION-$(sh
 TANSU_BIN="$TANSU_HOME/bin/tansu"
 build_tansu() {
   [ -x "$TANSU_BIN" ] && return 0
-  log "building tansu $TANSU_VERSION with $TANSU_PATCH (about 10 minutes, once)"
+  log "building tansu $TANSU_VERSION with $TANSU_PATCH (10 to 20 minutes, once)"
   local src="$TANSU_HOME/src" patch crate sum
   patch="$(pwd)/$TANSU_PATCH"
   rm -rf "$src" && mkdir -p "$src"
