@@ -4,8 +4,8 @@
 //! The baseline writes the same bytes (24-byte record header + payload) to one plain file
 //! in groups averaging the size the log actually formed (records / groups, from the
 //! writer's counters), each group one `write` plus one `fdatasync`, which is the floor the
-//! log's group commit can reach. Run: `cargo bench --bench log_append`. Set `BENCH_DIR` to measure on
-//! another file system than the temp dir.
+//! log's group commit can reach. Run: `cargo bench --bench log_append`. Set `BENCH_DIR` to
+//! measure on another file system than the temp dir.
 
 use std::fs::OpenOptions;
 use std::io::Write;

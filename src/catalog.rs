@@ -206,16 +206,12 @@ impl EventKind {
     /// accepted as Evolution's own lists spell `GROUPS_UPDATE` that way.
     pub fn parse(name: &str) -> Result<EventKind, UnknownEvent> {
         let trimmed = name.trim();
-        // Delivery parses every event it filters, and the log stores dotted names: that
-        // case must not allocate.
-        if let Some((kind, _)) = TABLE.iter().find(|(_, dotted)| *dotted == trimmed) {
-            return Ok(*kind);
-        }
         if trimmed.eq_ignore_ascii_case("GROUP_UPDATE") || trimmed == "group.update" {
             return Ok(EventKind::GroupsUpdate);
         }
-        // UPPER, kebab and mixed spellings: the dotted name with `.` and `-` read as `_`,
-        // in any case.
+        // Dotted, UPPER, kebab and mixed spellings: the dotted name with `.` and `-` read
+        // as `_`, in any case. Compared byte by byte, because delivery parses the name of
+        // every event it filters and this must not allocate.
         let fold = |b: u8| match b {
             b'.' | b'-' => b'_',
             b => b.to_ascii_uppercase(),

@@ -239,8 +239,8 @@ async fn three_processes(kill: Kill) {
             )
             .await;
             // SIGKILL the busiest process (so its partitions hold instances whose events
-            // must move): no LeaveGroup, no final cursor commit. Nothing replaces it: its
-            // partitions move only when the group expires it.
+            // must move): no LeaveGroup, no final cursor commit. Its partitions move when
+            // the group expires it, whether or not a replacement has joined meanwhile.
             let mut busiest = (0, 0);
             for (p, server) in servers.iter().enumerate() {
                 let delivered = delivered_here(server).await;

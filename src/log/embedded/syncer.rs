@@ -76,8 +76,9 @@ pub(crate) fn copy_error(e: &io::Error) -> io::Error {
 /// would gain nothing: the sync thread is idle and no further request is waiting, so there
 /// is nothing to write while this group's fsync runs (one writer, a few writers).
 /// `pending` counts hand-offs the sync thread has not completed yet; at zero, everything
-/// handed over is published, so completing inline keeps publication in sequence order. Only under `Always` and `Never`: an `Interval` sync is timed by the sync
-/// thread from what it completed itself.
+/// handed over is published, so completing inline keeps publication in sequence order.
+/// Only under `Always` and `Never`: an `Interval` sync is timed by the sync thread from
+/// what it completed itself.
 pub(crate) struct Completion {
     syncer: Mutex<Syncer>,
     pending: AtomicU64,

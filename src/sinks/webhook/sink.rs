@@ -38,8 +38,10 @@ pub struct WebhookSink {
     /// semaphore, or the permanent reason it cannot be used. Per event this would be a
     /// URL parse, a host check and a map look-up by a formatted key.
     destinations: BoundedCache<Destination>,
-    /// Standard Webhooks keys by secret, decoded and keyed once.
-    signing_keys: BoundedCache<Result<Arc<SigningKey>, String>>,
+    /// Signing keys by secret, decoded and keyed once: one cache per scheme, because the
+    /// schemes derive different keys from the same secret.
+    standard_keys: BoundedCache<Result<Arc<SigningKey>, String>>,
+    linq_keys: BoundedCache<Result<Arc<SigningKey>, String>>,
 }
 
 /// A destination URL as `WebhookSink::destination` resolved it.
@@ -95,17 +97,25 @@ impl WebhookSink {
             options,
             endpoints: Mutex::new(HashMap::new()),
             destinations: BoundedCache::new(),
-            signing_keys: BoundedCache::new(),
+            standard_keys: BoundedCache::new(),
+            linq_keys: BoundedCache::new(),
         })
     }
 
-    /// The decoded key of a Standard Webhooks secret.
-    fn signing_key(&self, secret: &str) -> Result<Arc<SigningKey>, String> {
-        self.signing_keys.get_or_insert_with(secret, || {
-            SigningKey::from_secret(secret)
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        })
+    /// The key `scheme` signs with for `secret`, or why the secret is unusable.
+    fn signing_key(&self, scheme: SigningScheme, secret: &str) -> Result<Arc<SigningKey>, String> {
+        match scheme {
+            SigningScheme::StandardWebhooks => {
+                self.standard_keys.get_or_insert_with(secret, || {
+                    SigningKey::from_secret(secret)
+                        .map(Arc::new)
+                        .map_err(|e| e.to_string())
+                })
+            }
+            SigningScheme::Linq => self.linq_keys.get_or_insert_with(secret, || {
+                Ok(Arc::new(SigningKey::from_linq_secret(secret)))
+            }),
+        }
     }
 
     /// The parsed URL and endpoint limit of `destination`, or why it is refused.
@@ -152,7 +162,7 @@ impl WebhookSink {
         let mut envelope = event.envelope(&self.options.server_url);
         envelope.destination = Some(&destination);
         let body = envelope.to_vec();
-        let headers = match headers(target, event, &body, |secret| self.signing_key(secret)) {
+        let headers = match headers(target, event, &body, self) {
             Ok(headers) => headers,
             Err(reason) => return permanent(reason),
         };
@@ -245,12 +255,12 @@ pub fn destination_url<'t>(target: &'t WebhookTarget, event: &str) -> Cow<'t, st
 }
 
 /// Content type, custom headers and, with a secret, the signature headers of the target's
-/// scheme.
+/// scheme (the key from `sink`'s caches).
 fn headers(
     target: &WebhookTarget,
     event: &LoggedEvent,
     body: &[u8],
-    signing_key: impl FnOnce(&str) -> Result<Arc<SigningKey>, String>,
+    sink: &WebhookSink,
 ) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::with_capacity(target.headers.len() + 4);
     map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -266,9 +276,9 @@ fn headers(
     };
     // The timestamp is the attempt's, so retries stay inside verifiers' tolerance.
     let timestamp = chrono::Utc::now().timestamp();
+    let key = sink.signing_key(target.signing, secret)?;
     let signed = match target.signing {
         SigningScheme::StandardWebhooks => {
-            let key = signing_key(secret)?;
             let id = event.event.id.to_string();
             let signature = key.sign(&id, timestamp, body);
             [
@@ -278,10 +288,7 @@ fn headers(
             ]
         }
         SigningScheme::Linq => [
-            (
-                "x-webhook-signature",
-                SigningKey::from_linq_secret(secret).sign_linq(timestamp, body),
-            ),
+            ("x-webhook-signature", key.sign_linq(timestamp, body)),
             ("x-webhook-timestamp", timestamp.to_string()),
             ("x-webhook-event", event.event.event.clone()),
         ],
@@ -407,12 +414,8 @@ mod tests {
             ..target("https://x.test/hook", false)
         };
         let body = br#"{"event":"messages.update"}"#;
-        let decode = |s: &str| {
-            SigningKey::from_secret(s)
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        };
-        let map = headers(&linq, &event, body, decode).unwrap();
+        let sink = WebhookSink::new(WebhookOptions::default()).unwrap();
+        let map = headers(&linq, &event, body, &sink).unwrap();
         let get = |name: &str| map.get(name).unwrap().to_str().unwrap().to_owned();
         let timestamp: i64 = get("x-webhook-timestamp").parse().unwrap();
         assert_eq!(
@@ -426,7 +429,7 @@ mod tests {
             secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
             ..target("https://x.test/hook", false)
         };
-        let map = headers(&standard, &event, body, decode).unwrap();
+        let map = headers(&standard, &event, body, &sink).unwrap();
         assert!(map.get("webhook-signature").is_some());
         assert!(map.get("x-webhook-signature").is_none());
     }
