@@ -4,7 +4,9 @@
 # slim with that one binary, run as a non-root user, its data in the /data volume.
 # Needs BuildKit (the default of Docker 23+ and `docker compose`) for the cache mounts.
 
-ARG RUST_VERSION=1.89
+# At least the highest `rust_version` in Cargo.lock (1.94.1, the aws-* crates; tests/toolchain.rs
+# checks it). 1.95 is the toolchain the image is built and tested with (scripts/image.sh).
+ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
