@@ -3,6 +3,7 @@
 
 mod data_dir;
 mod delivery;
+pub mod http_server;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -181,6 +182,7 @@ pub async fn serve(
         source,
     })?;
     let rate_limit = config.rate_limit.clone();
+    let connection_limits = http_server::ConnectionLimits::from_config(&config.server);
     let dedupe_window = Duration::from_secs_f64(config.ingest.dedupe_window_seconds.max(0.0));
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
     let single_partition = (events.len() == 1)
@@ -225,11 +227,7 @@ pub async fn serve(
     tracing::info!(%local, "listening");
     on_listening(local);
 
-    let stop = shutdown.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        stop.cancelled().await;
-    });
-    let result = server.await;
+    http_server::serve(listener, router, connection_limits, shutdown.clone()).await;
     state.ready.store(false, Ordering::Release);
     tasks.close();
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
@@ -238,7 +236,7 @@ pub async fn serve(
             "background work did not finish within the grace period"
         );
     }
-    result.map_err(|source| AppError::Listen { addr, source })
+    Ok(())
 }
 
 /// The Kafka engine's settings: connection from `[kafka]`, topics from `[log]`.

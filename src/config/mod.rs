@@ -114,6 +114,24 @@ impl Config {
         if url::Url::parse(&self.server.url).is_err() {
             return Err(rule("server.url", "must be an absolute URL"));
         }
+        for (key, value) in [
+            (
+                "server.header_read_timeout_seconds",
+                self.server.header_read_timeout_seconds,
+            ),
+            (
+                "server.idle_timeout_seconds",
+                self.server.idle_timeout_seconds,
+            ),
+        ] {
+            // Zero or NaN would close every connection at once.
+            if value.is_nan() || value < 0.1 {
+                return Err(rule(key, "must be at least 0.1"));
+            }
+        }
+        if self.server.max_connections == 0 {
+            return Err(rule("server.max_connections", "must be at least 1"));
+        }
         if self.log.segment_bytes < 4096 {
             return Err(rule("log.segment_bytes", "must be at least 4096"));
         }

@@ -22,6 +22,16 @@ pub struct ServerConfig {
     pub name: String,
     /// Seconds to wait for in-flight work on SIGTERM before exiting.
     pub shutdown_grace_seconds: f64,
+    /// Seconds a client has to finish sending a request's headers once its first byte has
+    /// arrived; slower connections are closed.
+    pub header_read_timeout_seconds: f64,
+    /// Seconds a connection may wait for its next request (a new connection for its first,
+    /// a keep-alive one between requests) before it is closed.
+    pub idle_timeout_seconds: f64,
+    /// Most client connections open at once, WebSocket listeners included; a connection
+    /// past it is answered 503 with `Connection: close`. Capped below the process's
+    /// open-file limit.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +42,9 @@ impl Default for ServerConfig {
             url: "http://localhost:8080".into(),
             name: "switchyard".into(),
             shutdown_grace_seconds: 10.0,
+            header_read_timeout_seconds: 10.0,
+            idle_timeout_seconds: 60.0,
+            max_connections: 4096,
         }
     }
 }

@@ -1,0 +1,268 @@
+//! Hostile clients at the HTTP level, through the real binary: idle and slow connections,
+//! the connection cap, keep-alive after error answers, wrong-key guessing, SSRF through an
+//! outgoing proxy, overflowing sequence parameters, and instance enumeration.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{unique, TestServer};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// `host:port` of the server.
+fn authority(s: &TestServer) -> String {
+    s.base.trim_start_matches("http://").to_string()
+}
+
+async fn connect(s: &TestServer) -> TcpStream {
+    TcpStream::connect(authority(s))
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the server at {}: {e}", s.base))
+}
+
+/// Reads until the peer closes (`Ok(elapsed)`), or `limit` passes (`Err`).
+async fn time_until_closed(stream: &mut TcpStream, limit: Duration) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((start + limit).into(), stream.read(&mut buf)).await {
+            Err(_) => return Err(format!("still open after {limit:?}")),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` body: (status, lowercased head, body).
+async fn read_response(stream: &mut TcpStream) -> (u16, String, String) {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().expect("content-length"))
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                let status = head[9..12].parse().expect("status code");
+                let body = String::from_utf8_lossy(&data[end + 4..end + 4 + length]).to_string();
+                return (status, head, body);
+            }
+        }
+        let n = tokio::time::timeout_at(deadline.into(), stream.read(&mut buf))
+            .await
+            .expect("no complete response within 10 s")
+            .expect("read the response");
+        assert!(
+            n > 0,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&data)
+        );
+        data.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn idle_and_slow_connections_are_closed() {
+    let s = TestServer::start(&[
+        ("SWITCHYARD_SERVER__IDLE_TIMEOUT_SECONDS", "2"),
+        ("SWITCHYARD_SERVER__HEADER_READ_TIMEOUT_SECONDS", "0.5"),
+    ]);
+    // A new connection that sends nothing.
+    let mut silent = connect(&s).await;
+    let waited = time_until_closed(&mut silent, Duration::from_secs(10))
+        .await
+        .expect("a silent connection must be closed by the idle timeout");
+    println!("silent connection closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "closed too early: {waited:?}"
+    );
+
+    // A keep-alive connection idling after a request: the same timeout, from the response.
+    let mut idle = connect(&s).await;
+    idle.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (status, head, _) = read_response(&mut idle).await;
+    assert_eq!(status, 200, "{head}");
+    let waited = time_until_closed(&mut idle, Duration::from_secs(10))
+        .await
+        .expect("an idle keep-alive connection must be closed by the idle timeout");
+    println!("idle keep-alive connection closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "closed too early: {waited:?}"
+    );
+
+    // Headers started but never finished: the header timeout, well before the idle one.
+    let mut slow = connect(&s).await;
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let waited = time_until_closed(&mut slow, Duration::from_secs(10))
+        .await
+        .expect("a slow-header connection must be closed by the header timeout");
+    println!("slow-header connection closed after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(1500),
+        "a slow head must not get the whole idle timeout: {waited:?}"
+    );
+
+    // The server still answers.
+    let r = s
+        .http
+        .get(s.url("/health"))
+        .send()
+        .await
+        .expect("GET /health");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn the_connection_cap_answers_503_and_frees_up() {
+    let s = TestServer::start(&[("SWITCHYARD_SERVER__MAX_CONNECTIONS", "8")]);
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut c = connect(&s).await;
+        c.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let (status, _, _) = read_response(&mut c).await;
+        assert_eq!(status, 200);
+        held.push(c);
+    }
+    let mut over = connect(&s).await;
+    over.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (status, head, body) = read_response(&mut over).await;
+    assert_eq!(status, 503, "{head}\n{body}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    let v: Value = serde_json::from_str(&body).expect("JSON envelope");
+    assert_eq!(v["error"]["code"], 2010, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("server.max_connections"),
+        "{v}"
+    );
+    time_until_closed(&mut over, Duration::from_secs(5))
+        .await
+        .expect("the refused connection must be closed");
+
+    // Closing held connections frees their places.
+    held.truncate(4);
+    let mut ok = false;
+    for _ in 0..100 {
+        let r = reqwest::Client::new().get(s.url("/health")).send().await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "/health must answer once connections are closed");
+}
+
+#[tokio::test]
+async fn error_answers_keep_keep_alive_connections_usable() {
+    let s = TestServer::start(&[]);
+    let instance = unique("ka");
+    s.create_instance(&instance, json!({})).await;
+    let body = json!({"events": [{"event": "messages.upsert", "data": {"pad": "x".repeat(2048)}}]})
+        .to_string();
+
+    // On one raw connection: the 401 leaves it open (the body was drained) and the next
+    // request on it is answered.
+    let mut raw = connect(&s).await;
+    for i in 0..20 {
+        let request = format!(
+            "POST /ingest/{instance} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        raw.write_all(request.as_bytes()).await.expect("write");
+        let (status, head, _) = read_response(&mut raw).await;
+        assert_eq!(status, 401, "round {i}: {head}");
+        assert!(!head.contains("connection: close"), "round {i}: {head}");
+        raw.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("round {i}: the connection broke after a 401: {e}"));
+        let (status, _, _) = read_response(&mut raw).await;
+        assert_eq!(status, 200, "round {i}");
+    }
+
+    // A pooled client (one connection), 100 times: 401 to a POST, then a request that works.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    for i in 0..100 {
+        let r = client
+            .post(s.url(&format!("/ingest/{instance}")))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {i}: POST failed: {e}"));
+        assert_eq!(r.status(), 401, "round {i}");
+        let _ = r.bytes().await;
+        let r = client
+            .get(s.url(&format!("/instance/fetchInstances?instanceName={instance}")))
+            .header("apikey", &s.key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {i}: the request after a 401 failed: {e}"));
+        assert_eq!(r.status(), 200, "round {i}");
+    }
+
+    // A body too large to drain: the answer says `Connection: close`, so the client knows.
+    let big = "x".repeat(512 * 1024);
+    let mut raw = connect(&s).await;
+    let request = format!(
+        "POST /ingest/{instance} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        big.len()
+    );
+    raw.write_all(request.as_bytes()).await.expect("write");
+    // Only part of the body: enough to overflow the drain, without the client blocking on a
+    // server that stops reading.
+    raw.write_all(&big.as_bytes()[..100 * 1024])
+        .await
+        .expect("write");
+    let (status, head, _) = read_response(&mut raw).await;
+    assert_eq!(status, 401, "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+}
+
+#[tokio::test]
+async fn websockets_upgrade_and_sigterm_still_drains_cleanly() {
+    let mut s = TestServer::start(&[]);
+    let instance = unique("wsup");
+    s.create_instance(&instance, json!({})).await;
+    let ws = common::ws::try_connect(&s, &format!("/ws?apikey={}", s.key)).await;
+    assert!(ws.is_ok(), "the /ws upgrade must work: {:?}", ws.err());
+    // An idle keep-alive connection must not hold shutdown up.
+    let mut idle = connect(&s).await;
+    idle.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (status, _, _) = read_response(&mut idle).await;
+    assert_eq!(status, 200);
+    let start = Instant::now();
+    let exit = s.terminate();
+    println!("SIGTERM to exit: {:?}", start.elapsed());
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
