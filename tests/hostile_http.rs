@@ -243,6 +243,82 @@ async fn error_answers_keep_keep_alive_connections_usable() {
 }
 
 #[tokio::test]
+async fn wrong_keys_are_rate_limited_per_address_before_the_key_is_checked() {
+    let s = TestServer::start(&[]);
+    let guesser = reqwest::Client::builder()
+        .local_address(Some("127.0.0.2".parse().expect("ip")))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let honest = reqwest::Client::builder()
+        .local_address(Some("127.0.0.1".parse().expect("ip")))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for i in 0..60u32 {
+        // Every guess with its own prefix: the address's budget is what runs out.
+        let key = format!("{:08x}-guess-{i}", i.wrapping_mul(2_654_435_761));
+        let r = guesser
+            .get(s.url("/instance/fetchInstances"))
+            .header("apikey", key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("the server at {} is unreachable: {e}", s.base));
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 && limited.is_none() {
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            limited = Some((i, retry_after, v));
+        }
+        // The right key from another address keeps working throughout.
+        let r = honest
+            .get(s.url("/instance/fetchInstances"))
+            .header("apikey", &s.key)
+            .send()
+            .await
+            .expect("honest request");
+        assert_eq!(
+            r.status(),
+            200,
+            "the right key from 127.0.0.1 after {i} guesses"
+        );
+    }
+    let (first, retry_after, v) = limited.expect("60 wrong keys from one address must hit 429");
+    println!("first 429 at guess {first}; statuses {statuses:?}");
+    assert_eq!(
+        first, 30,
+        "the default burst is 30 wrong keys: {statuses:?}"
+    );
+    assert!(statuses[..30].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[30..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert!(
+        retry_after.is_some_and(|r| r >= 1),
+        "Retry-After: {retry_after:?}"
+    );
+    assert_eq!(v["error"]["code"], 2009, "{v}");
+    assert_eq!(v["error"]["status"], 429, "{v}");
+
+    // Over budget, the address does not learn whether a key is right.
+    let r = guesser
+        .get(s.url("/instance/fetchInstances"))
+        .header("apikey", &s.key)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        r.status(),
+        429,
+        "a right key from a blocked address must not be checked"
+    );
+}
+
+#[tokio::test]
 async fn websockets_upgrade_and_sigterm_still_drains_cleanly() {
     let mut s = TestServer::start(&[]);
     let instance = unique("wsup");

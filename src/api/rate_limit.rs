@@ -4,10 +4,19 @@
 //!
 //! Every limited response carries `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds
 //! until the allowance is full again); a refused one is 429 with `Retry-After`.
+//!
+//! Wrong keys have their own budget ([`AuthFailures`]), per client address and per key
+//! prefix, so that guessing keys is slow. Once an address (or prefix) is over it, its
+//! requests are refused *before* the key is checked: a 429 that came only after a wrong
+//! key would let a guesser tell right keys (200) from wrong ones (429) at full speed.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -50,6 +59,8 @@ impl Limit {
 pub struct RateLimits {
     management: Option<Limit>,
     ingest: Option<Limit>,
+    /// Wrong-key budgets; `None` when `auth_failures_burst` is 0.
+    pub auth_failures: Option<AuthFailures>,
 }
 
 impl RateLimits {
@@ -58,6 +69,7 @@ impl RateLimits {
         RateLimits {
             management: Limit::new(cfg.per_minute),
             ingest: Limit::new(cfg.ingest_per_minute),
+            auth_failures: AuthFailures::new(cfg.auth_failures_burst, cfg.auth_failures_per_minute),
         }
     }
 
@@ -66,6 +78,137 @@ impl RateLimits {
         for limit in [&self.management, &self.ingest].into_iter().flatten() {
             limit.limiter.retain_recent();
         }
+        if let Some(failures) = &self.auth_failures {
+            failures.shrink();
+        }
+    }
+}
+
+type PlainKeyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
+
+/// Budgets of wrong keys, by client address (IPv6 by its /64, what one host is usually
+/// given) and by the presented key's prefix, plus who is over budget until when.
+pub struct AuthFailures {
+    limiter: PlainKeyed,
+    /// Budget key -> the time it may present a key again.
+    blocked: Mutex<HashMap<String, Instant>>,
+    burst: u32,
+    per_minute: u32,
+}
+
+impl AuthFailures {
+    /// `burst` wrong keys at once, then `per_minute`; `None` when `burst` is 0.
+    pub fn new(burst: u32, per_minute: u32) -> Option<AuthFailures> {
+        let burst = NonZeroU32::new(burst)?;
+        // A zero refill would block an address forever; one a minute is the floor.
+        let rate = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        Some(AuthFailures {
+            limiter: RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst)),
+            blocked: Mutex::new(HashMap::new()),
+            burst: burst.get(),
+            per_minute: rate.get(),
+        })
+    }
+
+    /// The budgets a request spends from: its address's (when known) and its key prefix's.
+    fn budgets(peer: Option<IpAddr>, key: &str) -> Vec<String> {
+        let mut budgets = Vec::with_capacity(2);
+        if let Some(ip) = peer {
+            budgets.push(match ip {
+                IpAddr::V4(v4) => format!("addr:{v4}"),
+                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) => format!("addr:{v4}"),
+                    None => {
+                        let s = v6.segments();
+                        format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                    }
+                },
+            });
+        }
+        // Half the key, at most 8 characters: a right key shares its prefix with a wrong one
+        // only when the guesser already knows half of it.
+        let chars = key.chars().count();
+        let prefix: String = key.chars().take((chars / 2).min(8)).collect();
+        budgets.push(format!("prefix:{prefix}"));
+        budgets
+    }
+
+    /// How long `peer` (or this key's prefix) must still wait before a key is checked;
+    /// `None` when it may present one now.
+    pub fn refused(&self, peer: Option<IpAddr>, key: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        Self::budgets(peer, key)
+            .iter()
+            .filter_map(|b| blocked.get(b))
+            .filter_map(|until| until.checked_duration_since(now))
+            .max()
+    }
+
+    /// Spends one wrong key; returns the wait when that was over a budget.
+    pub fn failed(&self, peer: Option<IpAddr>, key: &str) -> Option<Duration> {
+        let mut wait: Option<Duration> = None;
+        for budget in Self::budgets(peer, key) {
+            if let Err(not_until) = self.limiter.check_key(&budget) {
+                let w = not_until.wait_time_from(self.limiter.clock().now());
+                let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+                blocked.insert(budget, Instant::now() + w);
+                wait = Some(wait.map_or(w, |x| x.max(w)));
+            }
+        }
+        wait
+    }
+
+    /// The 429 for a refused address or prefix.
+    pub fn too_many(&self, wait: Duration) -> Response {
+        let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        let mut error = ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many wrong API keys from this address (more than {} at once, then {} per minute); retry in {retry_after} s",
+                self.burst, self.per_minute
+            ),
+        );
+        error.retry_after = Some(retry_after);
+        error.into_response()
+    }
+
+    fn shrink(&self) {
+        self.limiter.retain_recent();
+        let now = Instant::now();
+        self.blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, until| *until > now);
+    }
+}
+
+/// The client address axum's `ConnectInfo` carries (set by `app::http_server`).
+pub fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// Checks `key` for `peer` under the wrong-key budgets: `Err(response)` is the 429 to send
+/// (over budget: the key is not even checked), `Ok(None)` a wrong key within budget.
+pub fn authenticate_limited(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    key: &str,
+) -> Result<Option<super::auth::Principal>, Response> {
+    let Some(failures) = &state.rate_limits.auth_failures else {
+        return Ok(authenticate(state, key));
+    };
+    if let Some(wait) = failures.refused(peer, key) {
+        return Err(failures.too_many(wait));
+    }
+    match authenticate(state, key) {
+        Some(principal) => Ok(Some(principal)),
+        None => match failures.failed(peer, key) {
+            Some(wait) => Err(failures.too_many(wait)),
+            None => Ok(None),
+        },
     }
 }
 
@@ -83,18 +226,31 @@ fn set_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset: u64) 
 /// applies the account's limit for the route class.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    // Listener connections are long-lived streams, not management calls: a thousand
-    // dashboards reconnecting after a restart must not be refused by the per-minute limit.
-    if path == "/health" || path == "/ready" || path == "/ws" || path.starts_with("/socket.io") {
+    if path == "/health" || path == "/ready" {
         return next.run(request).await;
     }
+    // Listener connections are long-lived streams, not management calls: a thousand
+    // dashboards reconnecting after a restart must not be refused by the per-minute limit.
+    // Their keys still spend the wrong-key budget.
+    let is_listener = path == "/ws" || path.starts_with("/socket.io");
     let is_ingest = path.starts_with("/ingest/");
     let (mut parts, body) = request.into_parts();
+    let peer = peer_ip(&parts.extensions);
     // Unauthenticated requests go on to the handler, which answers 401 (or, for Meta,
     // checks the signature).
-    let Some(principal) = presented_key(&parts).and_then(|key| authenticate(&state, &key)) else {
+    let principal = match presented_key(&parts) {
+        None => None,
+        Some(key) => match authenticate_limited(&state, peer, &key) {
+            Ok(principal) => principal,
+            Err(too_many) => return too_many,
+        },
+    };
+    let Some(principal) = principal else {
         return next.run(Request::from_parts(parts, body)).await;
     };
+    if is_listener {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let account = principal.account();
     parts.extensions.insert(principal);
     let request = Request::from_parts(parts, body);

@@ -14,6 +14,7 @@ use axum::Router;
 
 use super::auth::{authenticate, presented_key, Principal};
 use super::error::{ApiError, ErrorCode};
+use super::rate_limit::{authenticate_limited, peer_ip};
 use super::AppState;
 use crate::websocket::engineio::{self, Handshake};
 use crate::websocket::filter::Selection;
@@ -135,9 +136,12 @@ async fn socket_io(
     let handshake = Handshake {
         principal: principal(&state, &parts)?,
         from: from_sequence(&pairs)?,
+        // A key sent in the CONNECT packet spends the same wrong-key budget as one in the
+        // query string; over budget, every key is "invalid".
         authenticate: {
             let state = state.clone();
-            Arc::new(move |key: &str| authenticate(&state, key))
+            let peer = peer_ip(&parts.extensions);
+            Arc::new(move |key: &str| authenticate_limited(&state, peer, key).ok().flatten())
         },
     };
     let ws = upgrade(ws)?

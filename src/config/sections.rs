@@ -375,6 +375,12 @@ pub struct RateLimitConfig {
     pub per_minute: u32,
     /// Ingest requests per minute per account; 0 = unlimited.
     pub ingest_per_minute: u32,
+    /// Wrong API keys one client address (and one key prefix) may present in a burst before
+    /// it gets 429, without the key even being checked; 0 = unlimited.
+    pub auth_failures_burst: u32,
+    /// Wrong API keys per minute one client address (and one key prefix) regains after
+    /// its burst.
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -382,6 +388,8 @@ impl Default for RateLimitConfig {
         Self {
             per_minute: 200,
             ingest_per_minute: 600_000,
+            auth_failures_burst: 30,
+            auth_failures_per_minute: 10,
         }
     }
 }
