@@ -4,12 +4,13 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{unique, TestServer};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 /// `host:port` of the server.
 fn authority(s: &TestServer) -> String {
@@ -315,6 +316,149 @@ async fn wrong_keys_are_rate_limited_per_address_before_the_key_is_checked() {
         r.status(),
         429,
         "a right key from a blocked address must not be checked"
+    );
+}
+
+/// An HTTP proxy that records the request line of everything it is sent and answers 200.
+async fn recording_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 8192];
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&data[..end]).to_string();
+                    let length: usize = head
+                        .to_ascii_lowercase()
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if data.len() < end + 4 + length {
+                        continue;
+                    }
+                    let line = head.lines().next().unwrap_or_default().to_string();
+                    record.lock().expect("lock").push(line);
+                    data.drain(..end + 4 + length);
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+async fn set_webhook(s: &TestServer, instance: &str, url: &str) {
+    let (status, v) = s
+        .post(
+            &format!("/webhook/set/{instance}"),
+            &json!({"webhook": {"enabled": true, "url": url, "events": []}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+}
+
+/// The subscription of `instance`'s webhook.
+async fn subscription_of(s: &TestServer, instance: &str) -> String {
+    let (_, subs) = s.get("/subscriptions").await;
+    subs["subscriptions"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|sub| sub.to_string().contains(instance))
+                .and_then(|sub| sub["id"].as_str())
+        })
+        .unwrap_or_else(|| panic!("no subscription for {instance}: {subs}"))
+        .to_string()
+}
+
+/// Waits (up to 10 s) for the first dead letter's reason.
+async fn dead_letter_reason(s: &TestServer, id: &str) -> String {
+    for _ in 0..400 {
+        let (_, v) = s.get(&format!("/subscriptions/{id}/dead-letters")).await;
+        if let Some(reason) = v["dead_letters"][0]["attempts"][0]["reason"].as_str() {
+            return reason.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no dead letter for {id} within 10 s");
+}
+
+#[tokio::test]
+async fn proxied_webhooks_to_internal_targets_never_reach_the_proxy() {
+    let (proxy, seen) = recording_proxy().await;
+    let retries = [
+        ("HTTP_PROXY", proxy.as_str()),
+        ("WEBHOOK_RETRY_INITIAL_DELAY_SECONDS", "0.01"),
+        ("WEBHOOK_RETRY_MAX_DELAY_SECONDS", "0.02"),
+        ("WEBHOOK_RETRY_MAX_ATTEMPTS", "2"),
+    ];
+    let s = TestServer::start(&retries);
+    for target in [
+        "http://localhost:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:9/hook",
+    ] {
+        let instance = unique("ssrf");
+        s.create_instance(&instance, json!({})).await;
+        set_webhook(&s, &instance, target).await;
+        s.ingest_numbered(&instance, 0, 1).await;
+        let id = subscription_of(&s, &instance).await;
+        let reason = dead_letter_reason(&s, &id).await;
+        assert!(
+            reason.contains("refusing") && reason.contains("allow_private_targets"),
+            "{target}: {reason}"
+        );
+    }
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "internal targets reached the proxy: {:?}",
+        seen.lock().expect("lock")
+    );
+    drop(s);
+
+    // Allowed private targets go through the proxy.
+    let mut allowed = retries.to_vec();
+    allowed.push(("SWITCHYARD_WEBHOOK__ALLOW_PRIVATE_TARGETS", "true"));
+    let s = TestServer::start(&allowed);
+    let instance = unique("proxied");
+    s.create_instance(&instance, json!({})).await;
+    set_webhook(&s, &instance, "http://localhost:9/hook").await;
+    s.ingest_numbered(&instance, 0, 1).await;
+    let mut lines = Vec::new();
+    for _ in 0..400 {
+        lines = seen.lock().expect("lock").clone();
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        lines,
+        vec!["POST http://localhost:9/hook HTTP/1.1".to_string()],
+        "with private targets allowed the proxy must receive the webhook"
     );
 }
 

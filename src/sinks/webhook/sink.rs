@@ -16,7 +16,9 @@ use url::Url;
 
 use super::retry_after::parse_retry_after;
 use super::signing::SigningKey;
-use super::ssrf::{check_literal, GuardedResolver, RefusedTarget};
+use super::ssrf::{
+    check_literal, screen_proxied, GuardedResolver, ProxiedTargetError, Proxies, RefusedTarget,
+};
 use super::WebhookOptions;
 use crate::catalog::EventKind;
 use crate::delivery::subscription::{SigningScheme, SinkTarget, Subscription, WebhookTarget};
@@ -32,6 +34,8 @@ pub struct WebhookSinkError(#[from] reqwest::Error);
 pub struct WebhookSink {
     client: reqwest::Client,
     options: WebhookOptions,
+    /// Which targets go through a proxy (from the environment); those are screened here.
+    proxies: Arc<Proxies>,
     /// One semaphore per `host:port`, so one slow endpoint cannot take every connection.
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Each destination URL checked once: parsed, screened and tied to its endpoint's
@@ -78,7 +82,15 @@ impl<V: Clone> BoundedCache<V> {
 impl WebhookSink {
     /// A sink with a keep-alive connection pool and the options' timeout.
     pub fn new(options: WebhookOptions) -> Result<WebhookSink, WebhookSinkError> {
+        let proxies = Arc::new(Proxies::from_env(|name| std::env::var(name).ok()));
+        // The client proxies exactly what `proxies` says, so the screening in `send_one`
+        // and the client's choice of route can never disagree.
+        let route = proxies.clone();
         let client = reqwest::Client::builder()
+            .no_proxy()
+            .proxy(reqwest::Proxy::custom(move |url| {
+                route.for_url(url).cloned()
+            }))
             .timeout(options.request_timeout)
             .connect_timeout(options.request_timeout)
             .pool_max_idle_per_host(options.max_concurrency_per_endpoint.max(1))
@@ -89,12 +101,14 @@ impl WebhookSink {
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(GuardedResolver {
                 allow_private: options.allow_private_targets,
+                trusted: proxies.hosts().into(),
             }))
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(WebhookSink {
             client,
             options,
+            proxies,
             endpoints: Mutex::new(HashMap::new()),
             destinations: BoundedCache::new(),
             standard_keys: BoundedCache::new(),
@@ -159,6 +173,13 @@ impl WebhookSink {
             Ok(resolved) => resolved,
             Err(reason) => return permanent(reason),
         };
+        if !self.options.allow_private_targets && self.proxies.for_url(&url).is_some() {
+            match screen_proxied(&url).await {
+                Ok(()) => {}
+                Err(ProxiedTargetError::Refused(refused)) => return permanent(refused.to_string()),
+                Err(unresolved) => return retry(None, unresolved.to_string()),
+            }
+        }
         let mut envelope = event.envelope(&self.options.server_url);
         envelope.destination = Some(&destination);
         let body = envelope.to_vec();
