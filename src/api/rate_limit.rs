@@ -159,18 +159,13 @@ impl AuthFailures {
         wait
     }
 
-    /// The 429 for a refused address or prefix.
-    pub fn too_many(&self, wait: Duration) -> Response {
-        let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-        let mut error = ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "too many wrong API keys from this address (more than {} at once, then {} per minute); retry in {retry_after} s",
-                self.burst, self.per_minute
-            ),
-        );
-        error.retry_after = Some(retry_after);
-        error.into_response()
+    /// The refusal for a request that must wait `wait`.
+    fn refusal(&self, wait: Duration) -> TooManyWrongKeys {
+        TooManyWrongKeys {
+            wait,
+            burst: self.burst,
+            per_minute: self.per_minute,
+        }
     }
 
     fn shrink(&self) {
@@ -183,6 +178,30 @@ impl AuthFailures {
     }
 }
 
+/// An address (or key prefix) over its wrong-key budget: answered 429 with `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+pub struct TooManyWrongKeys {
+    wait: Duration,
+    burst: u32,
+    per_minute: u32,
+}
+
+impl IntoResponse for TooManyWrongKeys {
+    fn into_response(self) -> Response {
+        let wait = self.wait;
+        let retry_after = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        let mut error = ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many wrong API keys from this address (more than {} at once, then {} per minute); retry in {retry_after} s",
+                self.burst, self.per_minute
+            ),
+        );
+        error.retry_after = Some(retry_after);
+        error.into_response()
+    }
+}
+
 /// The client address axum's `ConnectInfo` carries (set by `app::http_server`).
 pub fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions
@@ -190,23 +209,23 @@ pub fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
-/// Checks `key` for `peer` under the wrong-key budgets: `Err(response)` is the 429 to send
-/// (over budget: the key is not even checked), `Ok(None)` a wrong key within budget.
+/// Checks `key` for `peer` under the wrong-key budgets: `Err` is the 429 to send (over
+/// budget: the key is not even checked), `Ok(None)` a wrong key within budget.
 pub fn authenticate_limited(
     state: &AppState,
     peer: Option<IpAddr>,
     key: &str,
-) -> Result<Option<super::auth::Principal>, Response> {
+) -> Result<Option<super::auth::Principal>, TooManyWrongKeys> {
     let Some(failures) = &state.rate_limits.auth_failures else {
         return Ok(authenticate(state, key));
     };
     if let Some(wait) = failures.refused(peer, key) {
-        return Err(failures.too_many(wait));
+        return Err(failures.refusal(wait));
     }
     match authenticate(state, key) {
         Some(principal) => Ok(Some(principal)),
         None => match failures.failed(peer, key) {
-            Some(wait) => Err(failures.too_many(wait)),
+            Some(wait) => Err(failures.refusal(wait)),
             None => Ok(None),
         },
     }
@@ -242,7 +261,7 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
         None => None,
         Some(key) => match authenticate_limited(&state, peer, &key) {
             Ok(principal) => principal,
-            Err(too_many) => return too_many,
+            Err(too_many) => return too_many.into_response(),
         },
     };
     let Some(principal) = principal else {
