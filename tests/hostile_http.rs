@@ -463,6 +463,117 @@ async fn proxied_webhooks_to_internal_targets_never_reach_the_proxy() {
 }
 
 #[tokio::test]
+async fn an_overflowing_last_sequence_is_refused_not_wrapped() {
+    let s = TestServer::start(&[]);
+    let instance = unique("seq");
+    s.create_instance(&instance, json!({})).await;
+    s.ingest_numbered(&instance, 0, 3).await;
+    let key = &s.key;
+    for path in [
+        format!("/ws?apikey={key}&last_sequence=18446744073709551615"),
+        format!("/ws?apikey={key}&last_sequence=18446744073709551616"),
+        format!("/ws?apikey={key}&from_sequence=99999999999999999999999"),
+        format!(
+            "/socket.io/?EIO=4&transport=websocket&apikey={key}&last_sequence=18446744073709551615"
+        ),
+    ] {
+        match common::ws::try_connect(&s, &path).await {
+            Ok(_) => panic!("{path}: connected; it must be refused, not replay from 0"),
+            Err((status, v)) => {
+                assert_eq!(status, 400, "{path}: {v}");
+                assert_eq!(v["error"]["code"], 2001, "{path}: {v}");
+            }
+        }
+    }
+    // The largest valid value still connects (and waits for the future).
+    let ok = common::ws::try_connect(
+        &s,
+        &format!("/ws?apikey={key}&last_sequence=18446744073709551614"),
+    )
+    .await;
+    assert!(
+        ok.is_ok(),
+        "last_sequence=u64::MAX-1 must connect: {:?}",
+        ok.err()
+    );
+}
+
+#[tokio::test]
+async fn provider_routes_do_not_reveal_which_instances_exist() {
+    let s = TestServer::start(&[]);
+    let with_meta = unique("meta");
+    s.create_instance(
+        &with_meta,
+        json!({"providers": {"meta": {"appSecret": "app-secret-1", "verifyToken": "vt-1"}}}),
+    )
+    .await;
+    let without_meta = unique("plain");
+    s.create_instance(&without_meta, json!({})).await;
+    let missing = unique("missing");
+    let anonymous = reqwest::Client::new();
+
+    let answer = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    };
+    let mut handshakes = Vec::new();
+    let mut posts = Vec::new();
+    let mut evolution = Vec::new();
+    for instance in [&with_meta, &without_meta, &missing] {
+        let r = anonymous
+            .get(s.url(&format!(
+                "/ingest/{instance}/meta?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=123"
+            )))
+            .send()
+            .await
+            .expect("GET meta");
+        handshakes.push(answer(r).await);
+        let r = anonymous
+            .post(s.url(&format!("/ingest/{instance}/meta")))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", format!("sha256={}", "00".repeat(32)))
+            .body(r#"{"object":"whatsapp_business_account","entry":[]}"#)
+            .send()
+            .await
+            .expect("POST meta");
+        posts.push(answer(r).await);
+        let r = anonymous
+            .post(s.url(&format!("/ingest/{instance}/evolution")))
+            .json(&json!({"event": "messages.upsert", "instance": instance, "data": {}}))
+            .send()
+            .await
+            .expect("POST evolution");
+        evolution.push(answer(r).await);
+    }
+    println!("handshakes {handshakes:?}\nposts {posts:?}\nevolution {evolution:?}");
+    for answers in [&handshakes, &posts, &evolution] {
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "the answers must not depend on whether the instance exists: {answers:?}"
+        );
+    }
+    assert_eq!(handshakes[0].0, 403);
+    assert_eq!(posts[0].0, 401);
+    assert_eq!(evolution[0].0, 401);
+
+    // The handshake itself still works, and the operator's key still gets the precise 404.
+    let r = anonymous
+        .get(s.url(&format!(
+            "/ingest/{with_meta}/meta?hub.mode=subscribe&hub.verify_token=vt-1&hub.challenge=123"
+        )))
+        .send()
+        .await
+        .expect("GET meta");
+    assert_eq!(answer(r).await, (200, "123".to_string()));
+    let (status, v) = s
+        .get(&format!(
+            "/ingest/{missing}/meta?hub.mode=subscribe&hub.verify_token=x&hub.challenge=1"
+        ))
+        .await;
+    assert_eq!(status, 404, "{v}");
+}
+
+#[tokio::test]
 async fn websockets_upgrade_and_sigterm_still_drains_cleanly() {
     let mut s = TestServer::start(&[]);
     let instance = unique("wsup");

@@ -69,7 +69,29 @@ async fn evolution_by_event(
     .await
 }
 
+/// The instance's Meta settings. Where there are none (no such instance, or no Meta
+/// settings), a caller without a key for the instance gets a stand-in that matches no
+/// verify token and no signature, so its answer is exactly a wrong token's or a wrong
+/// signature's and instance names cannot be enumerated; a caller with a key gets the
+/// precise 404 or 401.
 fn meta_settings(
+    state: &AppState,
+    instance: &str,
+    extensions: &axum::http::Extensions,
+) -> Result<crate::registry::records::MetaSettings, ApiError> {
+    let found = precise_meta_settings(state, instance);
+    match (found, extensions.get::<Principal>()) {
+        (Ok(settings), _) => Ok(settings),
+        (Err(precise), Some(p)) if p.require_instance(instance).is_ok() => Err(precise),
+        (Err(_), _) => Ok(crate::registry::records::MetaSettings {
+            // Random, so the HMAC is computed (same timing) and never matches.
+            app_secret: uuid::Uuid::new_v4().to_string(),
+            verify_token: String::new(),
+        }),
+    }
+}
+
+fn precise_meta_settings(
     state: &AppState,
     instance: &str,
 ) -> Result<crate::registry::records::MetaSettings, ApiError> {
@@ -92,8 +114,9 @@ async fn meta_verify(
     State(state): State<AppState>,
     Path(instance): Path<String>,
     Query(q): Query<std::collections::HashMap<String, String>>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let settings = meta_settings(&state, &instance)?;
+    let settings = meta_settings(&state, &instance, request.extensions())?;
     let challenge = meta::verify_handshake(
         q.get("hub.mode").map(String::as_str),
         q.get("hub.verify_token").map(String::as_str),
@@ -113,7 +136,7 @@ async fn meta_ingest(
     headers: HeaderMap,
     request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let settings = meta_settings(&state, &instance)?;
+    let settings = meta_settings(&state, &instance, request.extensions())?;
     let body = body_bytes(request, &state).await?;
     let signature = headers
         .get("x-hub-signature-256")

@@ -56,9 +56,17 @@ fn from_sequence(pairs: &[(String, String)]) -> Result<Option<u64>, ApiError> {
     let n: u64 = raw
         .parse()
         .map_err(|_| ApiError::validation("from_sequence", "must be a non-negative integer"))?;
-    // `last_sequence` names the last one seen: continue right after it.
-    let after_last = values(pairs, &["from_sequence"]).is_empty();
-    Ok(Some(if after_last { n + 1 } else { n }))
+    // `last_sequence` names the last one seen: continue right after it. The largest
+    // number has no successor; wrapping to 0 would replay the whole log.
+    if !values(pairs, &["from_sequence"]).is_empty() {
+        return Ok(Some(n));
+    }
+    n.checked_add(1).map(Some).ok_or_else(|| {
+        ApiError::validation(
+            "last_sequence",
+            format!("must be below {}: no sequence follows it", u64::MAX),
+        )
+    })
 }
 
 fn principal(state: &AppState, parts: &Parts) -> Result<Option<Principal>, ApiError> {
