@@ -54,6 +54,9 @@ fn events(instance: &str, kind: &str, n: usize) -> Vec<LoggedEvent> {
                 sender: Some("5511888888888@s.whatsapp.net".into()),
                 source: None,
                 raw: None,
+                instance_id: None,
+                key: None,
+                request: None,
             },
         })
         .collect()

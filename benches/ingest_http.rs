@@ -5,8 +5,8 @@
 //!
 //! A third measurement, in the same run, sends the same number of ~1 KiB messages as Whapi
 //! webhooks (`POST /ingest/{instance}/whapi`): the adapter's cost as a ratio of canonical
-//! ingest. The dedupe window is 0 so that repeated bodies are stored, not skipped (the
-//! dedupe check itself still runs).
+//! ingest. The dedupe window is 0 so that repeated bodies are stored, not skipped (a zero
+//! window turns the idempotency index off, so its cost is not in this figure).
 //!
 //! Run: `cargo bench --bench ingest_http` (env `BENCH_SECONDS`, `BENCH_CLIENTS` to change).
 

@@ -88,6 +88,9 @@ fn stored(instance: &str, n: usize) -> StoredEvent {
         sender: Some("5511888888888@s.whatsapp.net".into()),
         source: None,
         raw: None,
+        instance_id: None,
+        key: None,
+        request: None,
     }
 }
 
@@ -308,9 +311,14 @@ async fn run() {
         .map(|n| stored(&instances[n % n_instances], n))
         .collect();
     for chunk in stored.chunks(1000) {
-        log.append(chunk.iter().map(StoredEvent::to_bytes).collect())
-            .await
-            .unwrap();
+        log.append(
+            chunk
+                .iter()
+                .map(|e| e.to_bytes().expect("a stored event of strings encodes"))
+                .collect(),
+        )
+        .await
+        .unwrap();
     }
     let received_at = chrono::Utc::now();
     let logged: Vec<LoggedEvent> = stored

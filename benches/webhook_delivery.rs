@@ -99,8 +99,12 @@ fn event(instance: &str, n: usize) -> bytes::Bytes {
         sender: Some("5511888888888@s.whatsapp.net".into()),
         source: None,
         raw: None,
+        instance_id: None,
+        key: None,
+        request: None,
     }
     .to_bytes()
+    .expect("a stored event of strings encodes")
 }
 
 async fn wait_count(r: &Receiver, target: u64) {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Short fuzz run of every provider adapter (a few seconds each), for the test script.
+# Short fuzz run of every provider adapter and of the JSON-to-record path (`record`: a body
+# the ingest limits accept must read back as a stored record), a few seconds each.
 #
 #   scripts/fuzz-smoke.sh            # FUZZ_SECONDS per target (default 5)
 #   FUZZ_SECONDS=600 scripts/fuzz-smoke.sh   # the longer run (10 min per target)
@@ -8,10 +9,15 @@
 # `cargo +nightly install cargo-fuzz --locked`) with the fixtures as seed corpus. Where
 # either is missing it falls back to the proptest stand-in (tests/provider_fuzz.rs) with
 # many more cases. Exits non-zero on any crash.
+#
+# Without nightly, the stable toolchain runs cargo-fuzz too when told it may use unstable
+# flags (the long run of `record` in the notes was made so):
+#   RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/fuzz cargo fuzz run -O record fuzz/corpus/record \
+#     -- -max_total_time=1500 -max_len=65536
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-5}"
-targets=(evolution whapi meta linq)
+targets=(evolution whapi meta linq record)
 
 if rustup toolchain list 2>/dev/null | grep -q '^nightly' && cargo +nightly fuzz --version >/dev/null 2>&1; then
     # Its own target dir: sanitizer-instrumented artifacts never mix with the main build's.
@@ -19,7 +25,11 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly' && cargo +nightly fuzz
     for t in "${targets[@]}"; do
         corpus="fuzz/corpus/$t"
         mkdir -p "$corpus"
-        cp tests/fixtures/providers/"$t"/*.json "$corpus"/
+        # `record` takes any body: every provider's fixtures seed it.
+        case "$t" in
+            record) cp tests/fixtures/providers/*/*.json "$corpus"/ ;;
+            *) cp tests/fixtures/providers/"$t"/*.json "$corpus"/ ;;
+        esac
         echo "fuzz-smoke: $t for ${seconds}s (cargo-fuzz)"
         log="$CARGO_TARGET_DIR/fuzz-$t.log"
         mkdir -p "$CARGO_TARGET_DIR"

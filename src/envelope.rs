@@ -4,6 +4,8 @@
 //! record's own, so they are never stored twice. `data` and `raw` stay raw JSON text from
 //! ingest to the wire: no sink re-parses a payload it only forwards.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -18,6 +20,12 @@ pub struct StoredEvent {
     pub id: Uuid,
     /// The instance the event belongs to.
     pub instance: String,
+    /// The id of that instance when the event was stored: names are reused after a delete,
+    /// ids never, so a re-created instance never reads its predecessor's events. Absent
+    /// in records written before it existed (their receive time decides, see
+    /// [`LoggedEvent::belongs_to`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<Uuid>,
     /// Dotted event name (`messages.upsert`), or a provider's own name for custom events.
     pub event: String,
     /// The event body, as received (or as normalized from a provider's payload).
@@ -29,9 +37,18 @@ pub struct StoredEvent {
     /// canonical ingest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// The provider's original payload, verbatim.
+    /// The provider's original payload, with credentials redacted; only where it adds to
+    /// `data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<Box<RawValue>>,
+    /// This event's idempotency key: a canonical event's `id`, or a provider's retry key.
+    /// Another event with the same key for the same instance within the window is not
+    /// stored again (`ingest::idempotency` rebuilds its index from these).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The `Idempotency-Key` of the request that stored this event, on every event of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 /// An event read back from the log: the stored event with its position and receive time.
@@ -56,25 +73,52 @@ pub struct DecodeError {
     pub source: serde_json::Error,
 }
 
+/// Event-log records that could not be decoded, counted at every read that met one (a
+/// record read by three subscriptions counts three times). Such a record can only come
+/// from outside (ingest holds bodies to `ingest::limits`); readers skip it and go on.
+static UNREADABLE_READS: AtomicU64 = AtomicU64::new(0);
+
+/// How many reads met an undecodable event record since the process started.
+pub fn unreadable_reads() -> u64 {
+    UNREADABLE_READS.load(Ordering::Relaxed)
+}
+
 impl StoredEvent {
-    /// Serializes for appending to the log.
-    pub fn to_bytes(&self) -> bytes::Bytes {
+    /// Serializes for appending to the log. An error means nothing may be appended: the
+    /// log never holds a default in place of an event.
+    pub fn to_bytes(&self) -> Result<bytes::Bytes, serde_json::Error> {
         // Sized up front: growing a Vec through a 1 KiB payload was a visible share of
         // ingest CPU (realloc in the profile).
         let raw = self.raw.as_ref().map_or(0, |r| r.get().len());
         let mut out = Vec::with_capacity(self.data.get().len() + raw + 256);
-        // Serializing a struct of strings and raw JSON into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, self);
-        bytes::Bytes::from(out)
+        serde_json::to_writer(&mut out, self)?;
+        Ok(bytes::Bytes::from(out))
+    }
+}
+
+/// Whether an event stored under `stored_id` (absent in older records) and received at
+/// `received_at` belongs to the instance `id` created at `created_at`.
+pub fn belongs_to(
+    stored_id: Option<Uuid>,
+    received_at: DateTime<Utc>,
+    id: Uuid,
+    created_at: DateTime<Utc>,
+) -> bool {
+    match stored_id {
+        Some(own) => own == id,
+        None => received_at >= created_at,
     }
 }
 
 impl LoggedEvent {
     /// Decodes an event-log record.
     pub fn decode(record: &Record) -> Result<LoggedEvent, DecodeError> {
-        let event = serde_json::from_slice(&record.payload).map_err(|source| DecodeError {
-            sequence: record.sequence,
-            source,
+        let event = serde_json::from_slice(&record.payload).map_err(|source| {
+            UNREADABLE_READS.fetch_add(1, Ordering::Relaxed);
+            DecodeError {
+                sequence: record.sequence,
+                source,
+            }
         })?;
         Ok(LoggedEvent {
             sequence: record.sequence,
@@ -84,6 +128,13 @@ impl LoggedEvent {
                 .unwrap_or_default(),
             event,
         })
+    }
+
+    /// Whether this event belongs to the instance `id`, created at `created_at`: by its
+    /// stored instance id, or, for records older than that field, by being received after
+    /// the instance was created.
+    pub fn belongs_to(&self, id: Uuid, created_at: DateTime<Utc>) -> bool {
+        belongs_to(self.event.instance_id, self.received_at, id, created_at)
     }
 
     /// The receive time as Evolution's `date_time`: RFC 3339, UTC, milliseconds.
@@ -186,11 +237,14 @@ mod tests {
             sender: Some("5511@s.whatsapp.net".into()),
             source: None,
             raw: None,
+            instance_id: None,
+            key: None,
+            request: None,
         };
         let record = Record {
             sequence: 7,
             timestamp_ms: 1_758_749_877_432,
-            payload: stored.to_bytes(),
+            payload: stored.to_bytes().unwrap(),
         };
         LoggedEvent::decode(&record).unwrap()
     }

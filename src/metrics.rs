@@ -23,6 +23,8 @@ pub struct Metrics {
     log_segments: Option<IntGauge>,
     log_first_sequence: IntGauge,
     log_next_sequence: IntGauge,
+    unreadable_control_records: IntGauge,
+    unreadable_event_reads: IntCounter,
 }
 
 impl Metrics {
@@ -71,6 +73,14 @@ impl Metrics {
                 "switchyard_log_next_sequence",
                 "Sequence the next event gets.",
             )?,
+            unreadable_control_records: gauge(
+                "switchyard_unreadable_control_records",
+                "Control records skipped at replay because they do not decode (see /ready).",
+            )?,
+            unreadable_event_reads: counter(
+                "switchyard_unreadable_event_reads_total",
+                "Reads of event records that do not decode (skipped by every reader).",
+            )?,
             registry,
         })
     }
@@ -91,6 +101,17 @@ impl Metrics {
         }
         self.log_first_sequence.set(clamp(stats.first_sequence));
         self.log_next_sequence.set(clamp(stats.next_sequence));
+    }
+
+    /// Sets the unreadable-record figures (scraped, not pushed: the registry and the
+    /// event decoder count them where they happen).
+    pub fn observe_unreadable(&self, control_records: usize, event_reads: u64) {
+        self.unreadable_control_records
+            .set(i64::try_from(control_records).unwrap_or(i64::MAX));
+        let seen = self.unreadable_event_reads.get();
+        if event_reads > seen {
+            self.unreadable_event_reads.inc_by(event_reads - seen);
+        }
     }
 
     /// The Prometheus text exposition.

@@ -9,11 +9,9 @@
 //! to `/ingest/{instance}/evolution/<kebab-event>`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use switchyard::catalog::EventKind;
-use switchyard::ingest::dedupe::Deduper;
 use switchyard::ingest::providers::{evolution, linq, meta, whapi, AdapterError};
 use switchyard::ingest::IncomingEvent;
 
@@ -101,10 +99,16 @@ fn every_fixture_matches_its_snapshot() {
                 let text = std::str::from_utf8(&body).unwrap();
                 for e in events {
                     assert_eq!(e.source, Some(*provider), "{provider}/{name}");
+                    if *provider == "evolution" {
+                        // Evolution's data is the body's own; its envelope carries the
+                        // gateway's apikey and the URL it posted to.
+                        assert!(e.raw.is_none(), "{provider}/{name}: raw kept");
+                        continue;
+                    }
                     let raw = e.raw.as_ref().expect("raw kept");
                     assert!(
-                        text.contains(raw.get()),
-                        "{provider}/{name}: raw is not verbatim"
+                        text.contains(raw.get()) || raw.get().contains("[redacted]"),
+                        "{provider}/{name}: raw is neither verbatim nor redacted"
                     );
                 }
             }
@@ -542,7 +546,10 @@ fn evolution_envelopes() {
     // data is stored verbatim: Evolution already speaks Evolution.
     let body = String::from_utf8(fixture("evolution", "messages-upsert")).unwrap();
     assert!(body.contains(m[0].data.get()));
-    assert_eq!(m[0].raw.as_ref().unwrap().get(), body.trim_end());
+    assert!(
+        m[0].raw.is_none(),
+        "no raw: it would repeat data and carry the apikey"
+    );
     assert_eq!(
         one("evolution", "messages-upsert-upper-spelling")[0].event,
         "messages.upsert"
@@ -567,13 +574,14 @@ fn evolution_envelopes() {
 
 // ---- Dedupe across adapters ---------------------------------------------------------
 
-/// Feeds every fixture twice (a provider retry) through the deduper: each event is kept
+/// Feeds every fixture twice (a provider retry): each event is kept
 /// the first time and dropped the second; within one delivery no two distinct events
 /// share a key.
 #[test]
 fn retries_are_stored_once_and_distinct_events_never_merge() {
-    let deduper = Deduper::new(Duration::from_secs(300), 100_000);
-    let now = Instant::now();
+    // The idempotency index keys events by (instance, key); a set is that index without the
+    // log (its log-backed behaviour is tested through the binary in hostile_records.rs).
+    let mut seen = std::collections::HashSet::new();
     for provider in PROVIDERS {
         for name in fixture_names(provider) {
             let body = fixture(provider, &name);
@@ -585,15 +593,17 @@ fn retries_are_stored_once_and_distinct_events_never_merge() {
             for e in &events {
                 if let Some(key) = &e.dedupe_key {
                     assert!(
-                        deduper.first_seen(&instance, key, now),
+                        seen.insert((instance.clone(), key.clone())),
                         "{provider}/{name}: {key} merged with another event"
                     );
                 }
             }
-            for e in &events {
+            // The provider's retry: the same body gives the same keys.
+            let retry = normalize(provider, &name, &body).expect("normalizes again");
+            for e in &retry {
                 if let Some(key) = &e.dedupe_key {
                     assert!(
-                        !deduper.first_seen(&instance, key, now + Duration::from_secs(1)),
+                        seen.contains(&(instance.clone(), key.clone())),
                         "{provider}/{name}: retry kept"
                     );
                 }

@@ -128,6 +128,10 @@ impl From<crate::registry::RegistryError> for ApiError {
     fn from(e: crate::registry::RegistryError) -> Self {
         match e {
             crate::registry::RegistryError::Log(log) => log.into(),
+            crate::registry::RegistryError::Encode(why) => ApiError::new(
+                ErrorCode::Validation,
+                format!("the request cannot be stored: {why}"),
+            ),
             other => ApiError::internal(other),
         }
     }

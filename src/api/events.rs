@@ -75,6 +75,15 @@ async fn events(
     if let Principal::Instance(own) = &principal {
         principal.require_instance(q.instance.get_or_insert_with(|| own.clone()))?;
     }
+    // Names are reused after a delete: an existing instance's events are the ones stored
+    // under its id (a deleted one's history stays readable by name to the global key).
+    let identity = q.instance.as_deref().and_then(|name| {
+        state.registry.read(|s| {
+            s.instances
+                .get(name)
+                .map(|i| (i.created.id, i.created.created_at))
+        })
+    });
     // One instance lives in one partition; without one, a scan walks the partitions in
     // turn (the embedded log has just one).
     let pinned = q.instance.as_deref().map(|i| state.events.index_for(i));
@@ -107,11 +116,20 @@ async fn events(
             for record in &records {
                 scanned += 1;
                 from = record.sequence + 1;
-                let event = LoggedEvent::decode(record).map_err(ApiError::internal)?;
+                let event = match LoggedEvent::decode(record) {
+                    Ok(event) => event,
+                    // Counted (`/metrics`, `/ready`) and skipped: one bad record must not
+                    // hide the rest of the log.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an undecodable event record");
+                        continue;
+                    }
+                };
                 let wanted = q
                     .instance
                     .as_ref()
                     .is_none_or(|i| *i == event.event.instance)
+                    && identity.is_none_or(|(id, at)| event.belongs_to(id, at))
                     && q.event.is_none_or(|k| k.dotted() == event.event.event);
                 if wanted {
                     if found > 0 {

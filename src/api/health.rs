@@ -19,9 +19,22 @@ async fn health() -> Json<serde_json::Value> {
 
 async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     if state.ready.load(Ordering::Acquire) {
-        Ok(Json(
-            json!({"status": "ready", "next_sequence": state.events.next_sequence()}),
-        ))
+        // Records that do not decode are skipped, never fatal; this is where an operator
+        // sees them (with `/metrics`).
+        let control: Vec<_> = state
+            .registry
+            .unreadable()
+            .into_iter()
+            .map(|r| json!({"sequence": r.sequence, "error": r.error}))
+            .collect();
+        Ok(Json(json!({
+            "status": "ready",
+            "next_sequence": state.events.next_sequence(),
+            "unreadable_records": {
+                "control": control,
+                "event_reads": crate::envelope::unreadable_reads(),
+            },
+        })))
     } else {
         Err(ApiError::new(
             ErrorCode::Unavailable,
@@ -36,6 +49,10 @@ async fn metrics(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require_global()?;
     state.metrics.observe_log(&state.events.stats());
+    state.metrics.observe_unreadable(
+        state.registry.unreadable().len(),
+        crate::envelope::unreadable_reads(),
+    );
     Ok((
         StatusCode::OK,
         [(

@@ -30,7 +30,7 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::delivery::PartitionedDelivery;
-use crate::ingest::dedupe::Deduper;
+use crate::ingest::idempotency::Idempotency;
 use crate::log::EventPartitions;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -58,8 +58,9 @@ pub struct AppInner {
     pub metrics: Arc<Metrics>,
     /// Per-account rate limits.
     pub rate_limits: rate_limit::RateLimits,
-    /// Provider-retry dedupe for provider ingest.
-    pub deduper: Deduper,
+    /// Idempotent ingest: request keys, event ids and provider retry keys, indexed from
+    /// the log.
+    pub idempotency: Idempotency,
     /// False while starting or shutting down: `/ready` answers 503 then.
     pub ready: AtomicBool,
     /// The WebSocket listeners' hub; `None` when `WEBSOCKET_ENABLED=false`.

@@ -6,16 +6,15 @@
 //! authenticated by `X-Hub-Signature-256` with the instance's app secret instead.
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use axum::{Json, Router};
-use serde_json::Value;
+use axum::Router;
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
-use super::ingest::{accept, owner_jid};
-use super::json::body_bytes;
+use super::ingest::{accept, idempotency_key, instance_owner, Accepted};
+use super::json::checked_body;
 use super::AppState;
 use crate::ingest::providers::{evolution, linq, meta, whapi, AdapterError, ErrorKind};
 use crate::ingest::IncomingEvent;
@@ -39,11 +38,30 @@ async fn adapter_ingest(
     instance: String,
     request: Request,
     normalize: impl FnOnce(&[u8]) -> Result<Vec<IncomingEvent>, AdapterError>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Accepted, ApiError> {
     principal.require_instance(&instance)?;
-    let owner = owner_jid(&state, &instance)?;
-    let body = body_bytes(request, &state).await?;
-    accept(&state, &instance, owner, normalize(&body)?).await
+    let owner = instance_owner(&state, &instance)?;
+    let request_key = idempotency_key(request.headers())?;
+    let body = checked_body(request, &state).await?;
+    let mut events = normalize(&body)?;
+    if state.config.ingest.keep_evolution_raw {
+        keep_evolution_raw(&mut events, &body);
+    }
+    accept(&state, &instance, owner, request_key, events).await
+}
+
+/// Gives Evolution's events the whole body as `raw`, redacted (`ingest.keep_evolution_raw`).
+fn keep_evolution_raw(events: &mut [IncomingEvent], body: &[u8]) {
+    let Some(raw) = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| serde_json::value::RawValue::from_string(text.to_string()).ok())
+    else {
+        return;
+    };
+    let raw = crate::ingest::redact::redact(raw);
+    for event in events.iter_mut().filter(|e| e.source == Some("evolution")) {
+        event.raw = Some(raw.clone());
+    }
 }
 
 fn adapter_route(normalize: Adapter) -> axum::routing::MethodRouter<AppState> {
@@ -62,7 +80,7 @@ async fn evolution_by_event(
     principal: Principal,
     Path((instance, event)): Path<(String, String)>,
     request: Request,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Accepted, ApiError> {
     adapter_ingest(state, principal, instance, request, |body| {
         evolution::normalize(body, Some(&event))
     })
@@ -135,9 +153,9 @@ async fn meta_ingest(
     Path(instance): Path<String>,
     headers: HeaderMap,
     request: Request,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let settings = meta_settings(&state, &instance, request.extensions())?;
-    let body = body_bytes(request, &state).await?;
+    let body = checked_body(request, &state).await?;
     let signature = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
@@ -147,8 +165,16 @@ async fn meta_ingest(
             "X-Hub-Signature-256 is missing or does not match the instance's Meta app secret",
         ));
     }
-    let owner = owner_jid(&state, &instance)?;
-    accept(&state, &instance, owner, meta::normalize(&body)?).await
+    let owner = instance_owner(&state, &instance)?;
+    let request_key = idempotency_key(&headers)?;
+    accept(
+        &state,
+        &instance,
+        owner,
+        request_key,
+        meta::normalize(&body)?,
+    )
+    .await
 }
 
 /// The provider ingest routes.

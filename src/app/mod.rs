@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::config::LogEngine;
 use crate::delivery::DeliveryError;
 use crate::delivery::PartitionedDelivery;
-use crate::ingest::dedupe::Deduper;
+use crate::ingest::idempotency::Idempotency;
 use crate::log::embedded::EmbeddedLog;
 use crate::log::kafka::{KafkaLog, KafkaLogOptions};
 use crate::log::{EventLog, EventPartitions, FsyncPolicy, LogError};
@@ -216,7 +216,7 @@ pub async fn serve(
         brokers,
         api_key,
         metrics,
-        deduper: Deduper::new(dedupe_window, 1_000_000),
+        idempotency: Idempotency::new(dedupe_window, 1_000_000),
         rate_limits: api::RateLimits::new(&rate_limit),
         ready: Default::default(),
         websocket,

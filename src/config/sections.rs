@@ -125,8 +125,13 @@ pub struct IngestConfig {
     pub max_batch_events: usize,
     /// Largest request body in bytes (413 beyond).
     pub max_body_bytes: usize,
-    /// Seconds within which a provider's retry of the same message/status is stored once.
+    /// Seconds within which a retry is stored once: a request with the same
+    /// `Idempotency-Key`, a canonical event with the same `id`, a provider's retry of the
+    /// same message/status. 0 turns this off.
     pub dedupe_window_seconds: f64,
+    /// Keep Evolution's whole webhook body as `raw` (credentials redacted); off because
+    /// its `data` is the body's own.
+    pub keep_evolution_raw: bool,
 }
 
 impl Default for IngestConfig {
@@ -135,6 +140,7 @@ impl Default for IngestConfig {
             max_batch_events: 1000,
             max_body_bytes: 16 * 1024 * 1024,
             dedupe_window_seconds: 300.0,
+            keep_evolution_raw: false,
         }
     }
 }

@@ -178,8 +178,9 @@ impl StateStore {
 
     /// Appends `record` durably, then applies it to memory.
     pub(crate) async fn record(&self, record: StateRecord) -> Result<(), LogError> {
-        // Serializing plain strings and numbers cannot fail.
-        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        // Plain strings and numbers; should it ever fail, nothing is appended in its place.
+        let bytes = serde_json::to_vec(&record)
+            .map_err(|e| LogError::Engine(format!("delivery-state record does not encode: {e}")))?;
         self.log.append(vec![Bytes::from(bytes)]).await?;
         self.lock().apply(record);
         Ok(())

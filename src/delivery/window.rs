@@ -197,11 +197,14 @@ mod tests {
             sender: None,
             source: None,
             raw: None,
+            instance_id: None,
+            key: None,
+            request: None,
         };
         let record = Record {
             sequence,
             timestamp_ms: 0,
-            payload: stored.to_bytes(),
+            payload: stored.to_bytes().unwrap(),
         };
         Item {
             event: LoggedEvent::decode(&record).unwrap(),

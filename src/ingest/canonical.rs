@@ -38,11 +38,15 @@ pub enum CanonicalError {
     },
 }
 
+/// The longest event `id` a client may give (it is an idempotency key, not a payload).
+pub const MAX_EVENT_ID_BYTES: usize = 256;
+
 #[derive(Deserialize)]
 struct One {
     event: Option<String>,
     data: Option<Box<RawValue>>,
     sender: Option<String>,
+    id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +54,7 @@ struct Body {
     event: Option<String>,
     data: Option<Box<RawValue>>,
     sender: Option<String>,
+    id: Option<String>,
     events: Option<Vec<One>>,
 }
 
@@ -66,13 +71,24 @@ fn convert(one: One, path: &str) -> Result<IncomingEvent, CanonicalError> {
         field: format!("{path}data"),
         rule: "is required (an object with the event's body)".into(),
     })?;
+    // The client's own event id makes a resent event a duplicate (`idempotency`).
+    let dedupe_key = match one.id {
+        None => None,
+        Some(id) if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES => {
+            return Err(CanonicalError::Field {
+                field: format!("{path}id"),
+                rule: format!("must be 1 to {MAX_EVENT_ID_BYTES} bytes"),
+            })
+        }
+        Some(id) => Some(format!("id:{id}")),
+    };
     Ok(IncomingEvent {
         event: kind.dotted().to_string(),
         data,
         sender: one.sender,
         source: None,
         raw: None,
-        dedupe_key: None,
+        dedupe_key,
     })
 }
 
@@ -82,7 +98,7 @@ pub fn parse(body: &[u8], max_events: usize) -> Result<Vec<IncomingEvent>, Canon
         serde_json::from_slice(body).map_err(|e| CanonicalError::Json(e.to_string()))?;
     match body.events {
         Some(events) => {
-            if body.event.is_some() {
+            if body.event.is_some() || body.id.is_some() {
                 return Err(CanonicalError::Field {
                     field: "event".into(),
                     rule: "give either `event` and `data`, or `events`, not both".into(),
@@ -111,6 +127,7 @@ pub fn parse(body: &[u8], max_events: usize) -> Result<Vec<IncomingEvent>, Canon
                 event: body.event,
                 data: body.data,
                 sender: body.sender,
+                id: body.id,
             },
             "",
         )?]),
@@ -133,6 +150,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(batch[1].event, "groups.update");
+    }
+
+    #[test]
+    fn an_event_id_is_its_idempotency_key() {
+        let one = parse(br#"{"event":"call","id":"abc","data":{}}"#, 10).unwrap();
+        assert_eq!(one[0].dedupe_key.as_deref(), Some("id:abc"));
+        let batch = parse(
+            br#"{"events":[{"event":"call","id":"x1","data":{}},{"event":"call","data":{}}]}"#,
+            10,
+        )
+        .unwrap();
+        assert_eq!(batch[0].dedupe_key.as_deref(), Some("id:x1"));
+        assert_eq!(batch[1].dedupe_key, None);
+        let err = parse(br#"{"event":"call","id":"","data":{}}"#, 10).unwrap_err();
+        assert!(err.to_string().contains("`id`"), "{err}");
     }
 
     #[test]

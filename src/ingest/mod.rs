@@ -5,16 +5,19 @@
 //! adapters are plain functions that tests and fuzzers call directly.
 
 pub mod canonical;
-pub mod dedupe;
+pub mod limits;
 pub mod providers;
+pub mod redact;
 
 use serde_json::value::RawValue;
 
 // The fuzz crate compiles this module tree on its own, without the log.
 #[cfg(not(fuzzing))]
+pub mod idempotency;
+#[cfg(not(fuzzing))]
 mod store;
 #[cfg(not(fuzzing))]
-pub use store::store;
+pub use store::{store, Owner, StoreError};
 
 /// One event on its way into the log, before it has an id or a sequence.
 #[derive(Debug, Clone)]
@@ -30,7 +33,9 @@ pub struct IncomingEvent {
     pub source: Option<&'static str>,
     /// The provider's original payload for this event, verbatim.
     pub raw: Option<Box<RawValue>>,
-    /// Identifies a provider retry of the same thing (provider message id + event + status);
-    /// two events with the same key inside the dedupe window are stored once.
+    /// The event's idempotency key: a canonical event's `id` (`id:{id}`), or what
+    /// identifies a provider retry of the same thing (provider message id + event +
+    /// status). Two events with the same key inside the window are stored once
+    /// (`idempotency`).
     pub dedupe_key: Option<String>,
 }

@@ -35,6 +35,20 @@ pub enum RegistryError {
         #[source]
         source: serde_json::Error,
     },
+    /// A control record could not be encoded into something that reads back; nothing was
+    /// written.
+    #[error("control record cannot be stored: {0}")]
+    Encode(String),
+}
+
+/// A control record the registry skipped because it does not decode: reported at start
+/// (log, `/ready`, `/metrics`) instead of refusing to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRecord {
+    /// Its sequence in the control log.
+    pub sequence: u64,
+    /// Why it does not decode.
+    pub error: String,
 }
 
 /// The result of [`Registry::change`]: the caller's rejection, or a registry failure.
@@ -57,6 +71,8 @@ pub struct Registry {
     /// Subscriptions that come from config (global sinks), not from control records.
     global: Vec<Subscription>,
     published: watch::Sender<Arc<SubscriptionSet>>,
+    /// Control records skipped because they do not decode, in log order.
+    unreadable: std::sync::Mutex<Vec<UnreadableRecord>>,
 }
 
 /// SHA-256 hex of a token: tokens are looked up by digest, so the lookup's timing says
@@ -81,6 +97,7 @@ impl Registry {
             writer: Mutex::new(()),
             global,
             published,
+            unreadable: std::sync::Mutex::new(Vec::new()),
         });
         let end = registry.log.next_sequence();
         registry.catch_up(end).await?;
@@ -99,14 +116,32 @@ impl Registry {
             let next = last.sequence + 1;
             let mut decoded = Vec::with_capacity(records.len());
             for record in &records {
-                decoded.push(
-                    serde_json::from_slice::<ControlRecord>(&record.payload).map_err(|source| {
-                        RegistryError::Decode {
+                match serde_json::from_slice::<ControlRecord>(&record.payload) {
+                    Ok(control) => decoded.push(control),
+                    // One bad record must not keep the server from starting, nor hide every
+                    // record after it: skip it, and say so where an operator looks.
+                    Err(source) => {
+                        let e = RegistryError::Decode {
                             sequence: record.sequence,
                             source,
-                        }
-                    })?,
-                );
+                        };
+                        tracing::error!(
+                            sequence = record.sequence,
+                            error = %e,
+                            source = %std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default(),
+                            "skipping an unreadable control record"
+                        );
+                        self.unreadable
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(UnreadableRecord {
+                                sequence: record.sequence,
+                                error: std::error::Error::source(&e)
+                                    .map(ToString::to_string)
+                                    .unwrap_or_default(),
+                            });
+                    }
+                }
             }
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             for record in &decoded {
@@ -167,8 +202,9 @@ impl Registry {
         let records = self.read(decide).map_err(ChangeError::Rejected)?;
         let payloads = records
             .iter()
-            .map(|r| serde_json::to_vec(r).unwrap_or_default().into())
-            .collect();
+            .map(encode)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ChangeError::Registry)?;
         let receipt = self
             .log
             .append(payloads)
@@ -181,6 +217,14 @@ impl Registry {
         Ok(records)
     }
 
+    /// The control records skipped because they do not decode.
+    pub fn unreadable(&self) -> Vec<UnreadableRecord> {
+        self.unreadable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The subscriptions, updated on every change.
     pub fn subscriptions(&self) -> watch::Receiver<Arc<SubscriptionSet>> {
         self.published.subscribe()
@@ -191,4 +235,15 @@ impl Registry {
         let digest = token_digest(token);
         self.read(|s| s.instance_for_token(&digest).map(str::to_string))
     }
+}
+
+/// Encodes a control record for the log, refusing one that would not decode again: the
+/// control log is replayed at every start, so a record that cannot be read back must
+/// never be written (request bodies are already held to `ingest::limits`; this is the
+/// last guard).
+fn encode(record: &ControlRecord) -> Result<bytes::Bytes, RegistryError> {
+    let bytes = serde_json::to_vec(record).map_err(|e| RegistryError::Encode(e.to_string()))?;
+    serde_json::from_slice::<ControlRecord>(&bytes)
+        .map_err(|e| RegistryError::Encode(format!("it would not read back: {e}")))?;
+    Ok(bytes.into())
 }

@@ -90,6 +90,22 @@ impl Filter {
         {
             return false;
         }
+        // Names are reused after a delete: while an instance of this name exists, only the
+        // events stored under its id are its own (older records: those received after it
+        // was created).
+        let own = self.registry.read(|p| {
+            p.instances.get(&*frame.instance).is_none_or(|i| {
+                crate::envelope::belongs_to(
+                    frame.instance_id,
+                    frame.received_at,
+                    i.created.id,
+                    i.created.created_at,
+                )
+            })
+        });
+        if !own {
+            return false;
+        }
         if !self.instance_settings {
             return true;
         }

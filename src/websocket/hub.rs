@@ -28,6 +28,10 @@ pub struct Frame {
     pub sequence: u64,
     /// The instance the event belongs to.
     pub instance: Box<str>,
+    /// That instance's id when the event was stored (absent in older records).
+    pub instance_id: Option<uuid::Uuid>,
+    /// When the log accepted the event.
+    pub received_at: chrono::DateTime<chrono::Utc>,
     /// The dotted event name (the socket.io event name).
     pub event: Box<str>,
     /// The websocket envelope as JSON text (no `destination`); cloning shares the bytes.
@@ -128,6 +132,8 @@ impl Hub {
         Frame {
             sequence: event.sequence,
             instance: event.event.instance.as_str().into(),
+            instance_id: event.event.instance_id,
+            received_at: event.received_at,
             event: event.event.event.as_str().into(),
             envelope,
         }

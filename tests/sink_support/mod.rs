@@ -73,6 +73,9 @@ pub fn event(instance: &str, name: &str, sequence: u64, data: &str) -> LoggedEve
             sender: Some("5511999990000@s.whatsapp.net".into()),
             source: None,
             raw: None,
+            instance_id: None,
+            key: None,
+            request: None,
         },
     }
 }

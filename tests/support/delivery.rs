@@ -289,8 +289,11 @@ pub async fn append(log: &Arc<dyn EventLog>, instances: &[String], event: &str, 
             sender: Some("5511999990000@s.whatsapp.net".into()),
             source: None,
             raw: None,
+            instance_id: None,
+            key: None,
+            request: None,
         };
-        batch.push(stored.to_bytes());
+        batch.push(stored.to_bytes().unwrap());
         if batch.len() == 500 {
             log.append(std::mem::take(&mut batch)).await.unwrap();
         }

@@ -2,7 +2,9 @@
 //! `{"event":"messages.upsert","instance":"x","data":{...},"destination":"...",
 //! "date_time":"...","sender":"...@s.whatsapp.net","server_url":"...","apikey":null}`.
 //!
-//! `data` is already in Evolution's shape and is stored verbatim; `raw` is the whole body.
+//! `data` is already in Evolution's shape and is stored verbatim; there is no `raw`: it would
+//! repeat `data` and carry the gateway's `apikey` and `destination` URL (`?token=`). The
+//! API adds the redacted body when `ingest.keep_evolution_raw` asks for it.
 //! The `event` may be in any spelling [`EventKind::parse`] accepts. In by-events mode
 //! Evolution posts to `{url}/{kebab-event}`; the path's event is used when the body has
 //! none, and a body that names a different event is an error (a misrouted or forged
@@ -99,10 +101,7 @@ pub fn normalize(
         data: data_raw.to_owned(),
         sender,
         source: Some(P),
-        raw: Some(
-            serde_json::from_slice::<Box<serde_json::value::RawValue>>(body)
-                .map_err(|e| AdapterError::invalid(P, "$", format!("not JSON: {e}")))?,
-        ),
+        raw: None,
         dedupe_key: dedupe,
     }])
 }

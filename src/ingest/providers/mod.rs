@@ -4,8 +4,11 @@
 //! # Rules every adapter follows
 //! - **`raw`**: a batch payload (Whapi's arrays, Meta's `entry[].changes[].value` lists)
 //!   becomes one event per item, and `raw` is that item's JSON text, byte for byte as the
-//!   provider sent it (sliced out of the body, never re-serialized). A single-event payload
-//!   (Evolution's envelope, Linq's envelope) keeps the whole body as `raw`. Storing the
+//!   provider sent it (sliced out of the body, never re-serialized) unless it carries a
+//!   credential, which is redacted (`ingest::redact`). A single-event payload (Linq's
+//!   envelope) keeps the whole body as `raw`. Evolution keeps none: its `data` is the
+//!   body's own, and its envelope carries the gateway's `apikey` and the URL it posted to
+//!   (`ingest.keep_evolution_raw` keeps it, redacted). Storing the
 //!   whole batch with every item would multiply storage by the batch size; the batch's own
 //!   context (Whapi's `channel_id`, Meta's `metadata`) is folded into `data` instead.
 //! - **`data`**: Evolution's shape for the events Evolution shapes (`messages.upsert`:
@@ -152,7 +155,7 @@ impl EventBuilder {
             data: to_raw(self.source, field, data)?,
             sender,
             source: Some(self.source),
-            raw: Some(own_raw(raw)),
+            raw: Some(super::redact::redact(own_raw(raw))),
             dedupe_key,
         })
     }

@@ -251,6 +251,9 @@ mod tests {
                 sender: None,
                 source: None,
                 raw: None,
+                instance_id: None,
+                key: None,
+                request: None,
             },
         }
     }
