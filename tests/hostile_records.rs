@@ -297,10 +297,9 @@ async fn post_as(server: &TestServer, path: &str, body: &Value) -> (u16, Value) 
 #[tokio::test]
 async fn raw_never_carries_a_credential() {
     for keep in [false, true] {
-        let server = TestServer::start(&[(
-            "SWITCHYARD_INGEST__KEEP_EVOLUTION_RAW",
-            if keep { "true" } else { "false" },
-        )]);
+        // The default first: no setting at all.
+        let keep_env = [("SWITCHYARD_INGEST__KEEP_EVOLUTION_RAW", "true")];
+        let server = TestServer::start(if keep { &keep_env } else { &[] });
         let instance = unique("raw");
         let token = server.create_instance(&instance, json!({})).await;
         let body = evolution_envelope(&instance, &token, &unique("3EB0"));

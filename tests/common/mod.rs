@@ -34,7 +34,11 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn spawn(data_dir: &Path, key: &str, env: &[(String, String)]) -> (Child, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    // `SWITCHYARD_TEST_BIN` runs the same tests against another build (an older commit's
+    // binary, to show a test fails without its fix).
+    let binary = std::env::var("SWITCHYARD_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_string());
+    let mut cmd = Command::new(binary);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env_clear()
