@@ -12,10 +12,20 @@ echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== fuzz smoke (every provider adapter, a few seconds each)"
 bash scripts/fuzz-smoke.sh
-echo "== cargo test"
-# Benches are compiled (not run) by clippy --all-targets above, so they cannot rot.
 mkdir -p target
 status=0
+echo "== container image (podman; scripts/image.sh)"
+# Makes the base images once, then builds the unchanged Dockerfile (incremental: cache
+# mounts). tests/container.rs runs the result; when the build fails those tests fail too,
+# and so does the suite.
+if image_env=$(bash scripts/image.sh); then
+  eval "$image_env"
+else
+  status=1
+  echo "scripts/image.sh failed: the container tests will fail"
+fi
+echo "== cargo test"
+# Benches are compiled (not run) by clippy --all-targets above, so they cannot rot.
 cargo test --no-fail-fast 2>&1 | tee target/test-output.log || status=$?
 echo "== the behavioural server tests again, on the Kafka log engine"
 # The same tests against the other engine: every server they start runs with
