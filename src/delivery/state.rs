@@ -218,6 +218,12 @@ impl StateStore {
     }
 }
 
+/// The golden-fixture check of `tests/stored_formats.rs`, shared so that `StateRecord` is
+/// pinned without widening its visibility (see `stored_shapes_are_pinned` below).
+#[cfg(test)]
+#[path = "../../tests/stored_formats/golden.rs"]
+mod golden;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +301,102 @@ mod tests {
         );
         assert_eq!(again.retry_state("s", 6), Some(retry));
         assert_eq!(again.retry_state("t", 5), None, "reset voids retries");
+    }
+
+    /// Pins the delivery-state log's records as written today against
+    /// `tests/fixtures/stored/delivery/` (ARCHITECTURE.md: stored formats are pinned). It
+    /// lives here because `StateRecord` is `pub(crate)`: a unit test pins the real type
+    /// without making it public. `UPDATE_STORED_FIXTURES=1` writes missing fixtures only.
+    #[test]
+    fn stored_shapes_are_pinned() {
+        let attempt = |at_ms, outcome, reason: &str, duration_ms| Attempt {
+            at_ms,
+            outcome,
+            reason: reason.into(),
+            duration_ms,
+        };
+        let retry = StateRecord::Retry {
+            subscription: "webhook:0194b3c2-7e1a-7c3d-9f00-00000000a001".into(),
+            sequence: 1043,
+            state: RetryState {
+                attempts: vec![
+                    attempt(1_736_937_000_000, AttemptOutcome::Retry, "HTTP 503", 41),
+                    attempt(
+                        1_736_937_001_250,
+                        AttemptOutcome::Retry,
+                        "timeout after 2000 ms",
+                        2000,
+                    ),
+                ],
+                next_attempt_ms: 1_736_937_005_250,
+            },
+        };
+        // A dead letter redriven once: the redrive's attempts are appended to the history.
+        let dead_letter = StateRecord::DeadLetter {
+            subscription: "codechat:0194b3c2-7e1a-7c3d-9f00-00000000c001".into(),
+            entry: DeadLetter {
+                sequence: 1044,
+                id: Uuid::parse_str("0194b3c2-7e1a-7c3d-9f00-00000000f001").unwrap(),
+                instance: "sales".into(),
+                event: "messages.upsert".into(),
+                attempts: vec![
+                    attempt(1_736_937_000_000, AttemptOutcome::Retry, "HTTP 500", 12),
+                    attempt(
+                        1_736_937_060_000,
+                        AttemptOutcome::Disable,
+                        "HTTP 410 Gone",
+                        9,
+                    ),
+                    attempt(1_736_940_000_000, AttemptOutcome::Permanent, "HTTP 400", 15),
+                ],
+                dead_at_ms: 1_736_940_000_016,
+            },
+        };
+        // A permanent failure on the first try (a refused target): one attempt. A custom
+        // event in a partition other than the first, on a Linq subscription that selects it.
+        let dead_letter_first = StateRecord::DeadLetter {
+            subscription: "linq:0194b3c2-7e1a-7c3d-9f00-00000000d001".into(),
+            entry: DeadLetter {
+                sequence: 562_949_953_421_400,
+                id: Uuid::parse_str("0194b3c2-7e1a-7c3d-9f00-00000000f004").unwrap(),
+                instance: "sales".into(),
+                event: "linq.phone_number.status_updated".into(),
+                attempts: vec![attempt(
+                    1_736_937_000_000,
+                    AttemptOutcome::Permanent,
+                    "refused: 10.0.0.5 is a private address",
+                    0,
+                )],
+                dead_at_ms: 1_736_937_000_001,
+            },
+        };
+        let samples = [
+            ("retry", retry),
+            (
+                "delivered",
+                StateRecord::Delivered {
+                    subscription: "webhook:0194b3c2-7e1a-7c3d-9f00-00000000a001".into(),
+                    sequence: 1043,
+                },
+            ),
+            ("dead_letter_redriven", dead_letter),
+            ("dead_letter_first_try", dead_letter_first),
+            (
+                "reset",
+                StateRecord::Reset {
+                    subscription: "global:webhook".into(),
+                    from: 17,
+                },
+            ),
+        ];
+        // `StateStore::record` appends `serde_json::to_vec(&record)`.
+        let samples: Vec<(&str, Vec<u8>)> = samples
+            .iter()
+            .map(|(name, record)| (*name, serde_json::to_vec(record).unwrap()))
+            .collect();
+        super::golden::check("delivery", "StateRecord", &samples, |bytes| {
+            let record: StateRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+            serde_json::to_vec(&record).map_err(|e| e.to_string())
+        });
     }
 }
