@@ -13,7 +13,8 @@
 //! | strings and keys | valid Unicode (no lone surrogate such as `\ud800`) | strict UTF-8 decoders refuse them |
 //! | object keys | at most [`MAX_KEY_BYTES`] | keys are names, not payloads |
 //!
-//! Strings are otherwise bounded by the body size limit (`ingest.max_body_bytes`).
+//! Strings are otherwise bounded by the body size limit (`ingest.max_body_bytes`). Syntax is
+//! not judged here: the parser that reads the body next refuses broken JSON itself.
 
 use std::fmt;
 
@@ -65,7 +66,117 @@ fn render(path: &[Segment]) -> String {
 }
 
 /// Checks `body` (a whole JSON text) against the limits above.
+///
+/// A quick scan ([`suspect`]) clears the common body without decoding it; only a body it
+/// cannot clear is checked value by value ([`check_exact`]), which names the path. The
+/// scan costs a tenth of the exact check, which costs as much as parsing the body.
 pub fn check(body: &[u8]) -> Result<(), LimitError> {
+    if suspect(body) {
+        check_exact(body)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `body` might break a limit. Never false for a body [`check_exact`] refuses (the
+/// fuzz target `record` holds it to that); may be true for one it accepts (a long key
+/// written with escapes, an exponent that is in range), which the exact check then clears.
+/// It reads JSON's structure without validating it: syntax is the parser's job, so on
+/// anything odd it answers true.
+pub fn suspect(body: &[u8]) -> bool {
+    if std::str::from_utf8(body).is_err() {
+        return true;
+    }
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'"' => match scan_string(body, i + 1) {
+                Some(end) => {
+                    let is_key =
+                        body[end + 1..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
+                    if is_key && end - (i + 1) > MAX_KEY_BYTES {
+                        return true;
+                    }
+                    i = end + 1;
+                }
+                None => return true,
+            },
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < body.len()
+                    && matches!(body[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    i += 1;
+                }
+                let number = &body[start..i];
+                // Without an exponent, only a literal of over 308 digits leaves f64's range.
+                if number.len() > 300 || number.iter().any(|b| matches!(b, b'e' | b'E')) {
+                    let finite = std::str::from_utf8(number)
+                        .ok()
+                        .and_then(|n| n.parse::<f64>().ok())
+                        .is_some_and(f64::is_finite);
+                    if !finite {
+                        return true;
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+/// The index of the quote closing the string whose text starts at `from`, or `None` when
+/// the string is unterminated or has an escape the exact check must judge (a `\u` escape
+/// of a surrogate that is not a proper pair).
+fn scan_string(body: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let at = from + memchr::memchr2(b'"', b'\\', body.get(from..)?)?;
+        if body[at] == b'"' {
+            return Some(at);
+        }
+        match body.get(at + 1)? {
+            b'u' => {
+                let unit = hex4(body.get(at + 2..at + 6)?)?;
+                if (0xD800..0xDC00).contains(&unit) {
+                    // A high surrogate must be followed by an escaped low one.
+                    if body.get(at + 6..at + 8)? != b"\\u" {
+                        return None;
+                    }
+                    let low = hex4(body.get(at + 8..at + 12)?)?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    from = at + 12;
+                } else if (0xDC00..0xE000).contains(&unit) {
+                    return None;
+                } else {
+                    from = at + 6;
+                }
+            }
+            _ => from = at + 2,
+        }
+    }
+}
+
+fn hex4(digits: &[u8]) -> Option<u32> {
+    u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+/// Checks `body` value by value, naming the path of the first offending value.
+pub fn check_exact(body: &[u8]) -> Result<(), LimitError> {
     let mut path = Vec::new();
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let result = Checker {
@@ -249,9 +360,36 @@ mod tests {
     }
 
     #[test]
+    fn the_scan_clears_ordinary_bodies_and_flags_every_refusal() {
+        let ordinary = br#"{"event":"messages.upsert","data":{"key":{"id":"3EB0","fromMe":false},"t":"a\"b\\c \u00e9 \ud83d\ude00","n":[1,-2.5,3e10,1E-5]}}"#;
+        assert!(!suspect(ordinary));
+        check_exact(ordinary).unwrap();
+        for refused in [
+            nested(MAX_DEPTH + 1),
+            r#"[1e999]"#.to_string(),
+            r#"{"t":"\ud800"}"#.to_string(),
+            r#"{"t":"\udc00"}"#.to_string(),
+            r#"{"t":"\ud800\u0041"}"#.to_string(),
+            format!(r#"{{"{}":1}}"#, "k".repeat(MAX_KEY_BYTES + 1)),
+            format!("[{}]", "9".repeat(400)),
+        ] {
+            assert!(suspect(refused.as_bytes()), "{refused:.80}");
+            assert!(check(refused.as_bytes()).is_err(), "{refused:.80}");
+        }
+        // Invalid UTF-8 is for the exact check (and the parser) to judge.
+        assert!(suspect(b"\"\xff\""));
+        // A suspect the exact check clears: a long value that is not a key.
+        let long_value = format!(r#"{{"k":"{}"}}"#, "v".repeat(MAX_KEY_BYTES + 1));
+        assert!(check(long_value.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn syntax_errors_say_so() {
-        assert!(check(b"{").unwrap_err().syntax);
-        assert!(check(b"{} x").unwrap_err().syntax);
+        // `check` leaves syntax to the parser that reads the body next; the exact check,
+        // when it runs, says so.
+        assert!(check(b"{").is_ok());
+        assert!(check_exact(b"{").unwrap_err().syntax);
+        assert!(check_exact(b"{} x").unwrap_err().syntax);
         assert!(
             !check(&nested(MAX_DEPTH + 1).into_bytes())
                 .unwrap_err()
