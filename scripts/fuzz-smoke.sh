@@ -27,7 +27,11 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly' && cargo +nightly fuzz
         mkdir -p "$corpus"
         # `record` takes any body: every provider's fixtures seed it.
         case "$t" in
-            record) cp tests/fixtures/providers/*/*.json "$corpus"/ ;;
+            record)
+                for f in tests/fixtures/providers/*/*.json; do
+                    p="${f#tests/fixtures/providers/}"
+                    cp "$f" "$corpus/${p%%/*}-${p#*/}"
+                done ;;
             *) cp tests/fixtures/providers/"$t"/*.json "$corpus"/ ;;
         esac
         echo "fuzz-smoke: $t for ${seconds}s (cargo-fuzz)"
