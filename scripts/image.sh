@@ -32,15 +32,8 @@ export CONTAINERS_CONF="$root/scripts/podman/containers.conf"
 export CONTAINERS_STORAGE_CONF="$root/scripts/podman/storage.conf"
 work="${XDG_CACHE_HOME:-$HOME/.cache}/switchyard/images"
 
-apt_updated=0
-apt_install() { # packages...
-  local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$apt_updated" -eq 0 ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
-  log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+# shellcheck source=scripts/apt.sh
+. scripts/apt.sh  # the working directory is the repository root (cd above)
 
 apt_install podman runc debootstrap
 command -v podman >/dev/null || die "podman is not installed (apt-get install podman)"

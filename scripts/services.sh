@@ -13,15 +13,8 @@ wait_port() { # port seconds name
   log "$3 did not open port $1 within $2 s"; return 1
 }
 
-apt_updated=0
-apt_install() { # packages...
-  local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$apt_updated" -eq 0 ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
-  log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+# shellcheck source=scripts/apt.sh
+. scripts/apt.sh  # the working directory is the repository root (cd above)
 
 # RabbitMQ on 127.0.0.1:5672, guest/guest.
 ensure_rabbitmq() {

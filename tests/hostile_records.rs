@@ -18,19 +18,6 @@ fn nested_objects(depth: usize, inner: &str) -> String {
     format!("{}{inner}{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
 }
 
-/// POSTs a raw body with the global key; (status, JSON).
-async fn post_raw(server: &TestServer, path: &str, body: String) -> (u16, Value) {
-    let r = server
-        .req(reqwest::Method::POST, path)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("POST");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 fn message(v: &Value) -> String {
     v["error"]["message"]
         .as_str()
@@ -48,7 +35,7 @@ async fn a_deeply_nested_create_is_refused_and_the_server_still_starts() {
         r#"{{"instanceName":"{name}","number":"5511999990000","junk":{}}}"#,
         nested_objects(126, "1")
     );
-    let (status, v) = post_raw(&server, "/instance/create", body).await;
+    let (status, v) = server.post_raw("/instance/create", body).await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"]["code"], 2001, "{v}");
     assert!(message(&v).contains("$.junk.a.a"), "names the path: {v}");
@@ -63,7 +50,7 @@ async fn a_deeply_nested_create_is_refused_and_the_server_still_starts() {
         r#"{{"instanceName":"{within}","number":"5511999990001","junk":{}}}"#,
         nested_objects(60, "1")
     );
-    let (status, v) = post_raw(&server, "/instance/create", body).await;
+    let (status, v) = server.post_raw("/instance/create", body).await;
     assert_eq!(status, 201, "{v}");
     server.restart();
     let (status, v) = server.get("/instance/fetchInstances").await;
@@ -113,20 +100,20 @@ async fn ingest_refuses_what_no_reader_can_read() {
         ),
     ];
     for (body, at, problem) in cases {
-        let (status, v) = post_raw(&server, &path, body).await;
+        let (status, v) = server.post_raw(&path, body).await;
         assert_eq!(status, 400, "{at}: {v}");
         assert!(message(&v).contains(at), "{at}: {v}");
         assert!(message(&v).contains(problem), "{problem}: {v}");
         // Provider ingest holds bodies to the same limits.
-        let (status, v) = post_raw(
-            &server,
-            &format!("/ingest/{instance}/evolution"),
-            format!(
-                r#"{{"event":"messages.upsert","data":{}}}"#,
-                nested_objects(70, "1")
-            ),
-        )
-        .await;
+        let (status, v) = server
+            .post_raw(
+                &format!("/ingest/{instance}/evolution"),
+                format!(
+                    r#"{{"event":"messages.upsert","data":{}}}"#,
+                    nested_objects(70, "1")
+                ),
+            )
+            .await;
         assert_eq!(status, 400, "{v}");
     }
     assert!(
@@ -137,9 +124,7 @@ async fn ingest_refuses_what_no_reader_can_read() {
         "nothing refused was stored"
     );
     // What is accepted reads back, through `switchyard tail`'s route.
-    let (status, v) = post_raw(
-        &server,
-        &path,
+    let (status, v) = server.post_raw(&path,
         format!(
             r#"{{"event":"messages.upsert","data":{{"deep":{},"n":1.5e300,"t":"caf\u00e9 \ud83d\ude00"}}}}"#,
             nested_objects(60, "true")

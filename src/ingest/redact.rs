@@ -59,6 +59,10 @@ pub fn is_credential_name(name: &str) -> bool {
 
 /// `raw` with its credentials redacted; the same bytes when it has none.
 pub fn redact(raw: Box<RawValue>) -> Box<RawValue> {
+    // Most payloads name no credential at all: answer those without decoding them.
+    if !might_hold_credentials(raw.get()) {
+        return raw;
+    }
     let Ok(mut value) = serde_json::from_str::<Value>(raw.get()) else {
         // Not ours to judge here: the body passed `ingest::limits` already.
         return raw;
@@ -67,6 +71,30 @@ pub fn redact(raw: Box<RawValue>) -> Box<RawValue> {
         return raw;
     }
     serde_json::value::to_raw_value(&value).unwrap_or(raw)
+}
+
+/// Whether `text` might hold something [`redact`] removes: every credential name contains
+/// one of these markers (compared without case), and a URL's user-info shows as `://`
+/// followed by an `@` before the host ends. False means certainly nothing to redact.
+fn might_hold_credentials(text: &str) -> bool {
+    const MARKERS: &[&[u8]] = &[
+        b"key", b"token", b"secret", b"pass", b"pwd", b"auth", b"sig", b"cookie", b"bearer",
+    ];
+    let lower = text.as_bytes().to_ascii_lowercase();
+    if MARKERS
+        .iter()
+        .any(|m| memchr::memmem::find(&lower, m).is_some())
+    {
+        return true;
+    }
+    memchr::memmem::find_iter(&lower, b"://").any(|at| {
+        lower[at + 3..]
+            .iter()
+            .take_while(|b| {
+                !matches!(b, b'/' | b'"' | b'?' | b'#' | b'\\') && !b.is_ascii_whitespace()
+            })
+            .any(|b| *b == b'@')
+    })
 }
 
 /// Redacts in place; true when anything changed.
@@ -169,6 +197,29 @@ mod tests {
         // null credentials are nothing to hide
         let body = r#"{"apikey":null}"#;
         assert_eq!(run(body), body);
+    }
+
+    #[test]
+    fn the_quick_look_never_misses_what_redaction_finds() {
+        for text in [
+            r#"{"apiKey":"x"}"#,
+            r#"{"X-Api-Key":"x"}"#,
+            r#"{"u":"https://h/x?Token=1"}"#,
+            r#"{"u":"https://user:pw@example.com/"}"#,
+            r#"{"client_secret":"x"}"#,
+            r#"{"PASSWD":"x"}"#,
+            r#"{"pass_word":"x"}"#,
+            r#"{"Authorization":"x"}"#,
+            r#"{"sig":"x"}"#,
+        ] {
+            assert!(might_hold_credentials(text), "{text}");
+        }
+        for text in [
+            r#"{"from":"5511@s.whatsapp.net","text":{"body":"hi"},"link":"https://example.com/a@b"}"#,
+            r#"{"id":"3EB0","type":"text"}"#,
+        ] {
+            assert!(!might_hold_credentials(text), "{text}");
+        }
     }
 
     #[test]
