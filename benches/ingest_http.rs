@@ -5,8 +5,11 @@
 //!
 //! A third measurement, in the same run, sends the same number of ~1 KiB messages as Whapi
 //! webhooks (`POST /ingest/{instance}/whapi`): the adapter's cost as a ratio of canonical
-//! ingest. The dedupe window is 0 so that repeated bodies are stored, not skipped (a zero
-//! window turns the idempotency index off, so its cost is not in this figure).
+//! ingest. Every Whapi request carries message ids no request had before (the body is a
+//! template whose request number is written in per request), so with the default dedupe
+//! window the idempotency index does the work it does in production: each event is new,
+//! stored with its retry key, read back and indexed. (Before, every request repeated the
+//! same ids, so all but the first were acknowledged as retries and nothing was stored.)
 //!
 //! Run: `cargo bench --bench ingest_http` (env `BENCH_SECONDS`, `BENCH_CLIENTS` to change).
 
@@ -51,7 +54,7 @@ fn batch_body() -> bytes::Bytes {
 fn whapi_body() -> bytes::Bytes {
     let messages: Vec<_> = (0..BATCH)
         .map(|i| {
-            json!({"id": format!("Jx4PWGLbIm8vXXs-{i:010}"), "from_me": false, "type": "text",
+            json!({"id": format!("Jx4PWGLb-{REQUEST_MARK}-{i:010}"), "from_me": false, "type": "text",
                    "chat_id": "919984351847@s.whatsapp.net", "timestamp": 1_747_661_100,
                    "source": "mobile", "text": {"body": "x".repeat(820)},
                    "from": "919984351847", "from_name": "Bench"})
@@ -61,6 +64,23 @@ fn whapi_body() -> bytes::Bytes {
     serde_json::to_vec(&body).unwrap_or_default().into()
 }
 
+/// Where a Whapi body's request number goes: as many digits as the mark has bytes.
+const REQUEST_MARK: &str = "RRRRRRRRRRRR";
+
+/// Request numbers, unique across every load of the run.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// `template` with a fresh request number written over every [`REQUEST_MARK`] (at `marks`).
+fn stamped(template: &[u8], marks: &[usize]) -> bytes::Bytes {
+    let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let digits = format!("{n:0width$}", width = REQUEST_MARK.len());
+    let mut body = template.to_vec();
+    for &at in marks {
+        body[at..at + digits.len()].copy_from_slice(digits.as_bytes());
+    }
+    body.into()
+}
+
 /// Drives `clients` concurrent posters against `url` for `seconds`; returns events/s.
 async fn load(url: String, key: String, clients: u64, seconds: u64) -> f64 {
     let body = if url.ends_with("/whapi") {
@@ -68,6 +88,8 @@ async fn load(url: String, key: String, clients: u64, seconds: u64) -> f64 {
     } else {
         batch_body()
     };
+    let marks: Arc<Vec<usize>> =
+        Arc::new(memchr::memmem::find_iter(&body, REQUEST_MARK.as_bytes()).collect());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients as usize)
         .build()
@@ -79,6 +101,7 @@ async fn load(url: String, key: String, clients: u64, seconds: u64) -> f64 {
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (http, url, key, body) = (http.clone(), url.clone(), key.clone(), body.clone());
+        let marks = marks.clone();
         let (done, failed) = (done.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
@@ -86,7 +109,11 @@ async fn load(url: String, key: String, clients: u64, seconds: u64) -> f64 {
                     .post(&url)
                     .header("apikey", &key)
                     .header("content-type", "application/json")
-                    .body(body.clone())
+                    .body(if marks.is_empty() {
+                        body.clone()
+                    } else {
+                        stamped(&body, &marks)
+                    })
                     .send()
                     .await;
                 match r {

@@ -184,6 +184,8 @@ pub async fn serve(
     let rate_limit = config.rate_limit.clone();
     let connection_limits = http_server::ConnectionLimits::from_config(&config.server);
     let dedupe_window = Duration::from_secs_f64(config.ingest.dedupe_window_seconds.max(0.0));
+    // Other processes append to a Kafka log; the idempotency index must read what they add.
+    let shared_log = config.log.engine == LogEngine::Kafka;
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_seconds.max(0.0));
     let single_partition = (events.len() == 1)
         .then(|| events.get(0).cloned())
@@ -216,7 +218,7 @@ pub async fn serve(
         brokers,
         api_key,
         metrics,
-        idempotency: Idempotency::new(dedupe_window, 1_000_000),
+        idempotency: Idempotency::new(dedupe_window, 1_000_000, shared_log),
         rate_limits: api::RateLimits::new(&rate_limit),
         ready: Default::default(),
         websocket,

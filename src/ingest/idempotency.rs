@@ -11,7 +11,10 @@
 //!
 //! Because the keys live in the log, the index survives restarts (it is rebuilt by reading
 //! the window's records at the first keyed request) and is shared by the processes of the
-//! Kafka engine (each reads the partition to its end before deciding). Within one process a
+//! Kafka engine (each reads the partition to its end before deciding). With the embedded
+//! engine this process is the log's only writer, so after that first read the index is
+//! kept by its own decisions alone: reading every append back cost provider ingest three
+//! quarters of its throughput. Within one process a
 //! key being stored right now is *pending*: an event with a pending key counts as a
 //! duplicate, a request with a pending key is refused (409) so that the client retries and
 //! then gets the stored answer.
@@ -70,6 +73,10 @@ pub struct Reservation {
 pub struct Idempotency {
     window: Duration,
     capacity: usize,
+    /// Whether other processes append to the same log (the Kafka engine): then every
+    /// decision first reads what they appended. With the embedded engine every keyed
+    /// append goes through this index, so the log is read once, at the first decision.
+    shared_log: bool,
     partitions: Mutex<HashMap<u64, Arc<PartitionIndex>>>,
 }
 
@@ -128,11 +135,12 @@ fn now_ms() -> i64 {
 
 impl Idempotency {
     /// An index that remembers keys for `window` and at most `capacity` of them per
-    /// partition.
-    pub fn new(window: Duration, capacity: usize) -> Self {
+    /// partition; `shared_log` when other processes append to the same log.
+    pub fn new(window: Duration, capacity: usize, shared_log: bool) -> Self {
         Idempotency {
             window,
             capacity: capacity.max(1),
+            shared_log,
             partitions: Mutex::new(HashMap::new()),
         }
     }
@@ -171,7 +179,9 @@ impl Idempotency {
     ) -> Result<Decision, LogError> {
         let index = self.partition(log);
         let _reading = index.reading.lock().await;
-        index.catch_up(log).await?;
+        if self.shared_log || index.never_read() {
+            index.catch_up(log).await?;
+        }
         let mut inner = index.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.evict(now_ms() - index.window_ms, index.capacity);
         let request = request.map(|r| composite(instance, r));
@@ -264,6 +274,14 @@ impl Drop for Reservation {
 }
 
 impl PartitionIndex {
+    fn never_read(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .indexed_to
+            .is_none()
+    }
+
     /// Indexes every record from where the last catch-up stopped to the log's end; the
     /// first one starts a window before now.
     async fn catch_up(&self, log: &dyn EventLog) -> Result<(), LogError> {
