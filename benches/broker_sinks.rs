@@ -57,6 +57,7 @@ fn events(instance: &str, kind: &str, n: usize) -> Vec<LoggedEvent> {
                 instance_id: None,
                 key: None,
                 request: None,
+                chat: None,
             },
         })
         .collect()
@@ -64,6 +65,7 @@ fn events(instance: &str, kind: &str, n: usize) -> Vec<LoggedEvent> {
 
 fn subscription(target: SinkTarget, instance: &str) -> Subscription {
     Subscription {
+        policy: Default::default(),
         id: "bench".into(),
         target,
         scope: Scope::Instance(instance.into()),

@@ -91,6 +91,7 @@ fn stored(instance: &str, n: usize) -> StoredEvent {
         instance_id: None,
         key: None,
         request: None,
+        chat: None,
     }
 }
 
@@ -204,6 +205,7 @@ async fn direct(options: &KafkaOptions, events: &[LoggedEvent], instances: &[Str
 
 fn bench_subscription(options: &KafkaOptions) -> Subscription {
     Subscription {
+        policy: Default::default(),
         id: format!("bench-{}", options.topic_prefix),
         target: SinkTarget::Kafka { global: false },
         scope: Scope::AllInstances,

@@ -102,6 +102,7 @@ fn event(instance: &str, n: usize) -> bytes::Bytes {
         instance_id: None,
         key: None,
         request: None,
+        chat: None,
     }
     .to_bytes()
     .expect("a stored event of strings encodes")
@@ -125,6 +126,7 @@ fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> Arc<dyn EventLog> {
 
 fn subscription(id: &str, url: &str, start: u64) -> Subscription {
     Subscription {
+        policy: Default::default(),
         id: id.into(),
         target: SinkTarget::Webhook(WebhookTarget {
             url: url.into(),

@@ -28,6 +28,12 @@ pub struct StoredEvent {
     pub instance_id: Option<Uuid>,
     /// Dotted event name (`messages.upsert`), or a provider's own name for custom events.
     pub event: String,
+    /// The chat the event is about (a JID), derived at ingest by [`crate::chat::chat_of`]:
+    /// the ordering key within the instance, the SQS group and the Kafka key. Absent for
+    /// events about no chat, and in records written before the field existed (readers
+    /// derive it then, see [`LoggedEvent::decode`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<String>,
     /// The event body, as received (or as normalized from a provider's payload).
     pub data: Box<RawValue>,
     /// The instance owner's JID, when known.
@@ -113,13 +119,17 @@ pub fn belongs_to(
 impl LoggedEvent {
     /// Decodes an event-log record.
     pub fn decode(record: &Record) -> Result<LoggedEvent, DecodeError> {
-        let event = serde_json::from_slice(&record.payload).map_err(|source| {
+        let mut event: StoredEvent = serde_json::from_slice(&record.payload).map_err(|source| {
             UNREADABLE_READS.fetch_add(1, Ordering::Relaxed);
             DecodeError {
                 sequence: record.sequence,
                 source,
             }
         })?;
+        if event.chat.is_none() {
+            // Older records carry no chat; an event about none derives none again.
+            event.chat = crate::chat::chat_of(&event.event, &event.data);
+        }
         Ok(LoggedEvent {
             sequence: record.sequence,
             received_at: Utc
@@ -240,6 +250,7 @@ mod tests {
             instance_id: None,
             key: None,
             request: None,
+            chat: None,
         };
         let record = Record {
             sequence: 7,

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod app;
 pub mod catalog;
+pub mod chat;
 pub mod config;
 pub mod delivery;
 pub mod envelope;

@@ -65,6 +65,7 @@ fn event(instance: &str, name: &str, sequence: u64, data: Value) -> LoggedEvent 
 
 fn subscription(instance: &str, global: bool) -> Subscription {
     Subscription {
+        policy: Default::default(),
         id: format!("kafka:{instance}"),
         target: SinkTarget::Kafka { global },
         scope: if global {

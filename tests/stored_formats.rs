@@ -76,12 +76,14 @@ fn sink_set(kind: SinkKind, events: Vec<EventKind>) -> SinkSet {
         webhook: None,
         start_sequence: 1042,
         start_positions: Vec::new(),
+        policy: Default::default(),
         at: at("2025-01-15T10:31:00.250Z"),
     }
 }
 
 fn named_webhook(id: &str, scope: Scope, target: WebhookTarget) -> Subscription {
     Subscription {
+        policy: Default::default(),
         id: id.into(),
         target: SinkTarget::Webhook(target),
         scope,
@@ -187,6 +189,7 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
 
     let codechat = ControlRecord::SubscriptionPut {
         subscription: Subscription {
+            policy: Default::default(),
             events: vec![EventKind::MessagesUpsert, EventKind::SendMessage],
             enabled: false,
             ..named_webhook(
@@ -210,6 +213,7 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
     };
     let linq = ControlRecord::SubscriptionPut {
         subscription: Subscription {
+            policy: Default::default(),
             events: vec![EventKind::MessagesUpdate],
             custom_events: vec!["linq.phone_number.status_updated".into()],
             phone_numbers: vec!["+5511999990000".into()],
@@ -240,6 +244,7 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
     // (`SELECTS_NOTHING`), which means "nothing", never "all".
     let ventia = ControlRecord::SubscriptionPut {
         subscription: Subscription {
+            policy: Default::default(),
             custom_events: vec![String::new()],
             ..named_webhook(
                 "ventia:0194b3c2-7e1a-7c3d-9f00-00000000e001",
@@ -254,6 +259,7 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
     };
     let ventia_topics = ControlRecord::SubscriptionPut {
         subscription: Subscription {
+            policy: Default::default(),
             events: vec![EventKind::MessagesUpdate, EventKind::MessagesUpsert],
             ..named_webhook(
                 "ventia:0194b3c2-7e1a-7c3d-9f00-00000000e002",
@@ -378,13 +384,27 @@ fn event(id: &str, event: &str, data: &str) -> StoredEvent {
         raw: None,
         key: None,
         request: None,
+        chat: None,
     }
 }
 
 fn event_samples() -> Vec<(&'static str, StoredEvent)> {
     let upsert = r#"{"key":{"remoteJid":"5511988887777@s.whatsapp.net","fromMe":false,"id":"3EB0C767D26A1D8E"},"pushName":"Ana","message":{"conversation":"oi"},"messageType":"conversation","messageTimestamp":1736937000}"#;
     vec![
-        // As ingest writes a canonical event today: with its instance's id; no key.
+        // As ingest writes a message today: with its instance's id and the chat it is about.
+        (
+            "with_chat",
+            StoredEvent {
+                instance_id: Some(uuid(INSTANCE_ID)),
+                chat: Some("5511988887777@s.whatsapp.net".into()),
+                ..event(
+                    "0194b3c2-7e1a-7c3d-9f00-00000000f007",
+                    "messages.upsert",
+                    upsert,
+                )
+            },
+        ),
+        // As ingest wrote a canonical event before `chat` existed: with its instance's id.
         (
             "canonical",
             StoredEvent {
@@ -510,12 +530,23 @@ fn old_event_records_decode_without_the_newer_fields() {
     );
     let text = std::fs::read_to_string(path).expect("the old-shape fixture exists");
     let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    for field in ["instance_id", "key", "request", "source", "raw"] {
+    for field in ["instance_id", "key", "request", "source", "raw", "chat"] {
         assert!(value.get(field).is_none(), "{path} must not hold `{field}`");
     }
     let event: StoredEvent = serde_json::from_str(&text).expect("the old shape decodes");
     assert_eq!(
         (event.instance_id, event.key, event.request),
         (None, None, None)
+    );
+    // A reader derives the chat such a record was stored without, as ingest does now.
+    let record = switchyard::log::Record {
+        sequence: 7,
+        timestamp_ms: 1_736_937_000_000,
+        payload: text.into_bytes().into(),
+    };
+    let logged = switchyard::envelope::LoggedEvent::decode(&record).expect("decodes");
+    assert_eq!(
+        logged.event.chat.as_deref(),
+        Some("5511988887777@s.whatsapp.net")
     );
 }

@@ -77,6 +77,7 @@ async fn create(
                     webhook: sink.webhook.clone(),
                     start_sequence,
                     start_positions: start_positions.clone(),
+                    policy: sink.policy.clone(),
                     at: now,
                 })
             }));

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use crate::catalog::EventKind;
-use crate::delivery::subscription::WebhookTarget;
+use crate::delivery::subscription::{OrderBy, Policy, WebhookTarget};
 use crate::registry::records::{MetaSettings, ProviderSettings, SinkKind};
 use crate::sinks::webhook::SigningKey;
 
@@ -60,6 +60,8 @@ pub struct SinkRequest {
     pub events: Vec<EventKind>,
     /// Webhook target (webhook only).
     pub webhook: Option<WebhookTarget>,
+    /// The sink object's `"policy"`.
+    pub policy: Policy,
 }
 
 /// A parsed create-instance body.
@@ -206,7 +208,47 @@ pub fn webhook_object(obj: &Map<String, Value>, prefix: &str) -> Result<SinkRequ
             secret,
             ..WebhookTarget::default()
         }),
+        policy: policy_field(obj, prefix)?,
     })
+}
+
+/// Reads a sink object's `"policy"` (`{"ordering": "chat" | "instance" | "none"}`);
+/// absent or null is the server's defaults. A key it does not know is refused, so a typo
+/// never silently means "default".
+pub fn policy_field(obj: &Map<String, Value>, prefix: &str) -> Result<Policy, ApiError> {
+    policy_value(obj.get("policy"), &format!("{prefix}.policy"))
+}
+
+/// Reads a `"policy"` value found at `name` (see [`policy_field`]).
+pub fn policy_value(value: Option<&Value>, name: &str) -> Result<Policy, ApiError> {
+    let field = |f: &str| format!("{name}{f}");
+    let policy = match value {
+        None | Some(Value::Null) => return Ok(Policy::default()),
+        Some(Value::Object(policy)) => policy,
+        Some(_) => return Err(ApiError::validation(&field(""), "must be an object")),
+    };
+    let mut out = Policy::default();
+    for (key, value) in policy {
+        match (key.as_str(), value) {
+            ("ordering", Value::Null) => {}
+            ("ordering", Value::String(name)) if OrderBy::parse(name).is_some() => {
+                out.ordering = OrderBy::parse(name);
+            }
+            ("ordering", _) => {
+                return Err(ApiError::validation(
+                    &field(".ordering"),
+                    "must be \"chat\", \"instance\" or \"none\"",
+                ))
+            }
+            (other, _) => {
+                return Err(ApiError::validation(
+                    &field(&format!(".{other}")),
+                    "is not a policy setting (known: ordering)",
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn prefixed(mut e: ApiError, prefix: &str) -> ApiError {
@@ -220,6 +262,7 @@ pub fn broker_object(obj: &Map<String, Value>, prefix: &str) -> Result<SinkReque
         enabled: bool_field(obj, "enabled")?.unwrap_or(false),
         events: events_field(obj, "events").map_err(|e| prefixed(e, prefix))?,
         webhook: None,
+        policy: policy_field(obj, prefix)?,
     })
 }
 
@@ -280,6 +323,7 @@ pub fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
                             enabled,
                             events: events_field(body, &format!("{key}_events"))?,
                             webhook: None,
+                            policy: Policy::default(),
                         },
                     );
                 }

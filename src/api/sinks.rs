@@ -35,6 +35,9 @@ pub fn sink_view(instance: &InstanceCreated, set: &SinkSet) -> Value {
         view["base64"] = json!(hook.base64);
         view["signed"] = json!(hook.secret.is_some());
     }
+    if !set.policy.is_default() {
+        view["policy"] = json!(set.policy);
+    }
     view
 }
 
@@ -81,6 +84,7 @@ async fn set(
                 webhook: req.webhook.clone(),
                 start_sequence,
                 start_positions,
+                policy: req.policy.clone(),
                 at: Utc::now(),
             })])
         })

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::auth::Principal;
 use super::error::ApiError;
+use super::instance_body::policy_value;
 use super::json::JsonBody;
 use super::webhooks_named::{self as named, Api};
 use super::AppState;
@@ -62,6 +63,8 @@ struct Body {
     /// Per-event booleans; omitted ones keep their value (true on create).
     #[serde(rename = "WebhookEvents", alias = "webhookEvents", alias = "events")]
     events: Option<Map<String, Value>>,
+    /// Switchyard's delivery policy (`{"ordering": ...}`), an addition to CodeChat's shape.
+    policy: Option<Value>,
 }
 
 /// The instance named by `raw` (name or UUID) that `principal` may reach: (name, id).
@@ -140,7 +143,8 @@ fn view(hook: &NamedSubscription) -> Value {
     events.insert("webhookEventsId".into(), field("webhookEventsId"));
     events.insert("createdAt".into(), json!(named::time(hook.meta.created_at)));
     events.insert("updatedAt".into(), json!(named::time(hook.meta.updated_at)));
-    json!({
+    named::with_policy(
+        json!({
         "name": hook.meta.name,
         "url": named::target(hook).map(|t| t.url.as_str()),
         "enabled": hook.subscription.enabled,
@@ -149,7 +153,9 @@ fn view(hook: &NamedSubscription) -> Value {
         "updatedAt": named::time(hook.meta.updated_at),
         "instanceInstanceId": field("instanceInstanceId"),
         "WebhookEvents": events,
-    })
+        }),
+        hook,
+    )
 }
 
 async fn create(
@@ -164,11 +170,13 @@ async fn create(
         .url
         .ok_or_else(|| ApiError::validation("url", "is required"))?;
     let url = named::check_url(&url, "url", true)?;
+    let policy = policy_value(body.policy.as_ref(), "policy")?;
     let mut flags: Map<String, Value> =
         FLAGS.iter().map(|f| (f.to_string(), json!(true))).collect();
     apply_flags(&mut flags, &body.events.unwrap_or_default())?;
     let mut hook = named::draft(Api::CodeChat, Scope::Instance(instance.clone()), url);
     hook.subscription.enabled = body.enabled.unwrap_or(false);
+    hook.subscription.policy = policy;
     named::select(&mut hook.subscription, selected(&flags), Vec::new());
     hook.meta.name = Some(name);
     let fields = &mut hook.meta.fields;
@@ -198,8 +206,15 @@ async fn update(
         Some(url) => Some(named::check_url(url, "url", true)?),
         None => None,
     };
+    let policy = match &body.policy {
+        Some(value) => Some(policy_value(Some(value), "policy")?),
+        None => None,
+    };
     let hook = named::update(&state, Api::CodeChat, &id, |hook| {
         belongs(hook, &instance, &id)?;
+        if let Some(policy) = policy.clone() {
+            hook.subscription.policy = policy;
+        }
         let mut flags = match hook.meta.fields.get("WebhookEvents") {
             Some(Value::Object(flags)) => flags.clone(),
             _ => Map::new(),

@@ -18,9 +18,11 @@ use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
+use super::instance_body::policy_value;
 use super::webhooks_named::{self as named, Api};
 use super::AppState;
 use crate::catalog::EventKind;
+use crate::delivery::subscription::Policy;
 use crate::delivery::{Scope, SigningScheme};
 use crate::registry::NamedSubscription;
 use crate::sinks::webhook::SigningKey;
@@ -124,6 +126,8 @@ struct Body {
     is_active: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     phone_numbers: Option<Option<Vec<String>>>,
+    /// Switchyard's delivery policy (`{"ordering": ...}`), an addition to Linq's shape.
+    policy: Option<Value>,
 }
 
 fn parse_body(bytes: &[u8]) -> Reply<Body> {
@@ -182,6 +186,7 @@ struct Patch {
     active: Option<bool>,
     /// `Some(None)`: null, which clears the filter like `[]` but is echoed as null.
     phones: Option<Option<Vec<String>>>,
+    policy: Option<Policy>,
 }
 
 /// Checks every field, so Linq's own codes (1002) are decided before the registry is touched.
@@ -204,11 +209,16 @@ fn check(body: Body) -> Reply<Patch> {
     if let Some(Some(numbers)) = &body.phone_numbers {
         check_phones(numbers)?;
     }
+    let policy = match &body.policy {
+        Some(value) => Some(policy_value(Some(value), "policy")?),
+        None => None,
+    };
     Ok(Patch {
         url,
         events,
         active: body.is_active,
         phones: body.phone_numbers,
+        policy,
     })
 }
 
@@ -232,11 +242,15 @@ fn apply(hook: &mut NamedSubscription, patch: Patch) {
             .fields
             .insert("phone_numbers".into(), json!(numbers));
     }
+    if let Some(policy) = patch.policy {
+        hook.subscription.policy = policy;
+    }
 }
 
 fn view(hook: &NamedSubscription) -> Value {
     let field = |k: &str| hook.meta.fields.get(k).cloned().unwrap_or(Value::Null);
-    json!({
+    named::with_policy(
+        json!({
         "id": named::public_id(&hook.subscription.id),
         "created_at": named::time(hook.meta.created_at),
         "is_active": hook.subscription.enabled,
@@ -244,7 +258,9 @@ fn view(hook: &NamedSubscription) -> Value {
         "target_url": named::target(hook).map(|t| t.url.as_str()),
         "updated_at": named::time(hook.meta.updated_at),
         "phone_numbers": field("phone_numbers"),
-    })
+        }),
+        hook,
+    )
 }
 
 async fn create(

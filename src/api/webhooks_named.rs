@@ -6,6 +6,7 @@
 //! parse and echo their own shapes; everything that touches the registry is here.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -69,6 +70,7 @@ pub(super) fn draft(api: Api, scope: Scope, url: String) -> NamedSubscription {
     let now = Utc::now();
     NamedSubscription {
         subscription: Subscription {
+            policy: Default::default(),
             id: String::new(),
             target: SinkTarget::Webhook(WebhookTarget {
                 url,
@@ -93,6 +95,16 @@ pub(super) fn draft(api: Api, scope: Scope, url: String) -> NamedSubscription {
 }
 
 /// The webhook target of a named subscription (always a webhook; `None` would be a bug).
+/// `view` (an API's own shape) with the subscription's delivery policy added when it chose
+/// one, so a client sees what it set.
+pub(super) fn with_policy(mut view: Value, named: &NamedSubscription) -> Value {
+    let policy = &named.subscription.policy;
+    if let (false, Value::Object(map)) = (policy.is_default(), &mut view) {
+        map.insert("policy".into(), json!(policy));
+    }
+    view
+}
+
 pub(super) fn target(named: &NamedSubscription) -> Option<&WebhookTarget> {
     match &named.subscription.target {
         SinkTarget::Webhook(target) => Some(target),

@@ -16,11 +16,13 @@ use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
+use super::instance_body::policy_value;
 use super::json::JsonBody;
 use super::pagination::PageRequest;
 use super::webhooks_named::{self as named, Api};
 use super::AppState;
 use crate::catalog::EventKind;
+use crate::delivery::subscription::Policy;
 use crate::delivery::Scope;
 use crate::registry::NamedSubscription;
 
@@ -63,6 +65,8 @@ struct Patch {
     url: Option<String>,
     /// The topics as given, and the events they select.
     topics: Option<(Vec<String>, Vec<EventKind>)>,
+    /// Switchyard's delivery policy, an addition to Ventia's shape.
+    policy: Option<Policy>,
 }
 
 /// Reads and checks a body; on create `active`, `name` and `callbackUrl` are required. Each
@@ -71,7 +75,7 @@ fn check(state: &AppState, body: &Value, create: bool) -> Result<Patch, ApiError
     let obj = body
         .as_object()
         .ok_or_else(|| ApiError::validation("body", "must be a JSON object"))?;
-    let known = ["active", "name", "callbackUrl", "topics"];
+    let known = ["active", "name", "callbackUrl", "topics", "policy"];
     if let Some(key) = obj.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError::validation(
             key,
@@ -87,6 +91,9 @@ fn check(state: &AppState, body: &Value, create: bool) -> Result<Patch, ApiError
         }
     }
     let mut patch = Patch::default();
+    if let Some(v) = present("policy") {
+        patch.policy = Some(policy_value(Some(v), "policy")?);
+    }
     if let Some(v) = present("active") {
         let active = v
             .as_bool()
@@ -154,10 +161,14 @@ fn apply(hook: &mut NamedSubscription, patch: Patch) {
         named::select(&mut hook.subscription, events, Vec::new());
         hook.meta.fields.insert("topics".into(), json!(names));
     }
+    if let Some(policy) = patch.policy {
+        hook.subscription.policy = policy;
+    }
 }
 
 fn view(hook: &NamedSubscription) -> Value {
-    json!({
+    named::with_policy(
+        json!({
         "_id": named::public_id(&hook.subscription.id),
         "name": hook.meta.name,
         "topics": hook.meta.fields.get("topics").cloned().unwrap_or_else(|| json!([])),
@@ -165,7 +176,9 @@ fn view(hook: &NamedSubscription) -> Value {
         "callbackUrl": named::target(hook).map(|t| t.url.as_str()),
         "createdAt": named::time(hook.meta.created_at),
         "updatedAt": named::time(hook.meta.updated_at),
-    })
+        }),
+        hook,
+    )
 }
 
 async fn create(

@@ -40,6 +40,7 @@ pub struct BrokerSinks {
 pub fn global_subscriptions(config: &Config, start: u64) -> Vec<Subscription> {
     let events = |names: &[String]| EventKind::parse_list(names).unwrap_or_default();
     let global = |id: &str, target: SinkTarget, names: &[String]| Subscription {
+        policy: Default::default(),
         id: id.to_string(),
         target,
         scope: Scope::AllInstances,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::FsyncSetting;
+use crate::delivery::subscription::OrderBy;
 
 /// HTTP server settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,8 +160,13 @@ pub struct DeliveryConfig {
     pub jitter_factor: f64,
     /// Consecutive failed attempts after which a subscription is disabled; 0 = never.
     pub disable_after_failures: u32,
-    /// Instances delivered concurrently within one subscription.
+    /// Ordering lanes (chats, instances or single events, per `ordering`) delivered
+    /// concurrently within one subscription: its in-flight limit.
     pub max_parallel_instances: usize,
+    /// Which events a subscription keeps in order when its `policy.ordering` does not say:
+    /// `chat` (events about the same chat of an instance), `instance` (all of an
+    /// instance's events, one in flight at a time) or `none`.
+    pub ordering: OrderBy,
 }
 
 impl Default for DeliveryConfig {
@@ -172,6 +178,7 @@ impl Default for DeliveryConfig {
             jitter_factor: 0.2,
             disable_after_failures: 0,
             max_parallel_instances: 64,
+            ordering: OrderBy::Chat,
         }
     }
 }

@@ -14,9 +14,11 @@ use crate::config::DeliveryConfig;
 use crate::delivery::error::DeliveryError;
 use crate::delivery::metrics::{DeliveryMetrics, Metrics};
 use crate::delivery::policy::RetryPolicy;
+use crate::delivery::router::{self, Router};
+use crate::delivery::runner::initial_position;
 use crate::delivery::state::{DeadLetter, StateStore};
 use crate::delivery::status::{SubStats, SubscriptionStatus};
-use crate::delivery::subscription::SubscriptionSet;
+use crate::delivery::subscription::{OrderBy, SubscriptionSet};
 use crate::delivery::supervisor::{Command, Supervisor};
 use crate::log::EventLog;
 use crate::sinks::SinkRegistry;
@@ -27,8 +29,10 @@ pub struct EngineOptions {
     /// Most unfinished events per subscription: bounds memory and the redelivery window
     /// after a crash.
     pub window: usize,
-    /// Instances delivered concurrently within one subscription.
+    /// Ordering lanes delivered concurrently within one subscription (its in-flight limit).
     pub max_parallel_instances: usize,
+    /// The ordering of subscriptions whose policy does not choose one.
+    pub ordering: OrderBy,
     /// Most records per log read.
     pub read_batch: usize,
     /// Most payload bytes per log read.
@@ -42,6 +46,7 @@ impl Default for EngineOptions {
         EngineOptions {
             window: 1024,
             max_parallel_instances: 64,
+            ordering: OrderBy::Chat,
             read_batch: 256,
             read_bytes: 4 << 20,
             commit_interval: Duration::from_millis(100),
@@ -54,6 +59,7 @@ impl EngineOptions {
     pub fn from_config(cfg: &DeliveryConfig) -> EngineOptions {
         EngineOptions {
             max_parallel_instances: cfg.max_parallel_instances.max(1),
+            ordering: cfg.ordering,
             ..EngineOptions::default()
         }
     }
@@ -117,6 +123,8 @@ pub struct EngineDeps {
 /// State every engine task shares.
 pub(crate) struct Shared {
     pub log: Arc<dyn EventLog>,
+    /// The partition's routing index, fed by its one tail (`router.rs`).
+    pub router: Arc<Router>,
     pub state: StateStore,
     pub policy: RetryPolicy,
     pub options: EngineOptions,
@@ -165,8 +173,18 @@ impl DeliveryEngine {
     pub async fn start(deps: EngineDeps) -> Result<DeliveryEngine, DeliveryError> {
         let state = StateStore::load(deps.state_log).await?;
         let metrics = deps.metrics.0;
+        let first_set = deps.subscriptions.borrow().clone();
+        let router = Arc::new(Router::new(
+            tail_start(deps.log.as_ref(), &first_set, &deps.sinks).await,
+        ));
+        deps.tracker.spawn(router::tail(
+            deps.log.clone(),
+            router.clone(),
+            deps.cancel.clone(),
+        ));
         let shared = Arc::new(Shared {
             log: deps.log,
+            router,
             state,
             policy: deps.policy,
             options: deps.options,
@@ -274,4 +292,27 @@ impl DeliveryEngine {
             .send(command)
             .map_err(|_| DeliveryError::ShuttingDown)
     }
+}
+
+/// Where the tail starts: the lowest position of the enabled subscriptions (their cursor,
+/// or where a new one starts), so that after a restart every one of them attaches at once
+/// and the backlog is read once for all. The log's end when there are none.
+async fn tail_start(log: &dyn EventLog, set: &SubscriptionSet, sinks: &SinkRegistry) -> u64 {
+    let cursors: HashMap<String, u64> = match log.cursors().await {
+        Ok(cursors) => cursors.into_iter().collect(),
+        // Unknown cursors: start at the end; lagging runners read the log themselves.
+        Err(_) => return log.next_sequence(),
+    };
+    set.subscriptions
+        .iter()
+        // Those a runner will serve: enabled, with a sink of their kind.
+        .filter(|s| s.enabled && sinks.get(s.target.kind()).is_some())
+        .map(|s| {
+            cursors
+                .get(&s.id)
+                .copied()
+                .unwrap_or_else(|| initial_position(log, s))
+        })
+        .min()
+        .unwrap_or_else(|| log.next_sequence())
 }

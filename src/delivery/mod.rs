@@ -1,32 +1,48 @@
 //! The delivery engine every sink shares: one durable cursor per subscription over the
-//! event log, per-instance ordering, retries with backoff, dead letters, replay.
+//! event log, ordering per lane (chat, instance or none), retries with backoff, dead
+//! letters, replay.
 //!
 //! # Design
 //!
 //! ```text
+//!  event log partition ──► tail (router.rs): reads each new record once, decodes it once
+//!                            │  index: instance -> [subscription] + all-instance ones
+//!                            ▼
 //!  registry ──watch<SubscriptionSet>──> supervisor ──one per enabled subscription──> runner
-//!                                           ^                                         │
-//!  DeliveryEngine (status, dead letters,    │ commands                 per-instance   │
-//!  redrive, replay) ────────────────────────┘                          queues (window)│
-//!                                                                                     v
-//!  event log ──read from cursor, filter with Subscription::wants──> worker per instance batch
-//!                                                                     │ Sink::send -> Outcome
-//!  delivery-state log <── retry progress, dead letters ───────────────┘
+//!                                           ^            inbox (attached) or its own   │
+//!  DeliveryEngine (status, dead letters,    │ commands   log reads (behind the tail)   │
+//!  redrive, replay) ────────────────────────┘                                           v
+//!                                   window: a FIFO per lane (chat | instance | event) ──┤
+//!                                                                                        v
+//!                                             worker per busy lane, at most
+//!                                             `max_parallel_instances` per subscription
+//!                                                     │ Sink::send -> Outcome
+//!  delivery-state log <── retry progress, dead letters ┘
 //! ```
 //!
+//! - **Tail and router** (`router.rs`): one tail per engine (one event-log partition) reads
+//!   each new record once and hands it, decoded, to the subscriptions that want it, found
+//!   through an index by instance. A runner that keeps up is *attached*: it takes events
+//!   from its inbox and is not woken by appends; one that is behind (a replay, a new
+//!   subscription with an old start, an inbox that overflowed) reads the log itself and
+//!   attaches again when it reaches the tail. At start the tail begins at the lowest
+//!   cursor and waits until the first runners attached, so a restart's backlog is read
+//!   once for all subscriptions.
 //! - **Supervisor** (`supervisor.rs`): follows the registry's set; starts a runner for each
 //!   enabled subscription whose sink kind is registered, updates a running one in place
-//!   when its definition changes, stops it when disabled or removed. Replay and redrive go
-//!   through it so they are ordered with starts and stops.
-//! - **Runner** (`runner.rs`): reads the log from the subscription's cursor (or its
-//!   `start_sequence` when it has none), keeps wanted events in per-instance FIFO queues
-//!   (`window.rs`, at most `EngineOptions::window` unfinished events), and hands each
-//!   instance's head batch to a worker, at most `max_parallel_instances` at once. When
-//!   caught up it waits on the log's `subscribe()` watch; nothing sleep-polls.
+//!   when its definition changes (a changed ordering restarts it), stops it when disabled
+//!   or removed. Replay and redrive go through it so they are ordered with starts and stops.
+//! - **Runner** (`runner.rs`): from the subscription's cursor (or its `start_sequence`
+//!   when it has none), keeps wanted events in per-lane FIFO queues (`window.rs`, at most
+//!   `EngineOptions::window` unfinished events) and hands each lane's head batch to a
+//!   worker, at most `max_parallel_instances` lanes at once. A lane is what the
+//!   subscription's `policy.ordering` (default `delivery.ordering`) keeps in order: a chat
+//!   of an instance (`StoredEvent::chat`, derived at ingest), a whole instance, or each
+//!   event alone. Nothing sleep-polls.
 //! - **Worker** (`worker.rs`): sends a batch, classifies each outcome, and retries on the
 //!   [`RetryPolicy`] schedule (`policy.rs`) until delivered or dead-lettered. Only then
-//!   does the instance's next batch start: within a subscription an instance's events are
-//!   delivered in sequence order, while different instances proceed in parallel.
+//!   does the lane's next batch start: within a subscription a lane's events are delivered
+//!   in sequence order, while different lanes proceed in parallel.
 //! - **Cursor**: committed at the lowest unfinished sequence, coalesced to one commit per
 //!   `commit_interval`. A crash redelivers at most the in-flight window (at-least-once;
 //!   receivers deduplicate by the event id, the `webhook-id`).
@@ -37,8 +53,8 @@
 //! - **Dead letters and redrive**: after `max_attempts` (first try included), or at once on
 //!   `Outcome::Permanent`, the event goes to the subscription's dead-letter list with its
 //!   attempt history. A redrive re-reads those events from the log and queues them behind
-//!   the instance's current position, so a redriven event arrives after newer events of
-//!   its instance; on success it leaves the list.
+//!   their lane's current position, so a redriven event arrives after newer events of its
+//!   lane; on success it leaves the list.
 //! - **Disable**: `Outcome::Disable` (410 Gone) or `disable_after_failures` consecutive
 //!   failed attempts stop the runner (the failing event stays unfinished) and send a
 //!   [`DisableRequest`] to the registry. When the registry publishes the subscription
@@ -50,6 +66,10 @@
 //! **Architecture Invariant:** the engine knows no HTTP and no registry module: it reads a
 //! watch of [`SubscriptionSet`] and writes [`DisableRequest`]s to a channel.
 //!
+//! **Architecture Invariant:** within one subscription, events of the same lane are
+//! delivered in sequence order; different lanes never wait for each other, except for the
+//! in-flight limits (`max_parallel_instances`, the sink's per-endpoint limit).
+//!
 //! **Batch sinks** (`max_batch > 1`): outcomes are per event; delivered events of a batch
 //! finish, failed ones are retried together, so within a batch a later event may succeed
 //! before an earlier one.
@@ -59,6 +79,7 @@ mod error;
 mod metrics;
 mod partitioned;
 mod policy;
+mod router;
 mod runner;
 mod state;
 mod status;
@@ -75,5 +96,5 @@ pub use policy::RetryPolicy;
 pub use state::{Attempt, AttemptOutcome, DeadLetter, RetryState};
 pub use status::SubscriptionStatus;
 pub use subscription::{
-    Scope, SigningScheme, SinkTarget, Subscription, SubscriptionSet, WebhookTarget,
+    OrderBy, Policy, Scope, SigningScheme, SinkTarget, Subscription, SubscriptionSet, WebhookTarget,
 };

@@ -1,7 +1,7 @@
 //! One subscription's reader: follows the log from the subscription's cursor, keeps the
-//! events it wants in per-instance queues, starts a worker for each instance that has work
-//! (the worker then drains that instance), and commits the cursor at the lowest unfinished
-//! sequence.
+//! events it wants in per-lane queues (a lane per chat, instance or event, as the
+//! subscription orders), starts a worker for each lane that has work (the worker then
+//! drains that lane), and commits the cursor at the lowest unfinished sequence.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::delivery::engine::Shared;
+use crate::delivery::router::{Inbox, Router};
 use crate::delivery::state::DeadLetter;
 use crate::delivery::status::SubStats;
-use crate::delivery::subscription::Subscription;
-use crate::delivery::window::{Item, Window};
+use crate::delivery::subscription::{OrderBy, Subscription};
+use crate::delivery::window::{lane_of, Item, Window};
 use crate::delivery::worker::{self, Report, WorkerCtx};
 use crate::envelope::LoggedEvent;
 use crate::log::Record;
@@ -32,7 +33,14 @@ pub(crate) struct View {
 }
 
 impl View {
-    fn wants(&self, event: &LoggedEvent) -> bool {
+    /// The subscription's ordering: its own policy's, else the engine's default. A change
+    /// restarts the runner (see the supervisor), so a running window never mixes two.
+    pub fn ordering(&self, default: OrderBy) -> OrderBy {
+        self.subscription.policy.ordering.unwrap_or(default)
+    }
+
+    /// Whether the subscription wants `event` (scope, events, phone numbers).
+    pub(crate) fn wants(&self, event: &LoggedEvent) -> bool {
         let instance = &event.event.instance;
         let number = self.instance_numbers.get(instance).map(String::as_str);
         self.subscription
@@ -56,8 +64,20 @@ pub(crate) enum RunnerExit {
     Stopped(String),
 }
 
+/// Held by a runner of the engine's first set until it tried to attach to the tail (or
+/// ended): the tail does not move before (see `Router::runner_tried`).
+pub(crate) struct GateTicket(pub Arc<Router>);
+
+impl Drop for GateTicket {
+    fn drop(&mut self) {
+        self.0.runner_tried();
+    }
+}
+
 /// What a runner needs.
 pub(crate) struct RunnerArgs {
+    /// Present for a runner of the first set (see [`GateTicket`]).
+    pub gate: Option<GateTicket>,
     pub shared: Arc<Shared>,
     pub sub_id: Arc<str>,
     pub view: watch::Receiver<Arc<View>>,
@@ -71,6 +91,7 @@ pub(crate) struct RunnerArgs {
 /// Runs until cancelled or stopped; commits the cursor one last time before returning.
 pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     let RunnerArgs {
+        mut gate,
         shared,
         sub_id,
         mut view,
@@ -133,28 +154,69 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     let in_flight_gauge = shared.metrics.in_flight.with_label_values(&labels);
     let lag_gauge = shared.metrics.lag.with_label_values(&labels);
 
+    // Attached to the partition's tail (see `router.rs`): events arrive in the inbox and
+    // this runner neither reads the log nor wakes on its appends.
+    let router = shared.router.clone();
+    let mut inbox: Option<Arc<Inbox>> = None;
+
     let exit = loop {
         if let Ok(Report::Stop { reason }) = reports.try_recv() {
             break RunnerExit::Stopped(reason);
+        }
+        if inbox.as_ref().is_some_and(|i| i.is_detached()) {
+            // Overflowed: what is left in it is at or above the read position; read it
+            // from the log instead.
+            inbox = None;
         }
         let end = *log_end.borrow_and_update();
         let (room, wants_read, read_pos) = {
             let w = lock();
             (w.room(), w.wants_read(), w.read_pos())
         };
-        let mut can_read = wants_read && read_pos < end && read_error_until.is_none();
-        if can_read {
-            let current = view.borrow().clone();
-            match log
-                .read(read_pos, room.min(opts.read_batch), opts.read_bytes)
-                .await
-            {
-                Ok(records) if records.is_empty() => can_read = false,
-                Ok(records) => accept(&mut lock(), &current, records, &sub_id),
-                Err(e) => {
-                    stats.failed(&format!("cannot read the event log: {e}"));
-                    read_error_until = Some(Instant::now() + Duration::from_secs(1));
-                    can_read = false;
+        if inbox.is_none() && read_error_until.is_none() && read_pos >= router.position() {
+            inbox = router.attach(&sub_id, read_pos, view.clone(), wake.clone());
+        }
+        drop(gate.take());
+        let mut can_read = false;
+        if let Some(attached) = &inbox {
+            if wants_read {
+                // The position first: every event below it that is ours is in the inbox
+                // by then, so an inbox left empty means everything below it was seen.
+                let routed = router.position();
+                let events = attached.take(room);
+                let current = view.borrow().clone();
+                let ordering = current.ordering(opts.ordering);
+                let mut w = lock();
+                for event in events {
+                    let lane = lane_of(ordering, &event);
+                    w.push(
+                        &lane,
+                        Item {
+                            event,
+                            redrive: None,
+                        },
+                    );
+                }
+                if attached.is_empty() && routed > 0 {
+                    w.advance(routed - 1);
+                }
+                can_read = !attached.is_empty();
+            }
+        } else {
+            can_read = wants_read && read_pos < end && read_error_until.is_none();
+            if can_read {
+                let current = view.borrow().clone();
+                match log
+                    .read(read_pos, room.min(opts.read_batch), opts.read_bytes)
+                    .await
+                {
+                    Ok(records) if records.is_empty() => can_read = false,
+                    Ok(records) => accept(&mut lock(), &current, opts.ordering, records, &sub_id),
+                    Err(e) => {
+                        stats.failed(&format!("cannot read the event log: {e}"));
+                        read_error_until = Some(Instant::now() + Duration::from_secs(1));
+                        can_read = false;
+                    }
                 }
             }
         }
@@ -176,8 +238,8 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             }
             (batches, position, w.in_flight(), w.wants_read())
         };
-        for (instance, batch) in batches {
-            workers.spawn(worker::deliver(ctx.clone(), instance, batch));
+        for (lane, batch) in batches {
+            workers.spawn(worker::deliver(ctx.clone(), lane, batch));
         }
         stats.position.store(position, Ordering::Relaxed);
         stats.in_flight.store(in_flight as u64, Ordering::Relaxed);
@@ -197,7 +259,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             _ = cancel.cancelled() => break RunnerExit::Cancelled,
             Some(Report::Stop { reason }) = reports.recv() => break RunnerExit::Stopped(reason),
             _ = wake.notified() => {}
-            changed = log_end.changed(), if log_open => {
+            changed = log_end.changed(), if log_open && inbox.is_none() => {
                 if changed.is_err() {
                     log_open = false;
                 }
@@ -206,6 +268,11 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                 if changed.is_err() {
                     break RunnerExit::Cancelled;
                 }
+                // The scope may have changed: attach again under the new one. Events left
+                // in the inbox are at or above the read position and are read again.
+                if inbox.take().is_some() {
+                    router.detach(&sub_id);
+                }
             }
             Some(RunnerCmd::Redrive(entries)) = cmds.recv() => {
                 for entry in entries {
@@ -213,7 +280,10 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                         continue;
                     }
                     match read_one(&shared, entry.sequence).await {
-                        Some(event) => lock().push(Item { event, redrive: Some(entry.attempts) }),
+                        Some(event) => {
+                            let lane = lane_of(view.borrow().ordering(opts.ordering), &event);
+                            lock().push(&lane, Item { event, redrive: Some(entry.attempts) });
+                        }
                         None => {
                             lock().redriving.remove(&entry.sequence);
                             tracing::warn!(subscription = &*sub_id, sequence = entry.sequence,
@@ -238,6 +308,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         }
     };
 
+    router.detach(&sub_id);
     // Stop the workers: their events are unfinished, so the final commit keeps them.
     worker_cancel.cancel();
     workers.close();
@@ -250,14 +321,27 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     exit
 }
 
-/// Queues the wanted records and moves past the rest.
-fn accept(window: &mut Window, view: &View, records: Vec<Record>, sub_id: &str) {
+/// Queues the wanted records in their lanes and moves past the rest.
+fn accept(
+    window: &mut Window,
+    view: &View,
+    default_ordering: OrderBy,
+    records: Vec<Record>,
+    sub_id: &str,
+) {
+    let ordering = view.ordering(default_ordering);
     for record in records {
         match LoggedEvent::decode(&record) {
-            Ok(event) if view.wants(&event) => window.push(Item {
-                event,
-                redrive: None,
-            }),
+            Ok(event) if view.wants(&event) => {
+                let lane = lane_of(ordering, &event);
+                window.push(
+                    &lane,
+                    Item {
+                        event,
+                        redrive: None,
+                    },
+                );
+            }
             Ok(_) => window.advance(record.sequence),
             Err(e) => {
                 tracing::warn!(subscription = sub_id, error = %e, "skipping undecodable record");
@@ -296,7 +380,7 @@ async fn commit(shared: &Shared, sub_id: &str, stats: &SubStats, position: u64) 
 /// engine), exactly there; in another partition, at that partition's end when it was
 /// created; lacking that, from the beginning when it asked for everything (0), else at the
 /// end.
-fn initial_position(log: &dyn crate::log::EventLog, subscription: &Subscription) -> u64 {
+pub(crate) fn initial_position(log: &dyn crate::log::EventLog, subscription: &Subscription) -> u64 {
     let own = crate::log::partition_of(log.next_sequence());
     if crate::log::partition_of(subscription.start_sequence) == own {
         return subscription.start_sequence;

@@ -40,6 +40,62 @@ pub struct Subscription {
     pub start_positions: Vec<u64>,
     /// Disabled subscriptions keep their cursor but deliver nothing.
     pub enabled: bool,
+    /// How it is delivered (`"policy"` in the sink object); unset fields follow the
+    /// server's `[delivery]` defaults.
+    #[serde(default, skip_serializing_if = "Policy::is_default")]
+    pub policy: Policy,
+}
+
+/// A subscription's delivery policy: what its sink object's `"policy"` says. Every field is
+/// optional; an absent one means the server's default, so changing a default in config
+/// changes every subscription that did not choose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Which events keep their relative order (`chat`, `instance` or `none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering: Option<OrderBy>,
+}
+
+impl Policy {
+    /// Whether nothing is chosen (then nothing is stored).
+    pub fn is_default(&self) -> bool {
+        *self == Policy::default()
+    }
+}
+
+/// Which events of a subscription are delivered in sequence order relative to each other.
+/// Events in order wait for each other (one in flight at a time, a failing one holds the
+/// later ones back); the others proceed in parallel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderBy {
+    /// Events about the same chat of the same instance (`StoredEvent::chat`); events about
+    /// no chat are ordered with their instance's other chat-less events.
+    #[default]
+    Chat,
+    /// All events of the same instance (one in flight per instance).
+    Instance,
+    /// No order: every event on its own.
+    #[serde(rename = "none")]
+    Unordered,
+}
+
+impl OrderBy {
+    /// The setting's name, as the API and config spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderBy::Chat => "chat",
+            OrderBy::Instance => "instance",
+            OrderBy::Unordered => "none",
+        }
+    }
+
+    /// Parses the API and config spelling.
+    pub fn parse(value: &str) -> Option<OrderBy> {
+        [OrderBy::Chat, OrderBy::Instance, OrderBy::Unordered]
+            .into_iter()
+            .find(|o| o.as_str() == value)
+    }
 }
 
 /// Which instances a subscription covers.
@@ -202,6 +258,7 @@ mod tests {
 
     fn sub(scope: Scope, events: Vec<EventKind>) -> Subscription {
         Subscription {
+            policy: Default::default(),
             id: "t".into(),
             target: SinkTarget::Rabbitmq { global: false },
             scope,

@@ -12,7 +12,7 @@ use crate::delivery::engine::{DisableRequest, Redrive, ReplayFrom, Shared};
 use crate::delivery::error::DeliveryError;
 use crate::delivery::runner::{self, RunnerArgs, RunnerCmd, RunnerExit, View};
 use crate::delivery::state::StateRecord;
-use crate::delivery::subscription::{Subscription, SubscriptionSet};
+use crate::delivery::subscription::{OrderBy, Subscription, SubscriptionSet};
 use crate::sinks::{SinkKind, SinkRegistry};
 
 /// Requests from [`crate::delivery::DeliveryEngine`].
@@ -35,6 +35,9 @@ type Exit = (String, u64, RunnerExit);
 struct RunnerHandle {
     generation: u64,
     kind: SinkKind,
+    /// The ordering its window was built with: a change restarts the runner, since lanes
+    /// of two orderings in one window could deliver a chat's events out of order.
+    ordering: OrderBy,
     view: watch::Sender<Arc<View>>,
     cmds: mpsc::UnboundedSender<RunnerCmd>,
     cancel: CancellationToken,
@@ -87,10 +90,12 @@ impl Supervisor {
                     // The registry went away: keep delivering the last set until shutdown.
                     if changed.is_err() {
                         set_open = false;
+                        self.shared.router.first_set_started();
                         continue;
                     }
                     self.held.clear();
                     self.reconcile().await;
+                    self.shared.router.first_set_started();
                 }
                 Some(command) = self.commands.recv() => self.command(command).await,
                 Some((id, generation, exit)) = self.exits.1.recv() => {
@@ -135,7 +140,10 @@ impl Supervisor {
                 instance_numbers: numbers.clone(),
             });
             match self.runners.get(&sub.id) {
-                Some(handle) if handle.kind == kind => {
+                Some(handle)
+                    if handle.kind == kind
+                        && handle.ordering == view.ordering(self.shared.options.ordering) =>
+                {
                     handle.view.send_if_modified(|current| {
                         let changed = **current != *view;
                         if changed {
@@ -193,10 +201,17 @@ impl Supervisor {
     ) {
         self.generation += 1;
         let generation = self.generation;
+        let ordering = view.ordering(self.shared.options.ordering);
         let (view_tx, view_rx) = watch::channel(view);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let cancel = self.shared.cancel.child_token();
+        // Until the first set is running, the tail waits for each runner to attach.
+        let gate = (!self.shared.router.gate_open()).then(|| {
+            self.shared.router.runner_starting();
+            runner::GateTicket(self.shared.router.clone())
+        });
         let args = RunnerArgs {
+            gate,
             shared: self.shared.clone(),
             sub_id: Arc::from(sub.id.as_str()),
             view: view_rx,
@@ -217,6 +232,7 @@ impl Supervisor {
             RunnerHandle {
                 generation,
                 kind,
+                ordering,
                 view: view_tx,
                 cmds: cmd_tx,
                 cancel,

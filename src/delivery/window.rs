@@ -1,5 +1,6 @@
-//! The in-flight window of one subscription: per-instance FIFO queues, one batch in progress
-//! per instance, and the commit position (the lowest unfinished sequence).
+//! The in-flight window of one subscription: a FIFO queue per ordering lane (a chat, an
+//! instance or a single event, per the subscription's `OrderBy`; see [`lane_of`]), one
+//! batch in progress per lane, and the commit position (the lowest unfinished sequence).
 //!
 //! Pure bookkeeping with no I/O, so ordering and cursor rules are unit-tested here alone.
 
@@ -7,7 +8,21 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::delivery::state::Attempt;
+use crate::delivery::subscription::OrderBy;
 use crate::envelope::LoggedEvent;
+
+/// The lane of `event` under `ordering`: events of one lane are delivered one batch at a
+/// time, in sequence order; lanes proceed in parallel. A chat lane is always within one
+/// instance (the same JID in two instances is two chats).
+pub(crate) fn lane_of(ordering: OrderBy, event: &LoggedEvent) -> String {
+    let instance = &event.event.instance;
+    match (ordering, &event.event.chat) {
+        (OrderBy::Chat, Some(chat)) => format!("{instance}\u{1f}{chat}"),
+        (OrderBy::Chat, None) | (OrderBy::Instance, _) => instance.clone(),
+        // The control character keeps sequence lanes apart from instance names.
+        (OrderBy::Unordered, _) => format!("\u{1f}{}", event.sequence),
+    }
+}
 
 /// One event waiting for delivery.
 #[derive(Debug, Clone)]
@@ -20,17 +35,17 @@ pub(crate) struct Item {
 }
 
 #[derive(Debug, Default)]
-struct InstanceQueue {
+struct LaneQueue {
     items: VecDeque<Item>,
-    /// A worker holds this instance's head batch; the next waits until it finishes.
+    /// A worker holds this lane's head batch; the next waits until it finishes.
     busy: bool,
 }
 
-/// Per-instance queues and the set of unfinished sequences.
+/// Per-lane queues and the set of unfinished sequences.
 #[derive(Debug)]
 pub(crate) struct Window {
-    queues: HashMap<Arc<str>, InstanceQueue>,
-    /// Instances with queued items and no worker, in the order they became ready.
+    queues: HashMap<Arc<str>, LaneQueue>,
+    /// Lanes with queued items and no worker, in the order they became ready.
     ready: VecDeque<Arc<str>>,
     /// Sequences read and wanted but not yet delivered or dead-lettered.
     unfinished: BTreeSet<u64>,
@@ -42,7 +57,7 @@ pub(crate) struct Window {
     low_water: usize,
     /// The runner has a cursor commit scheduled, so progress need not wake it.
     pub commit_scheduled: bool,
-    /// Workers running (one per busy instance).
+    /// Workers running (one per busy lane).
     pub active: usize,
     /// Dead letters queued for redrive and not yet finished (no double redrive).
     pub redriving: HashSet<u64>,
@@ -84,7 +99,7 @@ impl Window {
     }
 
     /// Whether a worker that just finished a batch (with `room_before` free slots before)
-    /// must wake the runner: reading can resume, an instance waits for a worker slot the
+    /// must wake the runner: reading can resume, a lane waits for a worker slot the
     /// ending worker freed, or there is progress and no cursor commit is scheduled to pick
     /// it up. Otherwise the runner sleeps on, which saves a task wake per delivery.
     pub(crate) fn needs_runner(&self, room_before: usize, worker_ended: bool) -> bool {
@@ -108,16 +123,15 @@ impl Window {
         self.read_pos = self.read_pos.max(past + 1);
     }
 
-    /// Queues an item behind the earlier items of its instance.
-    pub(crate) fn push(&mut self, item: Item) {
+    /// Queues an item behind the earlier items of its `lane` (see [`lane_of`]).
+    pub(crate) fn push(&mut self, lane: &str, item: Item) {
         if item.redrive.is_none() {
             self.unfinished.insert(item.event.sequence);
             self.advance(item.event.sequence);
         }
-        let instance = item.event.event.instance.as_str();
-        let name = match self.queues.get_key_value(instance) {
+        let name = match self.queues.get_key_value(lane) {
             Some((name, _)) => name.clone(),
-            None => Arc::from(instance),
+            None => Arc::from(lane),
         };
         let queue = self.queues.entry(name.clone()).or_default();
         let was_idle = queue.items.is_empty() && !queue.busy;
@@ -128,37 +142,37 @@ impl Window {
     }
 
     /// Takes the head batch (at most `max_batch` items, all redriven or all not) of the next
-    /// ready instance and marks that instance busy.
+    /// ready lane and marks that lane busy.
     pub(crate) fn take_ready(&mut self, max_batch: usize) -> Option<(Arc<str>, Vec<Item>)> {
-        while let Some(instance) = self.ready.pop_front() {
-            let Some(queue) = self.queues.get_mut(&instance) else {
+        while let Some(lane) = self.ready.pop_front() {
+            let Some(queue) = self.queues.get_mut(&lane) else {
                 continue;
             };
             if queue.items.is_empty() {
                 continue;
             }
             queue.busy = true;
-            return Some((instance, take_batch(&mut queue.items, max_batch)));
+            return Some((lane, take_batch(&mut queue.items, max_batch)));
         }
         None
     }
 
-    /// Marks a batch of `instance` finished (delivered or dead-lettered): its tracked
-    /// sequences leave the window, and the instance's next batch is returned for the same
-    /// worker to send at once (no hop through the runner on the hot path). `None` when the
-    /// instance has nothing queued: it is then idle and forgotten.
+    /// Marks a batch of `lane` finished (delivered or dead-lettered): its tracked sequences
+    /// leave the window, and the lane's next batch is returned for the same worker to send
+    /// at once (no hop through the runner on the hot path). `None` when the lane has
+    /// nothing queued: it is then idle and forgotten.
     pub(crate) fn finish_and_next(
         &mut self,
-        instance: &str,
+        lane: &str,
         tracked: &[u64],
         max_batch: usize,
     ) -> Option<Vec<Item>> {
         for sequence in tracked {
             self.unfinished.remove(sequence);
         }
-        let queue = self.queues.get_mut(instance)?;
+        let queue = self.queues.get_mut(lane)?;
         if queue.items.is_empty() {
-            self.queues.remove(instance);
+            self.queues.remove(lane);
             return None;
         }
         Some(take_batch(&mut queue.items, max_batch))
@@ -200,6 +214,7 @@ mod tests {
             instance_id: None,
             key: None,
             request: None,
+            chat: None,
         };
         let record = Record {
             sequence,
@@ -220,7 +235,7 @@ mod tests {
     fn one_batch_per_instance_in_order_and_instances_in_parallel() {
         let mut w = Window::new(1, 100, 25);
         for (s, i) in [(1, "a"), (2, "b"), (3, "a"), (4, "a")] {
-            w.push(item(s, i));
+            w.push(i, item(s, i));
         }
         let (a, batch) = w.take_ready(1).unwrap();
         assert_eq!((&*a, seqs(&batch)), ("a", vec![1]));
@@ -237,7 +252,7 @@ mod tests {
     fn commit_position_is_the_lowest_unfinished_sequence() {
         let mut w = Window::new(1, 100, 25);
         for (s, i) in [(1, "a"), (2, "b"), (3, "b")] {
-            w.push(item(s, i));
+            w.push(i, item(s, i));
         }
         w.advance(5); // 4 and 5 were not wanted
         assert_eq!(w.commit_position(), 1);
@@ -257,12 +272,12 @@ mod tests {
     #[test]
     fn the_window_is_bounded_and_redrives_do_not_hold_the_cursor() {
         let mut w = Window::new(10, 2, 1);
-        w.push(item(10, "a"));
-        w.push(item(11, "a"));
+        w.push("a", item(10, "a"));
+        w.push("a", item(11, "a"));
         assert_eq!(w.room(), 0);
         let mut old = item(3, "a");
         old.redrive = Some(vec![]);
-        w.push(old);
+        w.push("a", old);
         assert_eq!(w.commit_position(), 10);
         let (_, batch) = w.take_ready(10).unwrap();
         assert_eq!(seqs(&batch), vec![10, 11], "redrives are batched apart");
@@ -275,7 +290,7 @@ mod tests {
     fn workers_wake_the_runner_only_when_it_has_something_to_do() {
         let mut w = Window::new(1, 8, 4);
         for s in 1..=8 {
-            w.push(item(s, "a"));
+            w.push("a", item(s, "a"));
         }
         assert!(!w.wants_read(), "full window");
         let (a, batch) = w.take_ready(1).unwrap();
@@ -299,8 +314,32 @@ mod tests {
         assert!(w.wants_read());
         assert!(w.needs_runner(room_before, false));
         // A worker ending while another instance waits for a slot wakes it too.
-        w.push(item(9, "b"));
+        w.push("b", item(9, "b"));
         assert!(w.needs_runner(w.room(), true));
         assert!(!w.needs_runner(w.room(), false));
+    }
+
+    #[test]
+    fn lanes_follow_the_ordering() {
+        let mut in_chat = item(7, "a");
+        in_chat.event.event.chat = Some("5511@s.whatsapp.net".into());
+        let chatless = item(8, "a");
+        assert_eq!(
+            lane_of(OrderBy::Chat, &in_chat.event),
+            "a\u{1f}5511@s.whatsapp.net"
+        );
+        assert_eq!(lane_of(OrderBy::Chat, &chatless.event), "a");
+        assert_eq!(lane_of(OrderBy::Instance, &in_chat.event), "a");
+        assert_eq!(lane_of(OrderBy::Unordered, &in_chat.event), "\u{1f}7");
+        // Two chats of one instance are two lanes: both are in flight at once.
+        let mut w = Window::new(1, 100, 25);
+        let mut other = item(9, "a");
+        other.event.event.chat = Some("5522@s.whatsapp.net".into());
+        for it in [in_chat, other] {
+            let lane = lane_of(OrderBy::Chat, &it.event);
+            w.push(&lane, it);
+        }
+        assert!(w.take_ready(1).is_some());
+        assert!(w.take_ready(1).is_some(), "the second chat does not wait");
     }
 }

@@ -1,10 +1,10 @@
-//! Delivers one instance's head batch to its sink until every event of it is finished
+//! Delivers one lane's head batch to its sink until every event of it is finished
 //! (delivered or dead-lettered), retrying on the policy's schedule.
 //!
-//! A worker owns its instance while it runs: it takes the instance's next batch only after
-//! the current one is finished, which is what keeps an instance's events in order. It then
-//! continues with that batch itself (no hop through the runner) and ends when the
-//! instance's queue is empty.
+//! A worker owns its lane (a chat, an instance or one event, see `window::lane_of`) while
+//! it runs: it takes the lane's next batch only after the current one is finished, which is
+//! what keeps a lane's events in order. It then continues with that batch itself (no hop
+//! through the runner) and ends when the lane's queue is empty.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -73,10 +73,10 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Delivers `items`, then the instance's following batches, until its queue is empty, the
+/// Delivers `items`, then the lane's following batches, until its queue is empty, the
 /// subscription must stop, or the worker is cancelled (then it reports nothing: the runner
 /// is going away and the cursor still points at the unfinished events).
-pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, instance: Arc<str>, mut items: Vec<Item>) {
+pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, lane: Arc<str>, mut items: Vec<Item>) {
     // One wait for cancellation for the worker's whole life: a fresh one per send would
     // take the token's lock twice per event, against every other worker.
     let cancelled = ctx.cancel.cancelled();
@@ -96,7 +96,7 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, instance: Arc<str>, mut items: 
                 window.redriving.remove(sequence);
             }
             let room_before = window.room();
-            let next = window.finish_and_next(&instance, &tracked, ctx.max_batch);
+            let next = window.finish_and_next(&lane, &tracked, ctx.max_batch);
             if next.is_none() {
                 window.active = window.active.saturating_sub(1);
             }

@@ -39,6 +39,7 @@ pub async fn store(
     let payloads = events
         .into_iter()
         .map(|e| {
+            let chat = crate::chat::chat_of(&e.event, &e.data);
             StoredEvent {
                 // v7: time-ordered, so ids sort roughly like sequences in consumers' stores.
                 id: Uuid::now_v7(),
@@ -51,6 +52,7 @@ pub async fn store(
                 raw: e.raw,
                 key: e.dedupe_key,
                 request: owner.request_key.map(str::to_string),
+                chat,
             }
             .to_bytes()
         })

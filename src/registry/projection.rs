@@ -162,6 +162,7 @@ impl Projection {
                     phone_numbers: Vec::new(),
                     start_sequence: set.start_sequence,
                     start_positions: set.start_positions.clone(),
+                    policy: set.policy.clone(),
                 });
             }
         }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::catalog::EventKind;
-use crate::delivery::subscription::{Subscription, WebhookTarget};
+use crate::delivery::subscription::{Policy, Subscription, WebhookTarget};
 
 /// One change to the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +148,9 @@ pub struct SinkSet {
     /// Every partition's start, with a partitioned log (see `Subscription::start_positions`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub start_positions: Vec<u64>,
+    /// The delivery policy the sink object chose (absent in older records: the defaults).
+    #[serde(default, skip_serializing_if = "Policy::is_default")]
+    pub policy: Policy,
     /// When.
     pub at: DateTime<Utc>,
 }

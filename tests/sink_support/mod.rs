@@ -58,8 +58,9 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..10])
 }
 
-/// A logged event of `instance` with `data` as its body.
+/// A logged event of `instance` with `data` as its body, its chat derived as ingest does.
 pub fn event(instance: &str, name: &str, sequence: u64, data: &str) -> LoggedEvent {
+    let data = RawValue::from_string(data.to_string()).unwrap();
     LoggedEvent {
         sequence,
         received_at: Utc
@@ -69,7 +70,8 @@ pub fn event(instance: &str, name: &str, sequence: u64, data: &str) -> LoggedEve
             id: Uuid::new_v4(),
             instance: instance.to_string(),
             event: name.to_string(),
-            data: RawValue::from_string(data.to_string()).unwrap(),
+            chat: switchyard::chat::chat_of(name, &data),
+            data,
             sender: Some("5511999990000@s.whatsapp.net".into()),
             source: None,
             raw: None,
@@ -83,6 +85,7 @@ pub fn event(instance: &str, name: &str, sequence: u64, data: &str) -> LoggedEve
 /// A subscription with `target` for one instance (or all when `instance` is None).
 pub fn subscription(target: SinkTarget, instance: Option<&str>) -> Subscription {
     Subscription {
+        policy: Default::default(),
         id: format!("test:{}", unique("sub")),
         target,
         scope: match instance {

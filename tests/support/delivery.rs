@@ -34,6 +34,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// What the receiver answered; 0 when it stalled past the sender's timeout.
     pub status: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -49,6 +51,17 @@ impl Received {
     pub fn sequence(&self) -> u64 {
         self.json()["sequence"].as_u64().unwrap_or_default()
     }
+    /// The chat a message is about (`data.key.remoteJid`), empty when none.
+    pub fn chat(&self) -> String {
+        chat_of(&self.json())
+    }
+}
+
+fn chat_of(envelope: &serde_json::Value) -> String {
+    envelope["data"]["key"]["remoteJid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// How the receiver answers.
@@ -61,6 +74,8 @@ pub struct Behaviour {
     /// Percent of requests stalled for `stall_ms` before answering (past the timeout).
     pub stall_percent: AtomicU32,
     pub stall_ms: AtomicU32,
+    /// Requests about this chat (`data.key.remoteJid`) are answered 503.
+    pub failing_chat: Mutex<Option<String>>,
 }
 
 /// The receiver: every request is recorded in arrival order of its answer.
@@ -123,7 +138,13 @@ async fn answer(
     let stall = roll < b.stall_percent.load(Ordering::SeqCst);
     let fail = !stall && rand::random_range(0..100u32) < b.fail_percent.load(Ordering::SeqCst);
     let fixed = b.status.load(Ordering::SeqCst);
-    let status = if fixed != 0 {
+    let failing_chat = b.failing_chat.lock().unwrap().clone();
+    let chat_fails = failing_chat.is_some_and(|chat| {
+        serde_json::from_slice(&body).is_ok_and(|v: serde_json::Value| chat_of(&v) == chat)
+    });
+    let status = if chat_fails {
+        503
+    } else if fixed != 0 {
         fixed
     } else if fail {
         500
@@ -141,6 +162,7 @@ async fn answer(
         headers,
         body: body.to_vec(),
         status: if stall { 0 } else { status },
+        at: std::time::Instant::now(),
     });
     if stall {
         let ms = b.stall_ms.load(Ordering::SeqCst);
@@ -261,6 +283,7 @@ impl Harness {
 /// A webhook subscription over every instance.
 pub fn webhook(id: &str, url: &str, secret: Option<&str>, start_sequence: u64) -> Subscription {
     Subscription {
+        policy: Default::default(),
         id: id.to_owned(),
         target: SinkTarget::Webhook(WebhookTarget {
             url: url.to_owned(),
@@ -292,6 +315,7 @@ pub async fn append(log: &Arc<dyn EventLog>, instances: &[String], event: &str, 
             instance_id: None,
             key: None,
             request: None,
+            chat: None,
         };
         batch.push(stored.to_bytes().unwrap());
         if batch.len() == 500 {

@@ -12,7 +12,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use serde::Deserialize;
 
 use super::producer::{producer, KafkaSinkError};
 use super::topics::{topic_for, Topics};
@@ -206,31 +205,14 @@ fn retry(reason: String) -> Outcome {
     }
 }
 
-/// The chat part of an event body, for `key_by = chat`.
-#[derive(Deserialize)]
-struct ChatKey {
-    key: Option<ChatKeyInner>,
-}
-
-#[derive(Deserialize)]
-struct ChatKeyInner {
-    #[serde(rename = "remoteJid")]
-    remote_jid: Option<String>,
-}
-
-/// The message key of an event: the instance name, or with [`KeyBy::Chat`] the event's
-/// `data.key.remoteJid` (the instance when the event has none, as connection updates do).
+/// The message key of an event: the instance name, or with [`KeyBy::Chat`] the chat it is
+/// about (`StoredEvent::chat`, derived at ingest; the instance when the event is about no
+/// chat, as connection updates are).
 pub fn message_key(key_by: KeyBy, event: &LoggedEvent) -> String {
-    if key_by == KeyBy::Chat {
-        let chat = serde_json::from_str::<ChatKey>(event.event.data.get())
-            .ok()
-            .and_then(|c| c.key?.remote_jid)
-            .filter(|jid| !jid.is_empty());
-        if let Some(chat) = chat {
-            return chat;
-        }
+    match (&event.event.chat, key_by) {
+        (Some(chat), KeyBy::Chat) => chat.clone(),
+        _ => event.event.instance.clone(),
     }
-    event.event.instance.clone()
 }
 
 #[cfg(test)]
@@ -239,7 +221,9 @@ mod tests {
     use crate::envelope::StoredEvent;
     use serde_json::value::RawValue;
 
+    /// An event as ingest stores it: its chat derived from its data.
     fn event(data: &str) -> LoggedEvent {
+        let data = RawValue::from_string(data.into()).unwrap();
         LoggedEvent {
             sequence: 1,
             received_at: chrono::Utc::now(),
@@ -247,7 +231,8 @@ mod tests {
                 id: uuid::Uuid::now_v7(),
                 instance: "inst".into(),
                 event: "messages.upsert".into(),
-                data: RawValue::from_string(data.into()).unwrap(),
+                chat: crate::chat::chat_of("messages.upsert", &data),
+                data,
                 sender: None,
                 source: None,
                 raw: None,

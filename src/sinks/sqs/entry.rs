@@ -1,7 +1,5 @@
 //! One event as a `SendMessageBatch` entry: body, size check, group and dedup ids.
 
-use serde::Deserialize;
-
 use crate::envelope::LoggedEvent;
 
 /// How `MessageGroupId` (the unit of FIFO order) is chosen.
@@ -9,8 +7,8 @@ use crate::envelope::LoggedEvent;
 pub(crate) enum GroupBy {
     /// One group per instance: all of an instance's events in order.
     Instance,
-    /// One group per chat (`data.key.remoteJid`), falling back to the instance: chats are
-    /// consumed in parallel, each in order.
+    /// One group per chat (the event's stored chat, see `crate::chat`), falling back to the
+    /// instance: chats are consumed in parallel, each in order.
     Chat,
 }
 
@@ -64,7 +62,7 @@ pub(crate) fn build(
     }
     let group = match group_by {
         GroupBy::Instance => None,
-        GroupBy::Chat => chat_of(event),
+        GroupBy::Chat => event.event.chat.clone(),
     }
     .unwrap_or_else(|| event.event.instance.clone());
     Ok(Entry {
@@ -73,24 +71,4 @@ pub(crate) fn build(
         dedup_id: event.event.id.to_string(),
         body,
     })
-}
-
-#[derive(Deserialize)]
-struct Data {
-    key: Option<Key>,
-}
-
-#[derive(Deserialize)]
-struct Key {
-    #[serde(rename = "remoteJid")]
-    remote_jid: Option<String>,
-}
-
-/// `data.key.remoteJid`, when the event has one.
-fn chat_of(event: &LoggedEvent) -> Option<String> {
-    serde_json::from_str::<Data>(event.event.data.get())
-        .ok()?
-        .key?
-        .remote_jid
-        .filter(|j| !j.is_empty())
 }

@@ -430,6 +430,7 @@ mod tests {
                 instance_id: None,
                 key: None,
                 request: None,
+                chat: None,
             },
         };
         let linq = WebhookTarget {

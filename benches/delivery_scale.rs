@@ -1,0 +1,460 @@
+//! Delivery where users live: many instances with a webhook each, and a slow receiver.
+//!
+//! **Scale.** 1, 100 and 1,000 instances, each with its own webhook subscription (as
+//! `/webhook/set/{instance}` makes), receive the same 20,000 events (spread round-robin over
+//! the instances, 50 chats each) against a loopback receiver. For each set-up the bench
+//! prints delivered events/s, the server's CPU per delivered event (the whole process
+//! minus the receiver's threads: ingest appends, the log, the engine, the sink), the ratio
+//! of that CPU to the 1-instance figure of the same run, and RSS idle and after delivery.
+//! Two phases per set-up: **live** (events appended while the engine runs, as ingest does)
+//! and **catch-up** (the engine stopped, 20,000 more events appended, a new engine started
+//! on the same cursors, as after a restart).
+//!
+//! **Slow receiver.** One instance, 50 chats, a receiver that answers each request after
+//! 50 ms: events/s with the default ordering (`chat`) against `ordering = instance` (the
+//! engine's old behaviour) in the same run, and a check that every chat's events arrived in
+//! sequence order.
+//!
+//! Run: `cargo bench --bench delivery_scale` (or, reusing the test build's dependencies,
+//! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench delivery_scale`).
+//! Knobs (env): `BENCH_EVENTS` (20000), `BENCH_INSTANCES` (`1,100,1000`),
+//! `BENCH_SLOW_EVENTS` (5000), `BENCH_SLOW_BASELINE_EVENTS` (200), `BENCH_ONLY=scale|slow`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::Router;
+use switchyard::delivery::subscription::{OrderBy, Policy};
+use switchyard::delivery::{
+    DeliveryEngine, EngineDeps, EngineOptions, RetryPolicy, Scope, SinkTarget, Subscription,
+    SubscriptionSet, WebhookTarget,
+};
+use switchyard::envelope::StoredEvent;
+use switchyard::log::embedded::{EmbeddedLog, EmbeddedOptions};
+use switchyard::log::{EventLog, FsyncPolicy};
+use switchyard::sinks::webhook::{WebhookOptions, WebhookSink};
+use switchyard::sinks::{SinkKind, SinkRegistry};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The allocator the `switchyard` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The receiver runtime's thread name: its CPU is not the server's.
+const RECEIVER_THREAD: &str = "bench-receiver";
+
+/// Chats per instance.
+const CHATS: usize = 50;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What the receiver saw.
+#[derive(Default)]
+struct Seen {
+    count: AtomicU64,
+    notify: Notify,
+    /// In order mode: (instance, chat) -> sequences in arrival order.
+    arrivals: Mutex<HashMap<(String, String), Vec<u64>>>,
+    track: std::sync::atomic::AtomicBool,
+}
+
+/// A receiver on its own runtime (threads named [`RECEIVER_THREAD`]) that answers 200 after
+/// `delay`.
+fn receiver(delay: Duration) -> (String, Arc<Seen>, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(RECEIVER_THREAD)
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let app = Router::new().fallback(move |body: Bytes| {
+        let s = s.clone();
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if s.track.load(Ordering::Relaxed) {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let chat = v["data"]["key"]["remoteJid"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                let instance = v["instance"].as_str().unwrap_or("").to_owned();
+                if let Some(sequence) = v["sequence"].as_u64() {
+                    let mut arrivals = s.arrivals.lock().unwrap();
+                    arrivals.entry((instance, chat)).or_default().push(sequence);
+                }
+            }
+            s.count.fetch_add(1, Ordering::Relaxed);
+            s.notify.notify_waiters();
+            "ok"
+        }
+    });
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        axum::serve(listener, app).await.ok();
+    });
+    (format!("http://{addr}"), seen, rt)
+}
+
+/// A message of `instance` in chat `n % CHATS`, as ingest stores it (chat derived).
+fn event(instance: &str, n: usize) -> bytes::Bytes {
+    let chat = format!("55119{:08}@s.whatsapp.net", n % CHATS);
+    let data = serde_json::value::RawValue::from_string(format!(
+        r#"{{"key":{{"remoteJid":"{chat}","fromMe":false,"id":"BAE5{n:012}"}},"message":{{"conversation":"hello {n}"}},"messageTimestamp":1758749877}}"#
+    ))
+    .unwrap();
+    StoredEvent {
+        id: uuid::Uuid::now_v7(),
+        instance: instance.to_owned(),
+        instance_id: None,
+        event: "messages.upsert".into(),
+        chat: switchyard::chat::chat_of("messages.upsert", &data),
+        data,
+        sender: Some("5511888888888@s.whatsapp.net".into()),
+        source: None,
+        raw: None,
+        key: None,
+        request: None,
+    }
+    .to_bytes()
+    .expect("a stored event of strings encodes")
+}
+
+/// Appends `count` events round-robin over `instances`, 100 per append (a busy gateway's
+/// request size).
+async fn append(log: &Arc<dyn EventLog>, instances: &[String], count: usize, offset: usize) {
+    let mut batch = Vec::with_capacity(100);
+    for n in offset..offset + count {
+        batch.push(event(&instances[n % instances.len()], n / instances.len()));
+        if batch.len() == 100 {
+            log.append(std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    if !batch.is_empty() {
+        log.append(batch).await.unwrap();
+    }
+}
+
+fn webhook(
+    id: &str,
+    url: String,
+    instance: &str,
+    start: u64,
+    ordering: Option<OrderBy>,
+) -> Subscription {
+    Subscription {
+        id: id.into(),
+        target: SinkTarget::Webhook(WebhookTarget {
+            url,
+            ..WebhookTarget::default()
+        }),
+        scope: Scope::Instance(instance.into()),
+        events: vec![],
+        custom_events: vec![],
+        phone_numbers: vec![],
+        start_sequence: start,
+        start_positions: Vec::new(),
+        enabled: true,
+        policy: Policy { ordering },
+    }
+}
+
+struct Running {
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    _engine: DeliveryEngine,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+async fn start_engine(
+    log: Arc<dyn EventLog>,
+    state: Arc<dyn EventLog>,
+    subscriptions: Vec<Subscription>,
+) -> Running {
+    let (_, set_rx) = watch::channel(Arc::new(SubscriptionSet {
+        subscriptions,
+        instance_numbers: HashMap::new(),
+    }));
+    // The server's defaults, private targets allowed for the loopback receiver.
+    let sink = WebhookSink::new(WebhookOptions {
+        allow_private_targets: true,
+        ..WebhookOptions::default()
+    })
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let engine = DeliveryEngine::start(EngineDeps {
+        log,
+        state_log: state,
+        subscriptions: set_rx,
+        sinks: SinkRegistry::new().with(SinkKind::Webhook, Arc::new(sink)),
+        policy: RetryPolicy::default(),
+        options: EngineOptions::default(),
+        disable_requests: mpsc::unbounded_channel().0,
+        metrics: switchyard::delivery::DeliveryMetrics::register(&prometheus::Registry::new())
+            .expect("delivery metrics"),
+        cancel: cancel.clone(),
+        tracker: tracker.clone(),
+    })
+    .await
+    .unwrap();
+    Running {
+        cancel,
+        tracker,
+        _engine: engine,
+    }
+}
+
+fn open(dir: &std::path::Path) -> Arc<dyn EventLog> {
+    let mut o = EmbeddedOptions::new(dir);
+    o.fsync = FsyncPolicy::Always;
+    EmbeddedLog::open(o).unwrap()
+}
+
+/// CPU time of the receiver's threads, from `/proc/self/task/*/schedstat` (nanoseconds on
+/// CPU).
+fn receiver_cpu() -> Duration {
+    let mut receiver = 0u64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let ns: u64 = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        // `comm` holds at most 15 bytes of the name.
+        if RECEIVER_THREAD.starts_with(comm.trim()) && !comm.trim().is_empty() {
+            receiver += ns;
+        }
+    }
+    Duration::from_nanos(receiver)
+}
+
+/// The whole process's CPU time. Threads that ended are gone from `/proc/self/task`, so
+/// the process total is the ground truth and the receiver's (long-lived) threads are
+/// subtracted from it.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Server CPU so far: the process's CPU minus the receiver's threads.
+fn server_cpu() -> Duration {
+    process_cpu().saturating_sub(receiver_cpu())
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+async fn wait_count(seen: &Seen, target: u64, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let notified = seen.notify.notified();
+        if seen.count.load(Ordering::Relaxed) >= target {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+    }
+}
+
+/// One phase's figures.
+struct Phase {
+    rate: f64,
+    cpu_us: f64,
+}
+
+async fn scale(
+    url: &str,
+    seen: &Arc<Seen>,
+    instances: usize,
+    events: usize,
+) -> (Phase, Phase, f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir.path().join("events"));
+    let state = open(&dir.path().join("state"));
+    let names: Vec<String> = (0..instances).map(|i| format!("inst{i:05}")).collect();
+    let start = log.next_sequence();
+    let subs = || {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                webhook(
+                    &format!("webhook:{name}"),
+                    format!("{url}/hook/{i}"),
+                    name,
+                    start,
+                    None,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let running = start_engine(log.clone(), state.clone(), subs()).await;
+    // Let every runner read its cursor and settle before measuring.
+    tokio::time::sleep(Duration::from_millis(500 + instances as u64)).await;
+    let idle_rss = rss_mib();
+
+    seen.count.store(0, Ordering::Relaxed);
+    let (t0, c0) = (Instant::now(), server_cpu());
+    append(&log, &names, events, 0).await;
+    assert!(
+        wait_count(seen, events as u64, Duration::from_secs(600)).await,
+        "live: {} of {events} delivered",
+        seen.count.load(Ordering::Relaxed)
+    );
+    let live = Phase {
+        rate: events as f64 / t0.elapsed().as_secs_f64(),
+        cpu_us: (server_cpu() - c0).as_secs_f64() * 1e6 / events as f64,
+    };
+    let busy_rss = rss_mib();
+    running.stop().await;
+
+    // Catch-up: the backlog arrives while no engine runs, then one starts on the cursors.
+    append(&log, &names, events, events).await;
+    seen.count.store(0, Ordering::Relaxed);
+    let (t0, c0) = (Instant::now(), server_cpu());
+    let running = start_engine(log.clone(), state.clone(), subs()).await;
+    assert!(
+        wait_count(seen, events as u64, Duration::from_secs(600)).await,
+        "catch-up: {} of {events} delivered",
+        seen.count.load(Ordering::Relaxed)
+    );
+    let catch_up = Phase {
+        rate: events as f64 / t0.elapsed().as_secs_f64(),
+        cpu_us: (server_cpu() - c0).as_secs_f64() * 1e6 / events as f64,
+    };
+    running.stop().await;
+    (live, catch_up, idle_rss, busy_rss)
+}
+
+/// One instance, 50 chats, `events` events against the slow receiver; events/s.
+async fn slow(url: &str, seen: &Arc<Seen>, events: usize, ordering: OrderBy) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir.path().join("events"));
+    let state = open(&dir.path().join("state"));
+    let names = vec!["slowinst".to_string()];
+    let start = log.next_sequence();
+    let sub = webhook(
+        "webhook:slowinst",
+        format!("{url}/slow"),
+        "slowinst",
+        start,
+        Some(ordering),
+    );
+    seen.count.store(0, Ordering::Relaxed);
+    seen.arrivals.lock().unwrap().clear();
+    seen.track.store(true, Ordering::Relaxed);
+    let running = start_engine(log.clone(), state, vec![sub]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now();
+    append(&log, &names, events, 0).await;
+    assert!(
+        wait_count(seen, events as u64, Duration::from_secs(900)).await,
+        "slow receiver: {} of {events} delivered",
+        seen.count.load(Ordering::Relaxed)
+    );
+    let rate = events as f64 / t0.elapsed().as_secs_f64();
+    running.stop().await;
+    seen.track.store(false, Ordering::Relaxed);
+    let arrivals = seen.arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), CHATS, "every chat delivered");
+    for ((_, chat), sequences) in arrivals.iter() {
+        assert!(
+            sequences.windows(2).all(|w| w[0] < w[1]),
+            "chat {chat} out of order: {sequences:?}"
+        );
+    }
+    rate
+}
+
+fn main() {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let events = env_or("BENCH_EVENTS", 20_000) as usize;
+    let counts: Vec<usize> = std::env::var("BENCH_INSTANCES")
+        .unwrap_or_else(|_| "1,100,1000".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-server")
+        .enable_all()
+        .build()
+        .unwrap();
+
+    if only.is_empty() || only == "scale" {
+        let (url, seen, _receiver_rt) = receiver(Duration::ZERO);
+        println!("delivery at scale: {events} events, one webhook subscription per instance, loopback receiver, fsync always");
+        println!("  instances | live ev/s | live CPU/ev | ratio | catch-up ev/s | catch-up CPU/ev | ratio | RSS idle | RSS after");
+        let mut first: Option<(f64, f64)> = None;
+        for &n in &counts {
+            let (live, catch_up, idle, busy) = server.block_on(scale(&url, &seen, n, events));
+            let (l1, c1) = *first.get_or_insert((live.cpu_us, catch_up.cpu_us));
+            println!(
+                "  {n:>9} | {:>9.0} | {:>8.0} µs | {:>4.2}x | {:>12.0} | {:>12.0} µs | {:>4.2}x | {idle:>5.0} MiB | {busy:>5.0} MiB",
+                live.rate,
+                live.cpu_us,
+                live.cpu_us / l1,
+                catch_up.rate,
+                catch_up.cpu_us,
+                catch_up.cpu_us / c1,
+            );
+        }
+        println!("  (target: the 1,000-instance CPU per event <= 1.5x the 1-instance figure)");
+    }
+
+    if only.is_empty() || only == "slow" {
+        let (url, seen, _receiver_rt) = receiver(Duration::from_millis(50));
+        let chat_events = env_or("BENCH_SLOW_EVENTS", 5_000) as usize;
+        let base_events = env_or("BENCH_SLOW_BASELINE_EVENTS", 200) as usize;
+        println!("one instance, {CHATS} chats, a receiver answering after 50 ms:");
+        let base = server.block_on(slow(&url, &seen, base_events, OrderBy::Instance));
+        println!("  ordering = instance: {base:>7.1} events/s ({base_events} events, in order per instance)");
+        let chat = server.block_on(slow(&url, &seen, chat_events, OrderBy::Chat));
+        println!(
+            "  ordering = chat    : {chat:>7.1} events/s ({chat_events} events, every chat in sequence order), {:.1}x (target >= 500 events/s)",
+            chat / base
+        );
+    }
+}
