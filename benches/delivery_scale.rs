@@ -212,7 +212,10 @@ async fn start_engine(
         subscriptions: set_rx,
         sinks: SinkRegistry::new().with(SinkKind::Webhook, Arc::new(sink)),
         policy: RetryPolicy::default(),
-        options: EngineOptions::default(),
+        options: EngineOptions {
+            commit_interval: Duration::from_millis(env_or("BENCH_COMMIT_MS", 100)),
+            ..EngineOptions::default()
+        },
         disable_requests: mpsc::unbounded_channel().0,
         metrics: switchyard::delivery::DeliveryMetrics::register(&prometheus::Registry::new())
             .expect("delivery metrics"),

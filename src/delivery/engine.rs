@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::config::DeliveryConfig;
+use crate::delivery::cursors::{self, CursorStager};
 use crate::delivery::error::DeliveryError;
 use crate::delivery::metrics::{DeliveryMetrics, Metrics};
 use crate::delivery::policy::RetryPolicy;
@@ -125,6 +126,8 @@ pub(crate) struct Shared {
     pub log: Arc<dyn EventLog>,
     /// The partition's routing index, fed by its one tail (`router.rs`).
     pub router: Arc<Router>,
+    /// Cursor positions waiting for the engine's next batched commit (`cursors.rs`).
+    pub cursors: CursorStager,
     pub state: StateStore,
     pub policy: RetryPolicy,
     pub options: EngineOptions,
@@ -185,6 +188,7 @@ impl DeliveryEngine {
         let shared = Arc::new(Shared {
             log: deps.log,
             router,
+            cursors: CursorStager::default(),
             state,
             policy: deps.policy,
             options: deps.options,
@@ -202,6 +206,7 @@ impl DeliveryEngine {
             command_rx,
         );
         shared.tracker.spawn(supervisor.run());
+        shared.tracker.spawn(cursors::committer(shared.clone()));
         Ok(DeliveryEngine {
             shared,
             subscriptions: deps.subscriptions,

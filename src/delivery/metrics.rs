@@ -2,7 +2,7 @@
 
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGaugeVec, Opts, Registry,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// One subscription's hot-path series, looked up once per runner.
@@ -13,6 +13,8 @@ pub(crate) struct Meters {
     pub delivered: IntCounter,
     pub send_seconds: Histogram,
     pub end_to_end_seconds: Histogram,
+    pub in_flight: IntGauge,
+    pub lag: IntGauge,
 }
 
 /// The engine's metric families, registered once per Prometheus registry and shared by
@@ -111,6 +113,8 @@ impl Metrics {
             delivered: self.delivered.with_label_values(&[subscription]),
             send_seconds: self.send_seconds.with_label_values(&[sink]),
             end_to_end_seconds: self.end_to_end_seconds.with_label_values(&[sink]),
+            in_flight: self.in_flight.with_label_values(&[subscription]),
+            lag: self.lag.with_label_values(&[subscription]),
         }
     }
 

@@ -74,6 +74,7 @@
 //! finish, failed ones are retried together, so within a batch a later event may succeed
 //! before an earlier one.
 
+mod cursors;
 mod engine;
 mod error;
 mod metrics;

@@ -103,26 +103,23 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     } = args;
     let log = shared.log.clone();
     let opts = shared.options.clone();
-    let start = match log.cursor(&sub_id).await {
-        Ok(Some(position)) => Ok(position),
+    let (start, new) = match log.cursor(&sub_id).await {
+        Ok(Some(position)) => (position, false),
         Ok(None) => {
             let subscription = view.borrow().subscription.clone();
-            Ok(initial_position(log.as_ref(), &subscription))
+            (initial_position(log.as_ref(), &subscription), true)
         }
-        Err(e) => Err(e),
-    };
-    let start = match start {
-        Ok(start) => start,
         Err(e) => return RunnerExit::Stopped(format!("cannot read the cursor: {e}")),
     };
     let low_water = opts.read_batch.min(opts.window / 4);
     let window = Arc::new(Mutex::new(Window::new(start, opts.window, low_water)));
     let lock = || window.lock().unwrap_or_else(|p| p.into_inner());
-    let mut committed = start;
     // A new subscription's start is made durable at once, so "start at the log's end"
     // means the end when it was created, not when it first delivered.
-    if let Err(e) = log.commit_cursor(&sub_id, start).await {
-        return RunnerExit::Stopped(format!("cannot commit the cursor: {e}"));
+    if new {
+        if let Err(e) = log.commit_cursor(&sub_id, start).await {
+            return RunnerExit::Stopped(format!("cannot commit the cursor: {e}"));
+        }
     }
     stats.cursor.store(start, Ordering::Relaxed);
     stats.running.store(true, Ordering::Relaxed);
@@ -148,7 +145,6 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     });
     let mut log_end = log.subscribe();
     let mut log_open = true;
-    let mut commit_due: Option<Instant> = None;
     let mut read_error_until: Option<Instant> = None;
     let labels = [&*sub_id];
     let in_flight_gauge = shared.metrics.in_flight.with_label_values(&labels);
@@ -231,12 +227,11 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                 w.active += 1;
                 batches.push(batch);
             }
-            let position = w.commit_position();
-            if position != committed {
-                // Workers wake this loop for progress only while no commit is scheduled.
-                w.commit_scheduled = true;
+            // Durable within a commit interval, with every other subscription's cursor.
+            if let Some(position) = w.progress() {
+                shared.cursors.stage(&sub_id, position);
             }
-            (batches, position, w.in_flight(), w.wants_read())
+            (batches, w.commit_position(), w.in_flight(), w.wants_read())
         };
         for (lane, batch) in batches {
             workers.spawn(worker::deliver(ctx.clone(), lane, batch));
@@ -245,15 +240,10 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         stats.in_flight.store(in_flight as u64, Ordering::Relaxed);
         in_flight_gauge.set(in_flight as i64);
         lag_gauge.set(end.saturating_sub(position) as i64);
-        if position != committed && commit_due.is_none() {
-            // Coalesce: one cursor commit per interval, not one per event.
-            commit_due = Some(Instant::now() + opts.commit_interval);
-        }
         if can_read && wants_read {
             continue;
         }
 
-        let commit_at = commit_due.unwrap_or_else(Instant::now);
         let retry_read_at = read_error_until.unwrap_or_else(Instant::now);
         tokio::select! {
             _ = cancel.cancelled() => break RunnerExit::Cancelled,
@@ -292,16 +282,6 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                     }
                 }
             }
-            _ = tokio::time::sleep_until(commit_at), if commit_due.is_some() => {
-                commit_due = None;
-                // Workers did not wake this loop for their progress since `position` was
-                // taken, so take it again.
-                let position = lock().commit_position();
-                if commit(&shared, &sub_id, &stats, position).await {
-                    committed = position;
-                }
-                lock().commit_scheduled = false;
-            }
             _ = tokio::time::sleep_until(retry_read_at), if read_error_until.is_some() => {
                 read_error_until = None;
             }
@@ -314,6 +294,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     workers.close();
     workers.wait().await;
     let position = lock().commit_position();
+    shared.cursors.withdraw(&sub_id).await;
     commit(&shared, &sub_id, &stats, position).await;
     stats.running.store(false, Ordering::Relaxed);
     stats.in_flight.store(0, Ordering::Relaxed);

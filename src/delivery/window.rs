@@ -55,8 +55,8 @@ pub(crate) struct Window {
     capacity: usize,
     /// Reading waits until this many slots are free (see `wants_read`).
     low_water: usize,
-    /// The runner has a cursor commit scheduled, so progress need not wake it.
-    pub commit_scheduled: bool,
+    /// The commit position last staged for the engine's batched cursor commit.
+    staged: u64,
     /// Workers running (one per busy lane).
     pub active: usize,
     /// Dead letters queued for redrive and not yet finished (no double redrive).
@@ -75,7 +75,7 @@ impl Window {
             read_pos,
             capacity,
             low_water: low_water.clamp(1, capacity),
-            commit_scheduled: false,
+            staged: read_pos,
             active: 0,
             redriving: HashSet::new(),
         }
@@ -99,13 +99,24 @@ impl Window {
     }
 
     /// Whether a worker that just finished a batch (with `room_before` free slots before)
-    /// must wake the runner: reading can resume, a lane waits for a worker slot the
-    /// ending worker freed, or there is progress and no cursor commit is scheduled to pick
-    /// it up. Otherwise the runner sleeps on, which saves a task wake per delivery.
+    /// must wake the runner: reading can resume, or a lane waits for a worker slot the
+    /// ending worker freed. Otherwise the runner sleeps on, which saves a task wake per
+    /// delivery (cursor progress needs none: whoever finishes stages it, see
+    /// [`Window::progress`]).
     pub(crate) fn needs_runner(&self, room_before: usize, worker_ended: bool) -> bool {
         (room_before < self.low_water && self.wants_read())
             || (worker_ended && !self.ready.is_empty())
-            || !self.commit_scheduled
+    }
+
+    /// The commit position if it moved since the last call: the caller stages it for the
+    /// engine's next cursor commit while it still holds the window, so positions are
+    /// staged in order.
+    pub(crate) fn progress(&mut self) -> Option<u64> {
+        let position = self.commit_position();
+        (position != self.staged).then(|| {
+            self.staged = position;
+            position
+        })
     }
 
     /// Unfinished events (queued or being sent).
@@ -293,27 +304,23 @@ mod tests {
             w.push("a", item(s, "a"));
         }
         assert!(!w.wants_read(), "full window");
-        let (a, batch) = w.take_ready(1).unwrap();
+        let (a, mut batch) = w.take_ready(1).unwrap();
         w.active += 1;
-        // No commit scheduled yet: progress must wake the runner.
-        let room_before = w.room();
-        let next = w.finish_and_next(&a, &seqs(&batch), 1).unwrap();
-        assert!(w.needs_runner(room_before, false));
-        // With a commit scheduled, one freed slot is not worth a wake...
-        w.commit_scheduled = true;
-        let mut batch = next;
-        for _ in 0..2 {
+        // One freed slot is not worth a wake; progress is staged, not woken for.
+        for expected in 2..=4 {
             let room_before = w.room();
             batch = w.finish_and_next(&a, &seqs(&batch), 1).unwrap();
             assert!(!w.needs_runner(room_before, false), "room {}", w.room());
+            assert_eq!(w.progress(), Some(expected));
+            assert_eq!(w.progress(), None, "staged once");
         }
-        // ...but reaching the low-water mark is: the runner reads again.
+        // Reaching the low-water mark is: the runner reads again.
         let room_before = w.room();
         w.finish_and_next(&a, &seqs(&batch), 1).unwrap();
         assert_eq!(w.room(), 4);
         assert!(w.wants_read());
         assert!(w.needs_runner(room_before, false));
-        // A worker ending while another instance waits for a slot wakes it too.
+        // A worker ending while another lane waits for a slot wakes it too.
         w.push("b", item(9, "b"));
         assert!(w.needs_runner(w.room(), true));
         assert!(!w.needs_runner(w.room(), false));

@@ -52,8 +52,8 @@ pub(crate) struct WorkerCtx {
     pub cancel: CancellationToken,
     /// The subscription's queues, shared with the runner.
     pub window: Arc<Mutex<Window>>,
-    /// Wakes the runner when progress gives it work (room to read, a worker slot, a cursor
-    /// commit to schedule); see `Window::needs_runner`.
+    /// Wakes the runner when progress gives it work (room to read, a worker slot); see
+    /// `Window::needs_runner`.
     pub wake: Arc<Notify>,
     pub max_batch: usize,
     /// This subscription's metric series, resolved once (label lookups are per event).
@@ -100,6 +100,19 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, lane: Arc<str>, mut items: Vec<
             if next.is_none() {
                 window.active = window.active.saturating_sub(1);
             }
+            // The cursor follows without waking the runner: staged here, made durable by
+            // the engine's committer with every other subscription's.
+            if let Some(position) = window.progress() {
+                ctx.shared.cursors.stage(&ctx.sub_id, position);
+                ctx.stats.position.store(position, Ordering::Relaxed);
+                let end = ctx.shared.log.next_sequence();
+                ctx.meters.lag.set(end.saturating_sub(position) as i64);
+            }
+            let in_flight = window.in_flight();
+            ctx.stats
+                .in_flight
+                .store(in_flight as u64, Ordering::Relaxed);
+            ctx.meters.in_flight.set(in_flight as i64);
             let wake = window.needs_runner(room_before, next.is_none());
             (next, wake)
         };

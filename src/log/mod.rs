@@ -123,6 +123,16 @@ pub trait EventLog: Send + Sync + 'static {
     /// Stores a cursor's position (the next sequence its reader needs). Returns once durable.
     async fn commit_cursor(&self, name: &str, next_sequence: u64) -> Result<(), LogError>;
 
+    /// Stores several cursors' positions; returns once all are durable. Engines that can
+    /// make them durable together (the embedded cursor file) override this: a delivery
+    /// engine with a thousand subscriptions commits them all in one write.
+    async fn commit_cursors(&self, cursors: &[(String, u64)]) -> Result<(), LogError> {
+        let commits = cursors
+            .iter()
+            .map(|(name, position)| self.commit_cursor(name, *position));
+        futures::future::try_join_all(commits).await.map(|_| ())
+    }
+
     /// Removes a cursor, so retention no longer keeps records for it.
     async fn delete_cursor(&self, name: &str) -> Result<(), LogError>;
 

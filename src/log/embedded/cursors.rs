@@ -112,6 +112,31 @@ impl CursorStore {
             }
             st.version
         };
+        self.write_at_least(mine).await
+    }
+
+    /// Sets several cursors and returns once they are durable: one file write for all.
+    pub async fn set_many(&self, cursors: &[(String, u64)]) -> Result<(), LogError> {
+        let mine = {
+            let mut st = self.lock();
+            let mut changed = false;
+            for (name, position) in cursors {
+                changed |= st.wanted.insert(name.clone(), *position) != Some(*position);
+            }
+            if changed {
+                st.version += 1;
+            }
+            if st.durable_version >= st.version {
+                return Ok(());
+            }
+            st.version
+        };
+        self.write_at_least(mine).await
+    }
+
+    /// Returns once the state of version `mine` (or a later one) is on disk, writing it
+    /// unless a concurrent writer already did.
+    async fn write_at_least(&self, mine: u64) -> Result<(), LogError> {
         let _turn = self.write_turn.lock().await;
         let (snapshot, version) = {
             let st = self.lock();

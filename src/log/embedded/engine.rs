@@ -258,6 +258,10 @@ impl EventLog for EmbeddedLog {
         self.cursors.set(name, Some(next_sequence)).await
     }
 
+    async fn commit_cursors(&self, cursors: &[(String, u64)]) -> Result<(), LogError> {
+        self.cursors.set_many(cursors).await
+    }
+
     async fn delete_cursor(&self, name: &str) -> Result<(), LogError> {
         self.cursors.set(name, None).await
     }
