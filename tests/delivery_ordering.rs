@@ -99,7 +99,11 @@ async fn a_failing_chat_holds_back_only_itself_across_a_sigkill() {
     // Let the last round arrive, then measure the healthy chats' ingest -> delivery time.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut first_arrival: HashMap<(String, u64), Instant> = HashMap::new();
-    for r in receiver.delivered().into_iter().filter(|r| r.chat() != warm_up) {
+    for r in receiver
+        .delivered()
+        .into_iter()
+        .filter(|r| r.chat() != warm_up)
+    {
         let key = (r.chat(), r.json()["data"]["n"].as_u64().unwrap());
         first_arrival.entry(key).or_insert(r.at);
     }
@@ -151,7 +155,11 @@ async fn a_failing_chat_holds_back_only_itself_across_a_sigkill() {
     .await;
     let mut per_chat: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
     let mut seen = HashSet::new();
-    for r in receiver.delivered().into_iter().filter(|r| r.chat() != warm_up) {
+    for r in receiver
+        .delivered()
+        .into_iter()
+        .filter(|r| r.chat() != warm_up)
+    {
         let n = r.json()["data"]["n"].as_u64().unwrap();
         if seen.insert((r.chat(), n)) {
             per_chat

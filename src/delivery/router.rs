@@ -31,7 +31,14 @@ use tokio::sync::{watch, Notify};
 use crate::delivery::runner::View;
 use crate::delivery::subscription::Scope;
 use crate::envelope::LoggedEvent;
-use crate::log::EventLog;
+use crate::log::{EventLog, Record};
+
+/// The one field of a stored event the tail reads before deciding to decode it.
+#[derive(serde::Deserialize)]
+struct InstanceOnly<'a> {
+    #[serde(borrow)]
+    instance: &'a str,
+}
 
 /// Most events waiting in one inbox; past it the tail detaches the subscription, which then
 /// reads the log itself until it catches up.
@@ -215,13 +222,36 @@ impl Router {
         index.remove(sub_id);
     }
 
-    /// Routes `events` (consecutive records up to `next - 1`, undecodable ones already
-    /// skipped) and moves the position to `next`.
-    fn route(&self, events: Vec<LoggedEvent>, next: u64) {
+    /// Routes `records` (consecutive, up to `next - 1`) and moves the position to `next`.
+    /// A record is decoded only when some subscription covers its instance: with none
+    /// (no subscriptions, or traffic of instances nobody subscribed to) the tail costs a
+    /// scan for the instance name, not a decode.
+    fn route(&self, records: &[Record], next: u64) {
         let mut index = self.lock();
         let mut woken: Vec<Arc<Inbox>> = Vec::new();
         let mut overflowed: Vec<Arc<str>> = Vec::new();
-        for event in events {
+        let routed = |index: &Index, record: &Record| {
+            if !index.all_instances.is_empty() {
+                return true;
+            }
+            if index.by_instance.is_empty() {
+                return false;
+            }
+            // An undecodable record reads as "routed", so the decode below reports it.
+            serde_json::from_slice::<InstanceOnly>(&record.payload)
+                .map_or(true, |peek| index.by_instance.contains_key(peek.instance))
+        };
+        for record in records {
+            if !routed(&index, record) {
+                continue;
+            }
+            let event = match LoggedEvent::decode(record) {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivery skips an undecodable record");
+                    continue;
+                }
+            };
             let specific = index.by_instance.get(&event.event.instance);
             let targets: Vec<&Route> = specific
                 .into_iter()
@@ -320,17 +350,7 @@ pub(crate) async fn tail(
             match log.read(position, TAIL_BATCH, 8 << 20).await {
                 Ok(records) if !records.is_empty() => {
                     let next = records.last().map_or(position, |r| r.sequence + 1);
-                    let events = records
-                        .iter()
-                        .filter_map(|record| match LoggedEvent::decode(record) {
-                            Ok(event) => Some(event),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "delivery skips an undecodable record");
-                                None
-                            }
-                        })
-                        .collect();
-                    router.route(events, next);
+                    router.route(&records, next);
                     continue;
                 }
                 Ok(_) => {}
