@@ -307,6 +307,21 @@ struct Phase {
     cpu_us: f64,
 }
 
+impl Phase {
+    /// Waits until `events` were delivered since `t0` (server CPU `c0` then) and measures.
+    async fn measured(seen: &Seen, events: usize, t0: Instant, c0: Duration, what: &str) -> Phase {
+        assert!(
+            wait_count(seen, events as u64, Duration::from_secs(600)).await,
+            "{what}: {} of {events} delivered",
+            seen.count.load(Ordering::Relaxed)
+        );
+        Phase {
+            rate: events as f64 / t0.elapsed().as_secs_f64(),
+            cpu_us: (server_cpu() - c0).as_secs_f64() * 1e6 / events as f64,
+        }
+    }
+}
+
 async fn scale(
     url: &str,
     seen: &Arc<Seen>,
@@ -341,15 +356,7 @@ async fn scale(
     seen.count.store(0, Ordering::Relaxed);
     let (t0, c0) = (Instant::now(), server_cpu());
     append(&log, &names, events, 0).await;
-    assert!(
-        wait_count(seen, events as u64, Duration::from_secs(600)).await,
-        "live: {} of {events} delivered",
-        seen.count.load(Ordering::Relaxed)
-    );
-    let live = Phase {
-        rate: events as f64 / t0.elapsed().as_secs_f64(),
-        cpu_us: (server_cpu() - c0).as_secs_f64() * 1e6 / events as f64,
-    };
+    let live = Phase::measured(seen, events, t0, c0, "live").await;
     let busy_rss = rss_mib();
     running.stop().await;
 
@@ -358,15 +365,7 @@ async fn scale(
     seen.count.store(0, Ordering::Relaxed);
     let (t0, c0) = (Instant::now(), server_cpu());
     let running = start_engine(log.clone(), state.clone(), subs()).await;
-    assert!(
-        wait_count(seen, events as u64, Duration::from_secs(600)).await,
-        "catch-up: {} of {events} delivered",
-        seen.count.load(Ordering::Relaxed)
-    );
-    let catch_up = Phase {
-        rate: events as f64 / t0.elapsed().as_secs_f64(),
-        cpu_us: (server_cpu() - c0).as_secs_f64() * 1e6 / events as f64,
-    };
+    let catch_up = Phase::measured(seen, events, t0, c0, "catch-up").await;
     running.stop().await;
     (live, catch_up, idle_rss, busy_rss)
 }

@@ -98,40 +98,37 @@ impl CursorStore {
 
     /// Sets (`Some`) or removes (`None`) a cursor and returns once the change is durable.
     pub async fn set(&self, name: &str, position: Option<u64>) -> Result<(), LogError> {
-        let mine = {
-            let mut st = self.lock();
-            let changed = match position {
-                Some(p) => st.wanted.insert(name.to_owned(), p) != Some(p),
-                None => st.wanted.remove(name).is_some(),
-            };
-            if changed {
-                st.version += 1;
-            }
-            if st.durable_version >= st.version {
-                return Ok(());
-            }
-            st.version
-        };
-        self.write_at_least(mine).await
+        let mine = self.change(|wanted| match position {
+            Some(p) => wanted.insert(name.to_owned(), p) != Some(p),
+            None => wanted.remove(name).is_some(),
+        });
+        match mine {
+            Some(version) => self.write_at_least(version).await,
+            None => Ok(()),
+        }
     }
 
     /// Sets several cursors and returns once they are durable: one file write for all.
     pub async fn set_many(&self, cursors: &[(String, u64)]) -> Result<(), LogError> {
-        let mine = {
-            let mut st = self.lock();
-            let mut changed = false;
-            for (name, position) in cursors {
-                changed |= st.wanted.insert(name.clone(), *position) != Some(*position);
-            }
-            if changed {
-                st.version += 1;
-            }
-            if st.durable_version >= st.version {
-                return Ok(());
-            }
-            st.version
-        };
-        self.write_at_least(mine).await
+        let mine = self.change(|wanted| {
+            cursors.iter().fold(false, |changed, (name, p)| {
+                (wanted.insert(name.clone(), *p) != Some(*p)) || changed
+            })
+        });
+        match mine {
+            Some(version) => self.write_at_least(version).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Applies `edit` (true when it changed something) to the wanted cursors; the version
+    /// that must reach the disk, or `None` when the wanted state is durable already.
+    fn change(&self, edit: impl FnOnce(&mut BTreeMap<String, u64>) -> bool) -> Option<u64> {
+        let mut st = self.lock();
+        if edit(&mut st.wanted) {
+            st.version += 1;
+        }
+        (st.durable_version < st.version).then_some(st.version)
     }
 
     /// Returns once the state of version `mine` (or a later one) is on disk, writing it
