@@ -41,8 +41,10 @@ struct InstanceOnly<'a> {
 }
 
 /// Most events waiting in one inbox; past it the tail detaches the subscription, which then
-/// reads the log itself until it catches up.
-pub(crate) const INBOX_LIMIT: usize = 4096;
+/// reads the log itself until it catches up. Small: an inbox only absorbs what arrives
+/// while its runner is being woken, and a subscription whose window is full (a receiver
+/// down) should not hold more in memory than its window already does.
+pub(crate) const INBOX_LIMIT: usize = 512;
 
 /// An attached runner is woken at least every this many routed sequences, even when none
 /// was for it, so that its cursor follows the log (retention, lag) while it wants nothing.
@@ -372,5 +374,82 @@ pub(crate) async fn tail(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::subscription::{SinkTarget, Subscription};
+    use crate::envelope::StoredEvent;
+
+    fn record(sequence: u64, instance: &str) -> Record {
+        let stored = StoredEvent {
+            id: uuid::Uuid::new_v4(),
+            instance: instance.into(),
+            instance_id: None,
+            event: "call".into(),
+            chat: None,
+            data: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            sender: None,
+            source: None,
+            raw: None,
+            key: None,
+            request: None,
+        };
+        Record {
+            sequence,
+            timestamp_ms: 0,
+            payload: stored.to_bytes().unwrap(),
+        }
+    }
+
+    fn view(instance: &str) -> watch::Receiver<Arc<View>> {
+        let subscription = Subscription {
+            id: format!("rabbitmq:{instance}"),
+            target: SinkTarget::Rabbitmq { global: false },
+            scope: Scope::Instance(instance.into()),
+            events: vec![],
+            custom_events: vec![],
+            phone_numbers: vec![],
+            start_sequence: 0,
+            start_positions: vec![],
+            enabled: true,
+            policy: Default::default(),
+        };
+        let view = View {
+            subscription: Arc::new(subscription),
+            instance_numbers: Arc::new(Default::default()),
+        };
+        watch::channel(Arc::new(view)).1
+    }
+
+    #[test]
+    fn routes_by_instance_from_the_attach_position_and_detaches_on_overflow() {
+        let router = Router::new(10);
+        let id: Arc<str> = Arc::from("a-sub");
+        let wake = Arc::new(Notify::new());
+        assert!(
+            router.attach(&id, 9, view("a"), wake.clone()).is_none(),
+            "behind the tail: reads the log itself"
+        );
+        let inbox = router.attach(&id, 11, view("a"), wake).unwrap();
+        router.route(&[record(10, "a"), record(11, "a"), record(12, "b")], 13);
+        assert_eq!(router.position(), 13);
+        let got: Vec<u64> = inbox.take(10).iter().map(|e| e.sequence).collect();
+        assert_eq!(got, vec![11], "from its position on, its instance only");
+
+        let flood: Vec<Record> = (13..13 + INBOX_LIMIT as u64 + 1)
+            .map(|s| record(s, "a"))
+            .collect();
+        let next = flood.last().unwrap().sequence + 1;
+        router.route(&flood, next);
+        assert!(inbox.is_detached(), "an inbox nobody drains is let go");
+        router.route(&[record(next, "a")], next + 1);
+        assert_eq!(
+            inbox.take(usize::MAX).len(),
+            INBOX_LIMIT,
+            "nothing after it"
+        );
     }
 }
