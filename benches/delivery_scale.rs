@@ -17,7 +17,7 @@
 //!
 //! Run: `cargo bench --bench delivery_scale` (or, reusing the test build's dependencies,
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench delivery_scale`).
-//! Knobs (env): `BENCH_EVENTS` (20000), `BENCH_INSTANCES` (`1,100,1000`),
+//! Knobs (env): `BENCH_EVENTS` (20000), `BENCH_INSTANCES` (`1,100,1000`), `BENCH_ROUNDS` (3),
 //! `BENCH_SLOW_EVENTS` (5000), `BENCH_SLOW_BASELINE_EVENTS` (200), `BENCH_ONLY=scale|slow`.
 
 use std::collections::HashMap;
@@ -301,6 +301,9 @@ async fn wait_count(seen: &Seen, target: u64, limit: Duration) -> bool {
     }
 }
 
+/// One set-up's round: live and catch-up phases, RSS idle and after delivery.
+type Round = (Phase, Phase, f64, f64);
+
 /// One phase's figures.
 struct Phase {
     rate: f64,
@@ -322,12 +325,7 @@ impl Phase {
     }
 }
 
-async fn scale(
-    url: &str,
-    seen: &Arc<Seen>,
-    instances: usize,
-    events: usize,
-) -> (Phase, Phase, f64, f64) {
+async fn scale(url: &str, seen: &Arc<Seen>, instances: usize, events: usize) -> Round {
     let dir = tempfile::tempdir().unwrap();
     let log = open(&dir.path().join("events"));
     let state = open(&dir.path().join("state"));
@@ -427,11 +425,36 @@ fn main() {
 
     if only.is_empty() || only == "scale" {
         let (url, seen, _receiver_rt) = receiver(Duration::ZERO);
-        println!("delivery at scale: {events} events, one webhook subscription per instance, loopback receiver, fsync always");
+        let rounds = env_or("BENCH_ROUNDS", 3).max(1);
+        println!("delivery at scale: {events} events, one webhook subscription per instance, loopback receiver, fsync always; medians of {rounds} rounds");
         println!("  instances | live ev/s | live CPU/ev | ratio | catch-up ev/s | catch-up CPU/ev | ratio | RSS idle | RSS after");
         let mut first: Option<(f64, f64)> = None;
-        for &n in &counts {
-            let (live, catch_up, idle, busy) = server.block_on(scale(&url, &seen, n, events));
+        // Single rounds on 2 cores vary by a few tenths of the ratio: each set-up runs
+        // `rounds` times and its medians are the figures (the rounds of the different
+        // set-ups interleave, so that background load hits them alike).
+        let mut runs: Vec<Vec<Round>> = counts.iter().map(|_| Vec::new()).collect();
+        for _ in 0..rounds {
+            for (i, &n) in counts.iter().enumerate() {
+                runs[i].push(server.block_on(scale(&url, &seen, n, events)));
+            }
+        }
+        let median = |values: &mut Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        for (&n, rounds) in counts.iter().zip(runs) {
+            let pick = |f: &dyn Fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect());
+            let live = Phase {
+                rate: pick(&|r| r.0.rate),
+                cpu_us: pick(&|r| r.0.cpu_us),
+            };
+            let catch_up = Phase {
+                rate: pick(&|r| r.1.rate),
+                cpu_us: pick(&|r| r.1.cpu_us),
+            };
+            // RSS is the process's: only the first round (set-ups in increasing size, none
+            // before) says what this set-up holds; later rounds inherit the largest one's.
+            let (idle, busy) = (rounds[0].2, rounds[0].3);
             let (l1, c1) = *first.get_or_insert((live.cpu_us, catch_up.cpu_us));
             println!(
                 "  {n:>9} | {:>9.0} | {:>8.0} µs | {:>4.2}x | {:>12.0} | {:>12.0} µs | {:>4.2}x | {idle:>5.0} MiB | {busy:>5.0} MiB",
