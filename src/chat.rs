@@ -73,35 +73,24 @@ struct KeyAbout {
 }
 
 /// A non-empty string, or nothing.
-fn jid(value: Option<Value>) -> Option<String> {
+fn jid(value: Option<&Value>) -> Option<String> {
     match value {
-        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         _ => None,
     }
 }
 
 impl About {
-    fn chat(self, fields: &[Field]) -> Option<String> {
-        let About {
-            key,
-            remote_jid,
-            id,
-            chat_id,
-            from,
-        } = self;
-        let (mut key, mut remote_jid, mut id, mut chat_id, mut from) = (
-            key.and_then(|k| k.remote_jid),
-            remote_jid,
-            id,
-            chat_id,
-            from,
-        );
-        fields.iter().find_map(|field| match field {
-            Field::KeyRemoteJid => jid(key.take()),
-            Field::RemoteJid => jid(remote_jid.take()),
-            Field::Id => jid(id.take()),
-            Field::ChatId => jid(chat_id.take()),
-            Field::From => jid(from.take()),
+    /// The first of `fields` that holds a JID.
+    fn chat(&self, fields: &[Field]) -> Option<String> {
+        fields.iter().find_map(|field| {
+            jid(match field {
+                Field::KeyRemoteJid => self.key.as_ref()?.remote_jid.as_ref(),
+                Field::RemoteJid => self.remote_jid.as_ref(),
+                Field::Id => self.id.as_ref(),
+                Field::ChatId => self.chat_id.as_ref(),
+                Field::From => self.from.as_ref(),
+            })
         })
     }
 }

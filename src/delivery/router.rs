@@ -46,8 +46,8 @@ struct InstanceOnly<'a> {
 /// down) should not hold more in memory than its window already does.
 pub(crate) const INBOX_LIMIT: usize = 512;
 
-/// An attached runner is woken at least every this many routed sequences, even when none
-/// was for it, so that its cursor follows the log (retention, lag) while it wants nothing.
+/// An attached runner is woken about every this many routed sequences (at the next stride
+/// boundary past it), even when none was for it, so that its cursor follows the log (retention, lag) while it wants nothing.
 const PROGRESS_STRIDE: u64 = 8192;
 
 /// Records per tail read.
@@ -275,21 +275,24 @@ impl Router {
         for id in overflowed {
             index.remove(&id);
         }
-        index.position = next;
+        let previous = std::mem::replace(&mut index.position, next);
         self.position.store(next, Ordering::Release);
         // Attached runners that got nothing for a long stretch still learn how far the log
-        // went, so their cursors move and retention is not held back.
-        let lagging = |inbox: &Arc<Inbox>| {
-            next.saturating_sub(inbox.woken_at.load(Ordering::Relaxed)) >= PROGRESS_STRIDE
-        };
-        for (_, inbox) in index
-            .by_instance
-            .values()
-            .flatten()
-            .chain(index.all_instances.iter())
-        {
-            if lagging(inbox) {
-                woken.push(inbox.clone());
+        // went, so their cursors move and retention is not held back. Looked for once per
+        // stride the position crosses, not per batch: the sweep visits every subscription.
+        if previous / PROGRESS_STRIDE != next / PROGRESS_STRIDE {
+            let lagging = |inbox: &Arc<Inbox>| {
+                next.saturating_sub(inbox.woken_at.load(Ordering::Relaxed)) >= PROGRESS_STRIDE
+            };
+            for (_, inbox) in index
+                .by_instance
+                .values()
+                .flatten()
+                .chain(index.all_instances.iter())
+            {
+                if lagging(inbox) {
+                    woken.push(inbox.clone());
+                }
             }
         }
         drop(index);

@@ -18,7 +18,7 @@ use crate::delivery::router::{Inbox, Router};
 use crate::delivery::state::DeadLetter;
 use crate::delivery::status::SubStats;
 use crate::delivery::subscription::{OrderBy, Subscription};
-use crate::delivery::window::{lane_of, Item, Window};
+use crate::delivery::window::{Item, Window};
 use crate::delivery::worker::{self, Report, WorkerCtx};
 use crate::envelope::LoggedEvent;
 use crate::log::Record;
@@ -184,9 +184,8 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                 let ordering = current.ordering(opts.ordering);
                 let mut w = lock();
                 for event in events {
-                    let lane = lane_of(ordering, &event);
-                    w.push(
-                        &lane,
+                    w.queue(
+                        ordering,
                         Item {
                             event,
                             redrive: None,
@@ -271,8 +270,8 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                     }
                     match read_one(&shared, entry.sequence).await {
                         Some(event) => {
-                            let lane = lane_of(view.borrow().ordering(opts.ordering), &event);
-                            lock().push(&lane, Item { event, redrive: Some(entry.attempts) });
+                            let ordering = view.borrow().ordering(opts.ordering);
+                            lock().queue(ordering, Item { event, redrive: Some(entry.attempts) });
                         }
                         None => {
                             lock().redriving.remove(&entry.sequence);
@@ -313,16 +312,13 @@ fn accept(
     let ordering = view.ordering(default_ordering);
     for record in records {
         match LoggedEvent::decode(&record) {
-            Ok(event) if view.wants(&event) => {
-                let lane = lane_of(ordering, &event);
-                window.push(
-                    &lane,
-                    Item {
-                        event,
-                        redrive: None,
-                    },
-                );
-            }
+            Ok(event) if view.wants(&event) => window.queue(
+                ordering,
+                Item {
+                    event,
+                    redrive: None,
+                },
+            ),
             Ok(_) => window.advance(record.sequence),
             Err(e) => {
                 tracing::warn!(subscription = sub_id, error = %e, "skipping undecodable record");

@@ -134,6 +134,12 @@ impl Window {
         self.read_pos = self.read_pos.max(past + 1);
     }
 
+    /// Queues an item behind the earlier items of its lane under `ordering`.
+    pub(crate) fn queue(&mut self, ordering: OrderBy, item: Item) {
+        let lane = lane_of(ordering, &item.event);
+        self.push(&lane, item);
+    }
+
     /// Queues an item behind the earlier items of its `lane` (see [`lane_of`]).
     pub(crate) fn push(&mut self, lane: &str, item: Item) {
         if item.redrive.is_none() {
