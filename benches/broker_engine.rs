@@ -106,6 +106,16 @@ struct Counting {
     failed: AtomicU64,
     last_failure: Mutex<Option<Outcome>>,
     notify: Notify,
+    /// Calls in progress now, and the most at once: the pipelining the engine achieved.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+    /// Calls made.
+    calls: AtomicU64,
+    /// When the first call came.
+    first: std::sync::OnceLock<Instant>,
+    /// Sum over calls of events × call duration (ns): over the round's time, the mean
+    /// events in flight, to set against the raw side's window.
+    event_ns: AtomicU64,
 }
 
 #[async_trait]
@@ -115,7 +125,17 @@ impl Sink for Counting {
     }
 
     async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome> {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.first.get_or_init(Instant::now);
+        let sent = Instant::now();
         let outcomes = self.inner.send(subscription, events).await;
+        self.event_ns.fetch_add(
+            events.len() as u64 * sent.elapsed().as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let ok = outcomes
             .iter()
             .filter(|o| **o == Outcome::Delivered)
@@ -216,6 +236,11 @@ impl Bench {
             failed: AtomicU64::new(0),
             last_failure: Mutex::new(None),
             notify: Notify::new(),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            first: std::sync::OnceLock::new(),
+            event_ns: AtomicU64::new(0),
         });
         let sub = Subscription {
             policy: Default::default(),
@@ -270,7 +295,18 @@ impl Bench {
             );
             let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
         }
-        let rate = total as f64 / started.elapsed().as_secs_f64();
+        let elapsed = started.elapsed();
+        let rate = total as f64 / elapsed.as_secs_f64();
+        if std::env::var_os("BENCH_VERBOSE").is_some() {
+            let mean = counting.event_ns.load(Ordering::Relaxed) as f64 / elapsed.as_nanos() as f64;
+            let calls = counting.calls.load(Ordering::Relaxed);
+            let first = counting.first.get().map(|f| f.duration_since(started));
+            println!(
+                "  ({kind} engine: {calls} sends, {:.1} events per send, at most {} at once, {mean:.0} events in flight on average, first after {first:?})",
+                total as f64 / calls.max(1) as f64,
+                counting.max_in_flight.load(Ordering::Relaxed)
+            );
+        }
         let failed = counting.failed.load(Ordering::Relaxed);
         if failed > 0 {
             println!("  ({kind}: {failed} failed attempts in this round, retried by the engine)");
@@ -283,11 +319,11 @@ impl Bench {
     }
 
     /// Runs `rounds` rounds of (engine, raw), alternating which goes first; `round(r,
-    /// engine_first)` returns (engine ev/s, raw ev/s). Prints the rounds and the medians.
+    /// engine_first)` returns each side's figures. Prints the rounds and the medians.
     async fn compare<F, Fut>(&self, broker: &str, raw_name: &str, events: usize, mut round: F)
     where
         F: FnMut(usize, bool) -> Fut,
-        Fut: Future<Output = (f64, f64)>,
+        Fut: Future<Output = (Side, Side)>,
     {
         let (mut engine, mut raw) = (Vec::new(), Vec::new());
         for r in 0..self.rounds {
@@ -295,30 +331,72 @@ impl Bench {
             engine.push(e);
             raw.push(w);
         }
-        println!("{broker} rounds: engine {engine:.0?}, raw {raw:.0?}");
-        let (e, w) = (median(engine), median(raw));
+        let rates = |v: &[Side]| v.iter().map(|s| s.rate).collect::<Vec<_>>();
         println!(
-            "{broker}: 1 instance, {CHATS} chats, {events} events/round, window {}, {} rounds: engine + sink {e:.0} ev/s, {raw_name} {w:.0} ev/s, ratio {:.2}x (target >= 0.8x)",
+            "{broker} rounds: engine {:.0?}, raw {:.0?}",
+            rates(&engine),
+            rates(&raw)
+        );
+        let cpu = |v: &[Side]| {
+            median(
+                v.iter()
+                    .map(|s| s.cpu.as_secs_f64() * 1e6 / events as f64)
+                    .collect(),
+            )
+        };
+        let (e, w) = (median(rates(&engine)), median(rates(&raw)));
+        println!(
+            "{broker}: 1 instance, {CHATS} chats, {events} events/round, window {}, {} rounds: engine + sink {e:.0} ev/s ({:.1} µs CPU/ev), {raw_name} {w:.0} ev/s ({:.1} µs CPU/ev), ratio {:.2}x (target >= 0.8x)",
             self.window,
             self.rounds,
+            cpu(&engine),
+            cpu(&raw),
             e / w
         );
     }
 }
 
-/// Runs `first` then `second`, or the other way round; returns their results in the
-/// (first, second) order of the arguments.
-async fn in_order<A, B>(
-    first_goes_first: bool,
-    first: impl Future<Output = A>,
-    second: impl Future<Output = B>,
-) -> (A, B) {
-    if first_goes_first {
-        let a = first.await;
-        (a, second.await)
+/// One side's figures for one round.
+struct Side {
+    /// Events per second.
+    rate: f64,
+    /// This process's CPU time (all threads) while the side ran.
+    cpu: Duration,
+}
+
+/// This process's CPU time so far, user and system.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Runs `side`, measuring the process's CPU meanwhile.
+async fn measured(side: impl Future<Output = f64>) -> Side {
+    let before = process_cpu();
+    let rate = side.await;
+    Side {
+        rate,
+        cpu: process_cpu().saturating_sub(before),
+    }
+}
+
+/// Runs `engine` then `raw`, or the other way round, each measured with the process's CPU.
+async fn in_order(
+    engine_first: bool,
+    engine: impl Future<Output = f64>,
+    raw: impl Future<Output = f64>,
+) -> (Side, Side) {
+    if engine_first {
+        let e = measured(engine).await;
+        (e, measured(raw).await)
     } else {
-        let b = second.await;
-        (first.await, b)
+        let w = measured(raw).await;
+        (measured(engine).await, w)
     }
 }
 
@@ -533,6 +611,18 @@ async fn bench_kafka(bench: &Bench) {
         auto_create_topics: true,
         ..KafkaOptions::default()
     };
+    let mut options = options;
+    // Extra librdkafka properties for both sides, to try settings: `k=v,k=v`.
+    for pair in std::env::var("BENCH_KAFKA_PROPERTIES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair
+            .split_once('=')
+            .expect("BENCH_KAFKA_PROPERTIES: k=v,k=v");
+        options.properties.insert(k.into(), v.into());
+    }
     let sink = Arc::new(KafkaSink::new(options.clone()).unwrap());
     let producer: FutureProducer = client_config(&options).create().unwrap();
     let raw_prefix = format!("{}-raw", options.topic_prefix);

@@ -8,6 +8,8 @@
 //!   is created as FIFO on first use, so the name created is the name sent to.
 //! - `entry`: one event as a batch entry: body (envelope with `dataType` and `server`), size
 //!   check, `MessageGroupId` and `MessageDeduplicationId`.
+//! - `batcher`: every `SendMessageBatch`: calls of different lanes bound for one queue
+//!   share requests (up to 10 entries), with at most 8 requests per queue in flight.
 //! - `sink`: [`SqsSink`], the [`crate::sinks::Sink`].
 //!
 //! # Guarantees and ordering
@@ -17,6 +19,7 @@
 //! later entries of that group are not sent (or, if already in the same batch call and
 //! accepted, reported `Retry`), so the engine re-sends the group's tail in order.
 
+mod batcher;
 mod client;
 mod entry;
 mod error;

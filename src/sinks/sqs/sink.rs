@@ -2,11 +2,11 @@
 //! (at most 10 entries and `max_payload_size` bytes per call), classify every entry.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
+use super::batcher::{retry, Batcher, BATCH_ENTRIES};
 use super::client;
 use super::entry::{self, Entry, GroupBy};
 use super::error::SqsError;
@@ -17,13 +17,12 @@ use crate::delivery::subscription::{SinkTarget, Subscription};
 use crate::envelope::LoggedEvent;
 use crate::sinks::{Outcome, Sink};
 
-/// SQS's limit on entries per `SendMessageBatch`.
-const BATCH_ENTRIES: usize = 10;
-
 /// Sends events to Evolution's SQS FIFO queues. One value serves every SQS subscription.
 pub struct SqsSink {
     client: aws_sdk_sqs::Client,
-    queues: Queues,
+    queues: Arc<Queues>,
+    /// Sends every request; concurrent calls to one queue share them.
+    batcher: Arc<Batcher>,
     global: Naming,
     server_url: String,
     server_name: String,
@@ -50,8 +49,14 @@ impl SqsSink {
             });
         }
         let client = client::build(cfg).await;
+        let queues = Arc::new(Queues::new(client.clone(), cfg.account_id.clone()));
         Ok(SqsSink {
-            queues: Queues::new(client.clone(), cfg.account_id.clone()),
+            batcher: Arc::new(Batcher::new(
+                client.clone(),
+                queues.clone(),
+                cfg.max_payload_size,
+            )),
+            queues,
             client,
             global: Naming::global(cfg),
             server_url,
@@ -147,8 +152,14 @@ impl SqsSink {
             if chunk.is_empty() {
                 continue;
             }
-            let results = self.send_chunk(name, &url, &chunk).await;
-            for (entry, outcome) in chunk.iter().zip(results) {
+            let groups: Vec<String> = chunk.iter().map(|e| e.group.clone()).collect();
+            let results = self.batcher.send(name, &url, chunk).await;
+            if results.len() < groups.len() {
+                // The request's task ended without outcomes: these entries stay unset
+                // (`Retry`), and their groups' later entries must wait for them.
+                failed.extend(groups);
+            }
+            for (entry, outcome) in results {
                 let outcome = match outcome {
                     Outcome::Delivered if failed.contains(&entry.group) => retry(&format!(
                         "re-sent after an earlier event of message group `{}` failed, to keep order",
@@ -163,87 +174,6 @@ impl SqsSink {
             }
         }
         out
-    }
-
-    /// One `SendMessageBatch`; one outcome per entry, in the chunk's order.
-    async fn send_chunk(&self, name: &str, url: &str, chunk: &[Entry]) -> Vec<Outcome> {
-        let mut request = self.client.send_message_batch().queue_url(url);
-        for (n, e) in chunk.iter().enumerate() {
-            let built = SendMessageBatchRequestEntry::builder()
-                .id(n.to_string())
-                .message_body(e.body.as_str())
-                .message_group_id(e.group.as_str())
-                .message_deduplication_id(e.dedup_id.as_str())
-                .build();
-            match built {
-                Ok(entry) => request = request.entries(entry),
-                Err(err) => {
-                    // Only missing required fields fail here, and all are set above.
-                    let reason = format!("cannot build the SQS request: {err}");
-                    return chunk.iter().map(|_| retry(&reason)).collect();
-                }
-            }
-        }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(err) => {
-                if err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_queue_does_not_exist())
-                {
-                    // Deleted behind our back: the next attempt creates it again.
-                    self.queues.forget(name);
-                }
-                let reason = format!(
-                    "SendMessageBatch to `{name}` failed: {}",
-                    DisplayErrorContext(&err)
-                );
-                return chunk.iter().map(|_| retry(&reason)).collect();
-            }
-        };
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; chunk.len()];
-        for ok in response.successful() {
-            if let Some(slot) = ok
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| outcomes.get_mut(i))
-            {
-                *slot = Some(Outcome::Delivered);
-            }
-        }
-        for failed in response.failed() {
-            let Some(slot) = failed
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| outcomes.get_mut(i))
-            else {
-                continue;
-            };
-            let reason = format!(
-                "SQS refused the message: {} {}",
-                failed.code(),
-                failed.message().unwrap_or_default()
-            );
-            // A sender fault (invalid content, ...) fails the same way every time.
-            *slot = Some(if failed.sender_fault() {
-                Outcome::Permanent { reason }
-            } else {
-                retry(&reason)
-            });
-        }
-        outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| retry("SendMessageBatch reported nothing for this entry")))
-            .collect()
-    }
-}
-
-fn retry(reason: &str) -> Outcome {
-    Outcome::Retry {
-        after: None,
-        reason: reason.to_owned(),
     }
 }
 
