@@ -22,13 +22,19 @@
 //!
 //! Every round uses a fresh instance (so fresh queues and topics, named with a random run
 //! id), the two sides alternate which goes first, and the figures are medians. Prints
-//! events/s per side and the ratio engine / raw (target: >= 0.8x).
+//! events/s per side, this process's CPU per event on each side (all threads: the engine,
+//! the client library; the broker runs on the same cores, so CPU spent here slows it), and
+//! the ratio engine / raw (target: >= 0.8x). With `BENCH_VERBOSE` set, each engine round
+//! also prints its sink calls, events per call, calls at once and mean events in flight,
+//! the figure to set against the raw side's window.
 //!
 //! Run: `eval "$(cat /tmp/services.env)"` (or `eval "$(bash scripts/services.sh)"`), then
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench broker_engine`.
 //! Knobs (env): `BENCH_ONLY` (`rabbitmq,kafka,sqs`: which brokers), `BENCH_ROUNDS` (5),
-//! `BENCH_AMQP_EVENTS` (20000), `BENCH_KAFKA_EVENTS` (20000), `BENCH_SQS_EVENTS` (1000:
-//! moto is slow), `BENCH_WINDOW` (the engine's window, default its own). Endpoints:
+//! `BENCH_AMQP_EVENTS` (20000), `BENCH_KAFKA_EVENTS` (100000), `BENCH_SQS_EVENTS` (1000:
+//! moto is slow), `BENCH_WINDOW` (the engine's window, default its own, and the raw sides'
+//! outstanding limit), `BENCH_KAFKA_PROPERTIES` (`k=v,k=v`: librdkafka settings for both
+//! Kafka sides), `BENCH_VERBOSE`. Endpoints:
 //! `SWITCHYARD_TEST_AMQP_URI`, `SWITCHYARD_TEST_KAFKA_BROKERS`,
 //! `SWITCHYARD_TEST_SQS_ENDPOINT`.
 
@@ -603,7 +609,7 @@ async fn raw_kafka(
 
 async fn bench_kafka(bench: &Bench) {
     let brokers = env_required("SWITCHYARD_TEST_KAFKA_BROKERS");
-    let n = env_or("BENCH_KAFKA_EVENTS", 20_000);
+    let n = env_or("BENCH_KAFKA_EVENTS", 100_000);
     let options = KafkaOptions {
         brokers,
         server_url: SERVER_URL.into(),
