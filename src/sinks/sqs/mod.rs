@@ -9,7 +9,7 @@
 //! - `entry`: one event as a batch entry: body (envelope with `dataType` and `server`), size
 //!   check, `MessageGroupId` and `MessageDeduplicationId`.
 //! - `batcher`: every `SendMessageBatch`: calls of different lanes bound for one queue
-//!   share requests (up to 10 entries), with at most 8 requests per queue in flight.
+//!   share requests (up to 10 entries), with at most 16 requests per queue in flight.
 //! - `sink`: [`SqsSink`], the [`crate::sinks::Sink`].
 //!
 //! # Guarantees and ordering
