@@ -1,8 +1,8 @@
 //! Ordering per chat through the real server: one instance, 20 chats, a receiver that fails
-//! every request about one chat for a while. The other chats keep flowing meanwhile; the
-//! server is SIGKILLed and restarted while that chat still fails; when the receiver
-//! recovers, the failing chat's events arrive complete and in order, and nothing is lost
-//! anywhere. Also: `policy.ordering` is accepted, echoed and validated on every API that
+//! every request about one chat for about 20 s. The other chats keep flowing meanwhile; the
+//! failing chat is parked (the cursor moves on, its events wait durably); the server is
+//! SIGKILLed and restarted while that chat is parked; when the receiver recovers, the
+//! failing chat's events arrive complete and in order, and nothing is lost anywhere. Also: `policy.ordering` is accepted, echoed and validated on every API that
 //! creates a subscription.
 
 mod common;
@@ -44,6 +44,17 @@ async fn ingest_round(s: &TestServer, instance: &str, n: usize) {
     assert_eq!(status, 202, "{v}");
 }
 
+/// The delivery status of the instance's one subscription.
+async fn subscription_status(s: &TestServer, instance: &str) -> Value {
+    let (status, v) = s.get("/subscriptions").await;
+    assert_eq!(status, 200, "{v}");
+    v["subscriptions"]
+        .as_array()
+        .and_then(|subs| subs.iter().find(|sub| sub["instance"] == json!(instance)))
+        .map(|sub| sub["status"].clone())
+        .unwrap_or_else(|| panic!("no subscription of {instance}: {v}"))
+}
+
 fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     values[((values.len() as f64 - 1.0) * p).round() as usize]
@@ -82,10 +93,10 @@ async fn a_failing_chat_holds_back_only_itself_across_a_sigkill() {
     })
     .await;
 
-    // Phase 1: 10 s of steady traffic, one message per chat every 100 ms.
+    // Phase 1: 15 s of steady traffic, one message per chat every 100 ms.
     let mut ingested: HashMap<(String, u64), Instant> = HashMap::new();
     let mut n = 0usize;
-    let phase_one = Instant::now() + Duration::from_secs(10);
+    let phase_one = Instant::now() + Duration::from_secs(15);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     while Instant::now() < phase_one {
         tick.tick().await;
@@ -128,15 +139,44 @@ async fn a_failing_chat_holds_back_only_itself_across_a_sigkill() {
         !first_arrival.keys().any(|(c, _)| *c == poisoned),
         "the failing chat's receiver accepted nothing"
     );
+    // The failing chat is parked: all its events wait, none of them holds the cursor.
+    let status = subscription_status(&s, &instance).await;
+    println!("while chat 7 fails: {status}");
+    assert_eq!(
+        status["parked"],
+        json!(n),
+        "every event of chat 7 parked: {status}"
+    );
+    assert_eq!(
+        status["position"], status["log_end"],
+        "the cursor moved past the parked chat: {status}"
+    );
+    let healthy_before_kill = receiver
+        .delivered()
+        .iter()
+        .filter(|r| r.chat() != warm_up && r.chat() != poisoned)
+        .count();
+    // The committed cursor catches up within a commit interval.
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Phase 2: SIGKILL and restart while the chat still fails; more traffic after it.
+    // Phase 2: SIGKILL and restart while the chat is parked; more traffic after it.
     s.kill();
     s.restart();
-    for _ in 0..20 {
+    for _ in 0..40 {
         tick.tick().await;
         ingest_round(&s, &instance, n).await;
         n += 1;
     }
+    let mut status = subscription_status(&s, &instance).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status["parked"].as_u64() < Some(n as u64) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = subscription_status(&s, &instance).await;
+    }
+    assert!(
+        status["parked"].as_u64() >= Some(n as u64),
+        "the parked chat is restored after SIGKILL: {status}"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     *receiver.behaviour.failing_chat.lock().unwrap() = None;
 
@@ -169,6 +209,34 @@ async fn a_failing_chat_holds_back_only_itself_across_a_sigkill() {
         }
     }
     assert_eq!(per_chat.len(), CHATS);
+    // The cursor had moved past the parked chat, so the restart did not send the healthy
+    // chats' history again (before parking, it sent everything since chat 7's first event).
+    let healthy_total = receiver
+        .delivered()
+        .iter()
+        .filter(|r| r.chat() != warm_up && r.chat() != poisoned)
+        .count();
+    let healthy_unique = (CHATS - 1) * n;
+    let repeated = healthy_total.saturating_sub(healthy_unique);
+    println!(
+        "healthy chats: {healthy_unique} events, {repeated} sent again after the SIGKILL \
+         ({healthy_before_kill} delivered before it)"
+    );
+    assert!(
+        repeated < healthy_before_kill / 10,
+        "{repeated} healthy events sent again after the restart"
+    );
+    let mut status = subscription_status(&s, &instance).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status["parked"] != json!(0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = subscription_status(&s, &instance).await;
+    }
+    assert_eq!(
+        status["parked"],
+        json!(0),
+        "nothing parked at the end: {status}"
+    );
     for (c, firsts) in &per_chat {
         assert_eq!(firsts.len(), n, "{c}: every event");
         assert!(

@@ -212,6 +212,7 @@ async fn lag_rises_while_the_webhook_is_down_and_falls_after_it_recovers() {
         ("switchyard_delivery_attempts", "counter"),
         ("switchyard_delivery_failures", "counter"),
         ("switchyard_delivery_dead_letters", "gauge"),
+        ("switchyard_delivery_parked", "gauge"),
         ("switchyard_delivery_send_seconds", "histogram"),
         ("switchyard_websocket_listeners", "gauge"),
     ]) {

@@ -160,6 +160,10 @@ pub struct DeliveryConfig {
     pub jitter_factor: f64,
     /// Consecutive failed attempts after which a subscription is disabled; 0 = never.
     pub disable_after_failures: u32,
+    /// Attempts an event is retried in memory before its lane (its chat, or its instance)
+    /// is parked durably: the lane's later events wait, every other lane flows and the
+    /// cursor moves on. 0 = never park (retry in memory, holding the cursor).
+    pub park_after_attempts: u32,
     /// Ordering lanes (chats, instances or single events, per `ordering`) delivered
     /// concurrently within one subscription: its in-flight limit.
     pub max_parallel_instances: usize,
@@ -177,6 +181,7 @@ impl Default for DeliveryConfig {
             max_delay_seconds: 300.0,
             jitter_factor: 0.2,
             disable_after_failures: 0,
+            park_after_attempts: 3,
             max_parallel_instances: 64,
             ordering: OrderBy::Chat,
         }

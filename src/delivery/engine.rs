@@ -255,6 +255,7 @@ impl DeliveryEngine {
             failures: stats.failures.load(Ordering::Relaxed),
             delivered: stats.delivered.load(Ordering::Relaxed),
             dead_letters: self.shared.state.dead_letter_count(id) as u64,
+            parked: stats.parked.load(Ordering::Relaxed),
             last_error: SubStats::text(&stats.last_error),
             stopped_reason: SubStats::text(&stats.stopped_reason),
         }

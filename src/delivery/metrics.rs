@@ -15,6 +15,7 @@ pub(crate) struct Meters {
     pub end_to_end_seconds: Histogram,
     pub in_flight: IntGauge,
     pub lag: IntGauge,
+    pub parked: IntGauge,
 }
 
 /// The engine's metric families, registered once per Prometheus registry and shared by
@@ -43,6 +44,8 @@ pub(crate) struct Metrics {
     pub delivered: IntCounterVec,
     /// Events currently in the dead-letter list.
     pub dead_letters: IntGaugeVec,
+    /// Events waiting in parked lanes, per subscription.
+    pub parked: IntGaugeVec,
     /// Duration of one send call, per sink kind.
     pub send_seconds: HistogramVec,
     /// From the log's receive time to the successful delivery, per sink kind.
@@ -85,6 +88,10 @@ impl Metrics {
                 "switchyard_delivery_dead_letters",
                 "Events in the subscription's dead-letter list",
             )?,
+            parked: gauge(
+                "switchyard_delivery_parked",
+                "Events waiting behind a parked (failing) lane of the subscription",
+            )?,
             send_seconds: histogram(
                 "switchyard_delivery_send_seconds",
                 "Duration of one send to the destination",
@@ -100,6 +107,7 @@ impl Metrics {
         registry.register(Box::new(metrics.failures.clone()))?;
         registry.register(Box::new(metrics.delivered.clone()))?;
         registry.register(Box::new(metrics.dead_letters.clone()))?;
+        registry.register(Box::new(metrics.parked.clone()))?;
         registry.register(Box::new(metrics.send_seconds.clone()))?;
         registry.register(Box::new(metrics.end_to_end_seconds.clone()))?;
         Ok(metrics)
@@ -115,6 +123,7 @@ impl Metrics {
             end_to_end_seconds: self.end_to_end_seconds.with_label_values(&[sink]),
             in_flight: self.in_flight.with_label_values(&[subscription]),
             lag: self.lag.with_label_values(&[subscription]),
+            parked: self.parked.with_label_values(&[subscription]),
         }
     }
 
@@ -127,5 +136,6 @@ impl Metrics {
         let _ = self.failures.remove_label_values(labels);
         let _ = self.delivered.remove_label_values(labels);
         let _ = self.dead_letters.remove_label_values(labels);
+        let _ = self.parked.remove_label_values(labels);
     }
 }

@@ -17,7 +17,11 @@
 //!                                             worker per busy lane, at most
 //!                                             `max_parallel_instances` per subscription
 //!                                                     │ Sink::send -> Outcome
-//!  delivery-state log <── retry progress, dead letters ┘
+//!  delivery-state log <── retry progress, parked lanes,│
+//!                         dead letters                 │ still failing after
+//!                                                      v `park_after_attempts`
+//!                                   parked lanes (parking.rs): sequences only, cursor
+//!                                   passes them; drained by a worker when the head is due
 //! ```
 //!
 //! - **Tail and router** (`router.rs`): one tail per engine (one event-log partition) reads
@@ -43,11 +47,18 @@
 //!   [`RetryPolicy`] schedule (`policy.rs`) until delivered or dead-lettered. Only then
 //!   does the lane's next batch start: within a subscription a lane's events are delivered
 //!   in sequence order, while different lanes proceed in parallel.
-//! - **Cursor**: committed at the lowest unfinished sequence, coalesced to one commit per
-//!   `commit_interval`. A crash redelivers at most the in-flight window (at-least-once;
-//!   receivers deduplicate by the event id, the `webhook-id`).
+//! - **Parking** (`parking.rs`): an event still failing after `park_after_attempts` parks
+//!   its lane instead of waiting in memory: a durable `Parked` record, then the lane's
+//!   events (this one first, later ones as they are read) wait as sequences while the
+//!   cursor moves past them. The runner hands the lane to a worker when its head is due;
+//!   delivered or dead-lettered, the rest of the lane follows in order and the lane flows
+//!   again. A second cursor, `{id}#parked`, holds retention at the lowest parked sequence;
+//!   a restart finds each parked lane's events in the log between its start and the cursor.
+//! - **Cursor**: committed at the lowest unfinished sequence that is not parked, coalesced
+//!   to one commit per `commit_interval`. A crash redelivers at most the in-flight window
+//!   (at-least-once; receivers deduplicate by the event id, the `webhook-id`).
 //! - **Durable state** (`state.rs`): each failed attempt writes the event's attempt history
-//!   and next due time to the delivery-state log; dead letters too. At start the log is
+//!   and next due time to the delivery-state log; parked lanes and dead letters too. At start the log is
 //!   replayed into memory, so retry counts and schedules survive restarts. An event that
 //!   succeeds on its first try writes nothing.
 //! - **Dead letters and redrive**: after `max_attempts` (first try included), or at once on
@@ -67,8 +78,12 @@
 //! watch of [`SubscriptionSet`] and writes [`DisableRequest`]s to a channel.
 //!
 //! **Architecture Invariant:** within one subscription, events of the same lane are
-//! delivered in sequence order; different lanes never wait for each other, except for the
-//! in-flight limits (`max_parallel_instances`, the sink's per-endpoint limit).
+//! delivered in sequence order, parked or not; different lanes never wait for each other,
+//! except for the in-flight limits (`max_parallel_instances`, the sink's per-endpoint
+//! limit).
+//!
+//! **Architecture Invariant:** the cursor passes an undelivered event only once it is
+//! recorded durably as parked (its lane's `Parked` record) and held from retention.
 //!
 //! **Batch sinks** (`max_batch > 1`): outcomes are per event; delivered events of a batch
 //! finish, failed ones are retried together, so within a batch a later event may succeed
@@ -78,6 +93,7 @@ mod cursors;
 mod engine;
 mod error;
 mod metrics;
+mod parking;
 mod partitioned;
 mod policy;
 mod router;

@@ -152,6 +152,7 @@ fn merge(into: &mut SubscriptionStatus, other: &SubscriptionStatus) {
     into.failures += other.failures;
     into.delivered += other.delivered;
     into.dead_letters += other.dead_letters;
+    into.parked += other.parked;
     if into.last_error.is_none() {
         into.last_error.clone_from(&other.last_error);
     }

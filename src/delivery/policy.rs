@@ -23,6 +23,9 @@ pub struct RetryPolicy {
     /// Consecutive failed attempts (any instance) after which the subscription asks to be
     /// disabled; 0 = never.
     pub disable_after_failures: u32,
+    /// Attempts (first try included) after which a still-failing event's lane is parked
+    /// durably instead of retried in memory; 0 = never park.
+    pub park_after_attempts: u32,
 }
 
 impl Default for RetryPolicy {
@@ -45,6 +48,7 @@ impl RetryPolicy {
                 0.0
             },
             disable_after_failures: cfg.disable_after_failures,
+            park_after_attempts: cfg.park_after_attempts,
         }
     }
 
@@ -86,6 +90,12 @@ impl RetryPolicy {
     pub fn exhausted(&self, failed: u32) -> bool {
         failed >= self.max_attempts
     }
+
+    /// Whether an event that failed `failed` times (and is not exhausted) parks its lane
+    /// rather than waiting for its next attempt in memory.
+    pub fn parks(&self, failed: u32) -> bool {
+        self.park_after_attempts > 0 && failed >= self.park_after_attempts
+    }
 }
 
 /// Seconds (fractions allowed) as a `Duration`; anything not finite or negative is zero.
@@ -108,6 +118,7 @@ mod tests {
             max_delay: Duration::from_millis(300),
             jitter_factor: 0.2,
             disable_after_failures: 0,
+            park_after_attempts: 3,
         }
     }
 

@@ -14,11 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::delivery::engine::Shared;
+use crate::delivery::parking::{self, Hold};
 use crate::delivery::router::{Inbox, Router};
 use crate::delivery::state::DeadLetter;
 use crate::delivery::status::SubStats;
 use crate::delivery::subscription::{OrderBy, Subscription};
-use crate::delivery::window::{Item, Window};
+use crate::delivery::window::{Item, Origin, Window};
 use crate::delivery::worker::{self, Report, WorkerCtx};
 use crate::envelope::LoggedEvent;
 use crate::log::Record;
@@ -130,6 +131,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     let wake = Arc::new(Notify::new());
     let worker_cancel = cancel.child_token();
     let workers = TaskTracker::new();
+    let ordering = view.borrow().ordering(opts.ordering);
     let ctx = Arc::new(WorkerCtx {
         shared: shared.clone(),
         sub_id: sub_id.clone(),
@@ -142,7 +144,29 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         wake: wake.clone(),
         max_batch: sink.max_batch().max(1),
         meters: shared.metrics.meters(&sub_id, kind.as_str()),
+        ordering,
+        hold: Hold::default(),
     });
+    // Lanes parked before a restart wait again, with their events found in the log. That
+    // read may wait for the log (see `parking::restore`): the tail must not wait for it.
+    stats.position.store(start, Ordering::Relaxed);
+    if !shared.state.parked_lanes(&sub_id).is_empty() {
+        drop(gate.take());
+    }
+    let current = view.borrow().clone();
+    match parking::restore(
+        &shared, &sub_id, &current, start, &window, &ctx.hold, &cancel,
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => return RunnerExit::Cancelled,
+        Err(e) => return RunnerExit::Stopped(format!("cannot restore parked lanes: {e}")),
+    }
+    {
+        let w = lock();
+        ctx.show_parked(&w);
+    }
     let mut log_end = log.subscribe();
     let mut log_open = true;
     let mut read_error_until: Option<Instant> = None;
@@ -184,13 +208,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                 let ordering = current.ordering(opts.ordering);
                 let mut w = lock();
                 for event in events {
-                    w.queue(
-                        ordering,
-                        Item {
-                            event,
-                            redrive: None,
-                        },
-                    );
+                    w.queue(ordering, Item::live(event));
                 }
                 if attached.is_empty() && routed > 0 {
                     w.advance(routed - 1);
@@ -216,7 +234,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             }
         }
 
-        let (batches, position, in_flight, wants_read) = {
+        let (batches, drains, next_due, position, in_flight, wants_read) = {
             let mut w = lock();
             let mut batches = Vec::new();
             while w.active < opts.max_parallel_instances {
@@ -226,14 +244,38 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                 w.active += 1;
                 batches.push(batch);
             }
+            // Parked lanes whose head is due share the in-flight limit.
+            let mut drains = Vec::new();
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            while w.active < opts.max_parallel_instances {
+                let Some(drain) = w.take_due(now_ms, ctx.max_batch) else {
+                    break;
+                };
+                w.active += 1;
+                drains.push(drain);
+            }
+            // A full in-flight limit wakes this runner when a worker ends instead.
+            let next_due = (w.active < opts.max_parallel_instances)
+                .then(|| w.next_due())
+                .flatten();
             // Durable within a commit interval, with every other subscription's cursor.
             if let Some(position) = w.progress() {
                 shared.cursors.stage(&sub_id, position);
             }
-            (batches, w.commit_position(), w.in_flight(), w.wants_read())
+            (
+                batches,
+                drains,
+                next_due,
+                w.commit_position(),
+                w.in_flight(),
+                w.wants_read(),
+            )
         };
         for (lane, batch) in batches {
             workers.spawn(worker::deliver(ctx.clone(), lane, batch));
+        }
+        for (lane, sequences) in drains {
+            workers.spawn(worker::drain(ctx.clone(), lane, sequences));
         }
         stats.position.store(position, Ordering::Relaxed);
         stats.in_flight.store(in_flight as u64, Ordering::Relaxed);
@@ -244,6 +286,12 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         }
 
         let retry_read_at = read_error_until.unwrap_or_else(Instant::now);
+        let due_at = next_due.map(|ms| {
+            let wait = ms
+                .saturating_sub(chrono::Utc::now().timestamp_millis())
+                .max(0);
+            Instant::now() + Duration::from_millis(wait as u64)
+        });
         tokio::select! {
             _ = cancel.cancelled() => break RunnerExit::Cancelled,
             Some(Report::Stop { reason }) = reports.recv() => break RunnerExit::Stopped(reason),
@@ -268,10 +316,10 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                     if !lock().redriving.insert(entry.sequence) {
                         continue;
                     }
-                    match read_one(&shared, entry.sequence).await {
+                    match parking::read_event(&shared, entry.sequence).await {
                         Some(event) => {
-                            let ordering = view.borrow().ordering(opts.ordering);
-                            lock().queue(ordering, Item { event, redrive: Some(entry.attempts) });
+                            let item = Item { event, origin: Origin::Redrive(entry.attempts) };
+                            lock().queue(ordering, item);
                         }
                         None => {
                             lock().redriving.remove(&entry.sequence);
@@ -284,6 +332,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             _ = tokio::time::sleep_until(retry_read_at), if read_error_until.is_some() => {
                 read_error_until = None;
             }
+            _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now)), if due_at.is_some() => {}
         }
     };
 
@@ -312,13 +361,7 @@ fn accept(
     let ordering = view.ordering(default_ordering);
     for record in records {
         match LoggedEvent::decode(&record) {
-            Ok(event) if view.wants(&event) => window.queue(
-                ordering,
-                Item {
-                    event,
-                    redrive: None,
-                },
-            ),
+            Ok(event) if view.wants(&event) => window.queue(ordering, Item::live(event)),
             Ok(_) => window.advance(record.sequence),
             Err(e) => {
                 tracing::warn!(subscription = sub_id, error = %e, "skipping undecodable record");
@@ -326,16 +369,6 @@ fn accept(
             }
         }
     }
-}
-
-/// Reads one event back by sequence (for redrive).
-async fn read_one(shared: &Shared, sequence: u64) -> Option<LoggedEvent> {
-    let records = shared.log.read(sequence, 1, usize::MAX).await.ok()?;
-    let record = records
-        .into_iter()
-        .next()
-        .filter(|r| r.sequence == sequence)?;
-    LoggedEvent::decode(&record).ok()
 }
 
 /// Commits the cursor; a failure is reported and retried at the next commit.

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::delivery::subscription::OrderBy;
 use crate::log::{EventLog, LogError};
 
 /// How one attempt ended.
@@ -85,8 +86,32 @@ pub(crate) enum StateRecord {
         subscription: String,
         entry: DeadLetter,
     },
-    /// The subscription's cursor was moved (replay): in-progress retries are void.
+    /// The subscription's cursor was moved (replay): in-progress retries and parked lanes
+    /// are void.
     Reset { subscription: String, from: u64 },
+    /// A lane stopped retrying in memory: its events from `from` on wait, and the cursor may
+    /// pass them (see `delivery/parking.rs`). Replaces an earlier record of the same lane.
+    Parked {
+        subscription: String,
+        /// The lane's key (`window::lane_of` under `ordering`).
+        lane: String,
+        /// The lane's first unfinished sequence.
+        from: u64,
+        /// The ordering the lane key was made with: a restart finds the lane's later
+        /// events with it even if the subscription's ordering changed since.
+        ordering: OrderBy,
+    },
+    /// A parked lane delivered (or dead-lettered) everything it held and flows again.
+    Unparked { subscription: String, lane: String },
+}
+
+/// Where a parked lane starts, as the delivery-state log last recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ParkedFrom {
+    /// The lane's first unfinished sequence.
+    pub from: u64,
+    /// The ordering its key was made with.
+    pub ordering: OrderBy,
 }
 
 /// The in-memory projection of the state log.
@@ -94,6 +119,7 @@ pub(crate) enum StateRecord {
 struct Projection {
     retries: HashMap<String, BTreeMap<u64, RetryState>>,
     dead: HashMap<String, BTreeMap<u64, DeadLetter>>,
+    parked: HashMap<String, BTreeMap<String, ParkedFrom>>,
 }
 
 impl Projection {
@@ -128,6 +154,26 @@ impl Projection {
             }
             StateRecord::Reset { subscription, .. } => {
                 self.retries.remove(&subscription);
+                self.parked.remove(&subscription);
+            }
+            StateRecord::Parked {
+                subscription,
+                lane,
+                from,
+                ordering,
+            } => {
+                self.parked
+                    .entry(subscription)
+                    .or_default()
+                    .insert(lane, ParkedFrom { from, ordering });
+            }
+            StateRecord::Unparked { subscription, lane } => {
+                if let Some(lanes) = self.parked.get_mut(&subscription) {
+                    lanes.remove(&lane);
+                    if lanes.is_empty() {
+                        self.parked.remove(&subscription);
+                    }
+                }
             }
         }
     }
@@ -201,6 +247,15 @@ impl StateStore {
             .dead
             .get(subscription)
             .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The subscription's parked lanes, by lane key.
+    pub(crate) fn parked_lanes(&self, subscription: &str) -> BTreeMap<String, ParkedFrom> {
+        self.lock()
+            .parked
+            .get(subscription)
+            .cloned()
             .unwrap_or_default()
     }
 
@@ -281,6 +336,24 @@ mod tests {
             })
             .await
             .unwrap();
+        let parked = |subscription: &str, lane: &str, from| StateRecord::Parked {
+            subscription: subscription.into(),
+            lane: lane.into(),
+            from,
+            ordering: OrderBy::Chat,
+        };
+        for record in [
+            parked("s", "a\u{1f}1@s.whatsapp.net", 5),
+            parked("s", "a\u{1f}2@s.whatsapp.net", 8),
+            parked("s", "a\u{1f}1@s.whatsapp.net", 6),
+            parked("t", "a", 5),
+            StateRecord::Unparked {
+                subscription: "s".into(),
+                lane: "a\u{1f}2@s.whatsapp.net".into(),
+            },
+        ] {
+            store.record(record).await.unwrap();
+        }
         store
             .record(StateRecord::Reset {
                 subscription: "t".into(),
@@ -301,6 +374,22 @@ mod tests {
         );
         assert_eq!(again.retry_state("s", 6), Some(retry));
         assert_eq!(again.retry_state("t", 5), None, "reset voids retries");
+        let lanes = again.parked_lanes("s");
+        assert_eq!(
+            lanes.into_iter().collect::<Vec<_>>(),
+            vec![(
+                "a\u{1f}1@s.whatsapp.net".to_owned(),
+                ParkedFrom {
+                    from: 6,
+                    ordering: OrderBy::Chat
+                }
+            )],
+            "the latest record of a lane wins; an unparked lane is gone"
+        );
+        assert!(
+            again.parked_lanes("t").is_empty(),
+            "reset voids parked lanes"
+        );
     }
 
     /// Pins the delivery-state log's records as written today against
@@ -386,6 +475,22 @@ mod tests {
                 StateRecord::Reset {
                     subscription: "global:webhook".into(),
                     from: 17,
+                },
+            ),
+            (
+                "parked",
+                StateRecord::Parked {
+                    subscription: "webhook:0194b3c2-7e1a-7c3d-9f00-00000000a001".into(),
+                    lane: "sales\u{1f}5511999990000@s.whatsapp.net".into(),
+                    from: 1043,
+                    ordering: OrderBy::Chat,
+                },
+            ),
+            (
+                "unparked",
+                StateRecord::Unparked {
+                    subscription: "webhook:0194b3c2-7e1a-7c3d-9f00-00000000a001".into(),
+                    lane: "sales".into(),
                 },
             ),
         ];

@@ -36,6 +36,10 @@ pub struct SubscriptionStatus {
     pub delivered: u64,
     /// Events in the dead-letter list.
     pub dead_letters: u64,
+    /// Events waiting behind parked lanes: a lane (a chat, an instance) whose head event
+    /// kept failing waits durably for its next retry while the other lanes flow and the
+    /// cursor moves on. Not counted in `lag` or `in_flight`.
+    pub parked: u64,
     /// The most recent failure, if any.
     pub last_error: Option<String>,
     /// Why the engine stopped it (410 Gone, failure run, no sink registered), until the
@@ -50,6 +54,7 @@ pub(crate) struct SubStats {
     pub cursor: AtomicU64,
     pub position: AtomicU64,
     pub in_flight: AtomicU64,
+    pub parked: AtomicU64,
     pub attempts: AtomicU64,
     pub failures: AtomicU64,
     pub delivered: AtomicU64,

@@ -66,7 +66,7 @@ impl Policy {
 /// Which events of a subscription are delivered in sequence order relative to each other.
 /// Events in order wait for each other (one in flight at a time, a failing one holds the
 /// later ones back); the others proceed in parallel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderBy {
     /// Events about the same chat of the same instance (`StoredEvent::chat`); events about

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::engine::{DisableRequest, Redrive, ReplayFrom, Shared};
 use crate::delivery::error::DeliveryError;
+use crate::delivery::parking;
 use crate::delivery::runner::{self, RunnerArgs, RunnerCmd, RunnerExit, View};
 use crate::delivery::state::StateRecord;
 use crate::delivery::subscription::{OrderBy, Subscription, SubscriptionSet};
@@ -182,7 +183,10 @@ impl Supervisor {
                 return;
             }
         };
-        for (name, _) in cursors.into_iter().filter(|(name, _)| !live.contains(name)) {
+        for (name, _) in cursors
+            .into_iter()
+            .filter(|(name, _)| !parking::cursor_is_live(name, live))
+        {
             match self.shared.log.delete_cursor(&name).await {
                 Ok(()) => {
                     tracing::info!(cursor = %name, "deleted the cursor of a removed subscription")
@@ -304,6 +308,9 @@ impl Supervisor {
                 from: sequence,
             })
             .await?;
+        // The reset voided the parked lanes: their events are delivered again from the new
+        // position or not at all, so nothing is held for them any more.
+        log.delete_cursor(&parking::hold_cursor(id)).await?;
         let stats = self.shared.stats_for(id);
         stats
             .cursor

@@ -5,6 +5,11 @@
 //! it runs: it takes the lane's next batch only after the current one is finished, which is
 //! what keeps a lane's events in order. It then continues with that batch itself (no hop
 //! through the runner) and ends when the lane's queue is empty.
+//!
+//! After `park_after_attempts` failed attempts of an event, the worker parks its lane
+//! (`parking.rs`) and ends instead of waiting in memory. A worker started on a parked lane
+//! (its head is due) drains it: the head batch, then the following parked events, until
+//! the lane flows again or its head fails again.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -16,10 +21,12 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::delivery::engine::Shared;
 use crate::delivery::metrics::Meters;
+use crate::delivery::parking::{self, Hold};
 use crate::delivery::runner::View;
 use crate::delivery::state::{Attempt, AttemptOutcome, DeadLetter, RetryState, StateRecord};
 use crate::delivery::status::SubStats;
-use crate::delivery::window::{Item, Window};
+use crate::delivery::subscription::OrderBy;
+use crate::delivery::window::{DrainNext, Item, Origin, Window};
 use crate::envelope::LoggedEvent;
 use crate::sinks::{Outcome, Sink};
 
@@ -33,9 +40,17 @@ pub(crate) enum Report {
 
 /// How one batch ended.
 enum BatchEnd {
+    /// Every event delivered or dead-lettered: `tracked` (live or parked) and `redriven`.
     Finished {
         tracked: Vec<u64>,
         redriven: Vec<u64>,
+    },
+    /// Some events still fail past the in-memory phase; the lane is parked durably
+    /// (recorded already): `finished` are done, `waiting` wait for `due_ms`.
+    Parked {
+        finished: Vec<u64>,
+        waiting: Vec<u64>,
+        due_ms: i64,
     },
     Stopped(String),
     Cancelled,
@@ -58,6 +73,23 @@ pub(crate) struct WorkerCtx {
     pub max_batch: usize,
     /// This subscription's metric series, resolved once (label lookups are per event).
     pub meters: Meters,
+    /// The subscription's ordering (a restored parked lane may carry an older one).
+    pub ordering: OrderBy,
+    /// The retention hold of the subscription's parked events (see `parking.rs`).
+    pub hold: Hold,
+}
+
+impl WorkerCtx {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the parked count after the window changed it.
+    pub(crate) fn show_parked(&self, window: &Window) {
+        let parked = window.parked_events();
+        self.stats.parked.store(parked as u64, Ordering::Relaxed);
+        self.meters.parked.set(parked as i64);
+    }
 }
 
 /// An event of the batch with its delivery progress.
@@ -82,16 +114,40 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, lane: Arc<str>, mut items: Vec<
     let cancelled = ctx.cancel.cancelled();
     tokio::pin!(cancelled);
     loop {
-        let (tracked, redriven) = match deliver_batch(&ctx, items, cancelled.as_mut()).await {
+        let draining = items.first().is_some_and(|i| i.origin == Origin::Parked);
+        let ordering = if draining {
+            ctx.lock().parked_ordering(&lane).unwrap_or(ctx.ordering)
+        } else {
+            ctx.ordering
+        };
+        let end = deliver_batch(&ctx, &lane, ordering, items, cancelled.as_mut()).await;
+        let (tracked, redriven) = match end {
             BatchEnd::Finished { tracked, redriven } => (tracked, redriven),
+            BatchEnd::Parked {
+                finished,
+                waiting,
+                due_ms,
+            } => {
+                park(&ctx, &lane, ordering, draining, &finished, &waiting, due_ms).await;
+                return;
+            }
             BatchEnd::Stopped(reason) => {
                 let _ = ctx.reports.send(Report::Stop { reason });
                 return;
             }
             BatchEnd::Cancelled => return,
         };
+        if draining {
+            match drain_next(&ctx, &lane, tracked).await {
+                Some(next) => {
+                    items = next;
+                    continue;
+                }
+                None => return,
+            }
+        }
         let (next, wake) = {
-            let mut window = ctx.window.lock().unwrap_or_else(|p| p.into_inner());
+            let mut window = ctx.lock();
             for sequence in &redriven {
                 window.redriving.remove(sequence);
             }
@@ -102,17 +158,7 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, lane: Arc<str>, mut items: Vec<
             }
             // The cursor follows without waking the runner: staged here, made durable by
             // the engine's committer with every other subscription's.
-            if let Some(position) = window.progress() {
-                ctx.shared.cursors.stage(&ctx.sub_id, position);
-                ctx.stats.position.store(position, Ordering::Relaxed);
-                let end = ctx.shared.log.next_sequence();
-                ctx.meters.lag.set(end.saturating_sub(position) as i64);
-            }
-            let in_flight = window.in_flight();
-            ctx.stats
-                .in_flight
-                .store(in_flight as u64, Ordering::Relaxed);
-            ctx.meters.in_flight.set(in_flight as i64);
+            stage_progress(&ctx, &mut window);
             let wake = window.needs_runner(room_before, next.is_none());
             (next, wake)
         };
@@ -126,9 +172,140 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, lane: Arc<str>, mut items: Vec<
     }
 }
 
+/// Drains a parked lane whose head is due: reads its head batch back from the log and
+/// delivers it, then the rest of the lane (see [`deliver`]).
+pub(crate) async fn drain(ctx: Arc<WorkerCtx>, lane: Arc<str>, sequences: Vec<u64>) {
+    let (items, gone) = parking::read_parked(&ctx.shared, &ctx.sub_id, &sequences).await;
+    let items = if items.is_empty() {
+        match drain_next(&ctx, &lane, gone).await {
+            Some(items) => items,
+            None => return,
+        }
+    } else {
+        if !gone.is_empty() {
+            let mut window = ctx.lock();
+            window.forget_parked(&lane, &gone);
+            ctx.show_parked(&window);
+        }
+        items
+    };
+    deliver(ctx, lane, items).await
+}
+
+/// Stages the commit position if it moved, and publishes the in-flight figures.
+fn stage_progress(ctx: &WorkerCtx, window: &mut Window) {
+    if let Some(position) = window.progress() {
+        ctx.shared.cursors.stage(&ctx.sub_id, position);
+        ctx.stats.position.store(position, Ordering::Relaxed);
+        let end = ctx.shared.log.next_sequence();
+        ctx.meters.lag.set(end.saturating_sub(position) as i64);
+    }
+    let in_flight = window.in_flight();
+    ctx.stats
+        .in_flight
+        .store(in_flight as u64, Ordering::Relaxed);
+    ctx.meters.in_flight.set(in_flight as i64);
+}
+
+/// Parks the lane (its `Parked` record is durable already): the retention hold first, then
+/// the window lets the cursor pass the lane's events. The worker then ends; the runner
+/// schedules the lane's next attempt.
+async fn park(
+    ctx: &WorkerCtx,
+    lane: &str,
+    ordering: OrderBy,
+    draining: bool,
+    finished: &[u64],
+    waiting: &[u64],
+    due_ms: i64,
+) {
+    let mut held = ctx.hold.turn().await;
+    let floor = {
+        let window = ctx.lock();
+        let floor = window.parked_floor();
+        waiting.iter().copied().chain(floor).min()
+    };
+    parking::set_hold(&ctx.shared, &ctx.sub_id, &mut held, floor).await;
+    {
+        let mut window = ctx.lock();
+        if draining {
+            window.repark(lane, finished, due_ms);
+        } else {
+            window.park(lane, ordering, finished, waiting, due_ms);
+        }
+        window.active = window.active.saturating_sub(1);
+        stage_progress(ctx, &mut window);
+        ctx.show_parked(&window);
+    }
+    drop(held);
+    // The runner schedules the lane's next attempt and may read again.
+    ctx.wake.notify_one();
+    tracing::debug!(subscription = &*ctx.sub_id, lane, due_ms, "lane parked");
+}
+
+/// After a parked lane's batch finished (`done`): the next parked events read back from
+/// the log, the lane's waiting redrives once it flows again, or `None` when the worker
+/// ends.
+async fn drain_next(ctx: &WorkerCtx, lane: &str, mut done: Vec<u64>) -> Option<Vec<Item>> {
+    loop {
+        let next = {
+            let mut window = ctx.lock();
+            let next = window.drain_finished(lane, &done, ctx.max_batch);
+            ctx.show_parked(&window);
+            if matches!(next, DrainNext::Done) {
+                window.active = window.active.saturating_sub(1);
+            }
+            next
+        };
+        match next {
+            DrainNext::Parked(sequences) => {
+                let (items, gone) =
+                    parking::read_parked(&ctx.shared, &ctx.sub_id, &sequences).await;
+                if items.is_empty() {
+                    done = gone;
+                    continue;
+                }
+                if !gone.is_empty() {
+                    // They can never be sent: they leave the lane.
+                    let mut window = ctx.lock();
+                    window.forget_parked(lane, &gone);
+                    ctx.show_parked(&window);
+                }
+                return Some(items);
+            }
+            DrainNext::Live(batch) => {
+                unparked(ctx, lane).await;
+                return Some(batch);
+            }
+            DrainNext::Done => {
+                unparked(ctx, lane).await;
+                let wake = {
+                    let window = ctx.lock();
+                    window.needs_runner(window.room(), true)
+                };
+                if wake {
+                    ctx.wake.notify_one();
+                }
+                return None;
+            }
+        }
+    }
+}
+
+/// Records that `lane` flows again and lowers (or removes) the retention hold.
+async fn unparked(ctx: &WorkerCtx, lane: &str) {
+    parking::record_unpark(&ctx.shared, &ctx.sub_id, lane).await;
+    let mut held = ctx.hold.turn().await;
+    let floor = ctx.lock().parked_floor();
+    parking::set_hold(&ctx.shared, &ctx.sub_id, &mut held, floor).await;
+    tracing::debug!(subscription = &*ctx.sub_id, lane, "lane unparked");
+}
+
 /// Runs one batch until every event of it is delivered or dead-lettered.
 async fn deliver_batch(
     ctx: &WorkerCtx,
+    lane: &str,
+    ordering: OrderBy,
     items: Vec<Item>,
     mut cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
 ) -> BatchEnd {
@@ -138,8 +315,8 @@ async fn deliver_batch(
     let mut progress = Vec::with_capacity(items.len());
     for item in items {
         let sequence = item.event.sequence;
-        let p = match item.redrive {
-            Some(history) => {
+        let p = match item.origin {
+            Origin::Redrive(history) => {
                 redriven.push(sequence);
                 Progress {
                     attempts: history,
@@ -148,7 +325,7 @@ async fn deliver_batch(
                     redrive: true,
                 }
             }
-            None => {
+            Origin::Live | Origin::Parked => {
                 tracked.push(sequence);
                 // Durable retry state: a restart continues the count and the schedule.
                 match ctx.shared.state.retry_state(&ctx.sub_id, sequence) {
@@ -218,6 +395,38 @@ async fn deliver_batch(
         }
         events = retry_events;
         progress = retry_progress;
+        // Past the in-memory phase: park the lane instead of waiting here. Redriven
+        // events are not parked (they are dead letters until delivered, behind the cursor).
+        let parks = progress
+            .iter()
+            .any(|p| !p.redrive && ctx.shared.policy.parks(p.tries));
+        if parks && redriven.is_empty() {
+            let waiting: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+            let due_ms = progress
+                .iter()
+                .map(|p| p.next_attempt_ms)
+                .max()
+                .unwrap_or(0);
+            let from = waiting.iter().copied().min().unwrap_or(0);
+            // Durable before the cursor may pass the lane; if it cannot be made durable,
+            // the lane keeps retrying in memory (holding the cursor) as before.
+            match parking::record_park(&ctx.shared, &ctx.sub_id, lane, from, ordering).await {
+                Ok(()) => {
+                    let finished = tracked
+                        .into_iter()
+                        .filter(|s| !waiting.contains(s))
+                        .collect();
+                    return BatchEnd::Parked {
+                        finished,
+                        waiting,
+                        due_ms,
+                    };
+                }
+                Err(e) => {
+                    tracing::error!(subscription = &*ctx.sub_id, error = %e, "cannot park a lane");
+                }
+            }
+        }
     }
     BatchEnd::Finished { tracked, redriven }
 }

@@ -196,6 +196,8 @@ pub fn fast_policy(max_attempts: u32) -> RetryPolicy {
         max_delay: Duration::from_millis(20),
         jitter_factor: 0.2,
         disable_after_failures: 0,
+        // The server's default: retries beyond the third go through parking.
+        park_after_attempts: 3,
     }
 }
 
