@@ -258,7 +258,14 @@ async fn lag_rises_while_the_webhook_is_down_and_falls_after_it_recovers() {
         assert!(more.value("switchyard_log_bytes", &[]).unwrap_or(0.0) > 0.0);
         assert!(more.value("switchyard_log_segments", &[]).unwrap_or(0.0) >= 1.0);
     }
-    assert!(more.in_flight() >= 1.0, "the failing event is in flight");
+    // The failing events wait in memory for their first attempts, then parked.
+    let parked = more
+        .value("switchyard_delivery_parked", &[("subscription", SUB)])
+        .unwrap_or(0.0);
+    assert!(
+        more.in_flight() + parked >= 1.0,
+        "the failing events are in flight or parked"
+    );
     assert_eq!(
         more.value("switchyard_delivery_dead_letters", &[("subscription", SUB)]),
         Some(0.0)
@@ -268,7 +275,9 @@ async fn lag_rises_while_the_webhook_is_down_and_falls_after_it_recovers() {
     // The endpoint recovers: the lag drains to 0 and every event arrives.
     receiver.set_status(200);
     let recovered = scrape_until(&s, &python, "lag back to 0", Duration::from_secs(30), |m| {
-        m.lag() == 0.0 && m.in_flight() == 0.0
+        m.lag() == 0.0
+            && m.in_flight() == 0.0
+            && m.value("switchyard_delivery_parked", &[("subscription", SUB)]) == Some(0.0)
     })
     .await;
     let delivered: HashMap<u64, usize> =

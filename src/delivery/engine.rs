@@ -249,7 +249,7 @@ impl DeliveryEngine {
             cursor,
             position,
             log_end,
-            lag: log_end.saturating_sub(position.max(1)),
+            lag: log_end.saturating_sub(stats.oldest(position).max(1)),
             in_flight: stats.in_flight.load(Ordering::Relaxed),
             attempts: stats.attempts.load(Ordering::Relaxed),
             failures: stats.failures.load(Ordering::Relaxed),

@@ -32,7 +32,7 @@ impl DeliveryMetrics {
 
 #[derive(Clone)]
 pub(crate) struct Metrics {
-    /// Sequences between the subscription's position and the log's end.
+    /// Sequences between the subscription's oldest undelivered event and the log's end.
     pub lag: IntGaugeVec,
     /// Events read and not yet finished.
     pub in_flight: IntGaugeVec,
@@ -69,7 +69,7 @@ impl Metrics {
         let metrics = Metrics {
             lag: gauge(
                 "switchyard_delivery_lag",
-                "Log sequences not yet delivered by the subscription",
+                "Log sequences from the subscription's oldest undelivered event (parked ones included) to the log's end",
             )?,
             in_flight: gauge(
                 "switchyard_delivery_in_flight",

@@ -280,7 +280,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         stats.position.store(position, Ordering::Relaxed);
         stats.in_flight.store(in_flight as u64, Ordering::Relaxed);
         in_flight_gauge.set(in_flight as i64);
-        lag_gauge.set(end.saturating_sub(position) as i64);
+        lag_gauge.set(end.saturating_sub(stats.oldest(position)) as i64);
         if can_read && wants_read {
             continue;
         }

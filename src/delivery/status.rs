@@ -23,8 +23,9 @@ pub struct SubscriptionStatus {
     pub position: u64,
     /// The log's next sequence.
     pub log_end: u64,
-    /// Sequences from `position` to the log's end: events not yet delivered (some of them
-    /// may be filtered out when reached).
+    /// Sequences from the oldest undelivered event (`position`, or the first parked event
+    /// when it is older) to the log's end: events not yet delivered (some of them may be
+    /// filtered out when reached, or already delivered by lanes that are not parked).
     pub lag: u64,
     /// Events read and not yet finished.
     pub in_flight: u64,
@@ -38,7 +39,7 @@ pub struct SubscriptionStatus {
     pub dead_letters: u64,
     /// Events waiting behind parked lanes: a lane (a chat, an instance) whose head event
     /// kept failing waits durably for its next retry while the other lanes flow and the
-    /// cursor moves on. Not counted in `lag` or `in_flight`.
+    /// cursor moves on. Not counted in `in_flight`; `lag` starts at the oldest of them.
     pub parked: u64,
     /// The most recent failure, if any.
     pub last_error: Option<String>,
@@ -55,6 +56,8 @@ pub(crate) struct SubStats {
     pub position: AtomicU64,
     pub in_flight: AtomicU64,
     pub parked: AtomicU64,
+    /// The lowest parked sequence, 0 when nothing is parked.
+    pub parked_floor: AtomicU64,
     pub attempts: AtomicU64,
     pub failures: AtomicU64,
     pub delivered: AtomicU64,
@@ -66,6 +69,14 @@ pub(crate) struct SubStats {
 }
 
 impl SubStats {
+    /// The oldest undelivered sequence: `position`, or the first parked event if older.
+    pub(crate) fn oldest(&self, position: u64) -> u64 {
+        match self.parked_floor.load(Ordering::Relaxed) {
+            0 => position,
+            floor => floor.min(position),
+        }
+    }
+
     /// Records a failed attempt; returns the failure run's new length.
     pub(crate) fn failed(&self, reason: &str) -> u64 {
         self.failures.fetch_add(1, Ordering::Relaxed);

@@ -84,11 +84,20 @@ impl WorkerCtx {
         self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Publishes the parked count after the window changed it.
+    /// Publishes the parked count, and the lag that starts at the oldest parked event,
+    /// after the window changed them.
     pub(crate) fn show_parked(&self, window: &Window) {
         let parked = window.parked_events();
         self.stats.parked.store(parked as u64, Ordering::Relaxed);
         self.meters.parked.set(parked as i64);
+        let floor = window.parked_floor().unwrap_or(0);
+        self.stats.parked_floor.store(floor, Ordering::Relaxed);
+        // The lag starts at the oldest parked event: it moves with the floor too.
+        let position = self.stats.position.load(Ordering::Relaxed);
+        let end = self.shared.log.next_sequence();
+        self.meters
+            .lag
+            .set(end.saturating_sub(self.stats.oldest(position)) as i64);
     }
 }
 
@@ -198,7 +207,9 @@ fn stage_progress(ctx: &WorkerCtx, window: &mut Window) {
         ctx.shared.cursors.stage(&ctx.sub_id, position);
         ctx.stats.position.store(position, Ordering::Relaxed);
         let end = ctx.shared.log.next_sequence();
-        ctx.meters.lag.set(end.saturating_sub(position) as i64);
+        ctx.meters
+            .lag
+            .set(end.saturating_sub(ctx.stats.oldest(position)) as i64);
     }
     let in_flight = window.in_flight();
     ctx.stats
@@ -234,8 +245,8 @@ async fn park(
             window.park(lane, ordering, finished, waiting, due_ms);
         }
         window.active = window.active.saturating_sub(1);
-        stage_progress(ctx, &mut window);
         ctx.show_parked(&window);
+        stage_progress(ctx, &mut window);
     }
     drop(held);
     // The runner schedules the lane's next attempt and may read again.
