@@ -411,34 +411,6 @@ async fn by_events_headers_destination_and_event_filter() {
     stop.cancel();
 }
 
-/// Appends one event per chat per round, `rounds` times: data `{"key":{"remoteJid"},"n"}`
-/// and the stored chat, as ingest stores them.
-async fn append_chats(h: &Harness, instance: &str, chats: &[&str], rounds: std::ops::Range<u64>) {
-    let mut batch = Vec::new();
-    for n in rounds {
-        for chat in chats {
-            let stored = switchyard::envelope::StoredEvent {
-                id: uuid::Uuid::new_v4(),
-                instance: instance.to_owned(),
-                event: "messages.upsert".into(),
-                data: serde_json::value::RawValue::from_string(format!(
-                    r#"{{"key":{{"remoteJid":"{chat}"}},"n":{n}}}"#
-                ))
-                .unwrap(),
-                sender: None,
-                source: None,
-                raw: None,
-                instance_id: None,
-                key: None,
-                request: None,
-                chat: Some((*chat).to_owned()),
-            };
-            batch.push(stored.to_bytes().unwrap());
-        }
-    }
-    h.log.append(batch).await.unwrap();
-}
-
 /// The `n` of each delivery of `chat`, first deliveries only, in arrival order.
 fn first_ns(receiver: &Receiver, chat: &str) -> Vec<u64> {
     let mut seen = HashSet::new();
@@ -476,7 +448,7 @@ async fn a_failing_chat_is_parked_durably_and_drains_in_order() {
         vec![sub.clone()],
     )
     .await;
-    append_chats(&h, instance, &[poisoned, a, b], 0..10).await;
+    append_chats(&h.log, instance, &[poisoned, a, b], 0..10).await;
     wait_for(
         "the healthy chats delivered",
         Duration::from_secs(10),
@@ -503,7 +475,7 @@ async fn a_failing_chat_is_parked_durably_and_drains_in_order() {
 
     // Restart: the parked chat is restored from the delivery-state log and the event log.
     let h = Harness::start(dir.path(), policy, webhook_options(500), vec![sub]).await;
-    append_chats(&h, instance, &[poisoned, a, b], 10..12).await;
+    append_chats(&h.log, instance, &[poisoned, a, b], 10..12).await;
     wait_for(
         "the restored chat parked with its new events",
         Duration::from_secs(10),
@@ -551,7 +523,7 @@ async fn a_failing_chat_is_parked_durably_and_drains_in_order() {
     }
     assert_eq!(held, None, "the retention hold is removed");
     // The chat flows normally again.
-    append_chats(&h, instance, &[poisoned], 12..13).await;
+    append_chats(&h.log, instance, &[poisoned], 12..13).await;
     wait_for("a new event of the chat", Duration::from_secs(10), || {
         first_ns(&receiver, poisoned).len() == 13
     })
@@ -575,7 +547,7 @@ async fn a_parked_head_out_of_attempts_is_dead_lettered_and_the_chat_goes_on() {
     let instance = &instances(1)[0];
     // 3 attempts in memory, 2 more from the parked lane, then dead.
     let h = Harness::start(dir.path(), fast_policy(5), webhook_options(500), vec![sub]).await;
-    append_chats(&h, instance, &[poisoned], 0..3).await;
+    append_chats(&h.log, instance, &[poisoned], 0..3).await;
     wait_for("three dead letters", Duration::from_secs(10), || {
         h.engine.dead_letters("hook:park-dead").len() == 3
     })
@@ -592,7 +564,7 @@ async fn a_parked_head_out_of_attempts_is_dead_lettered_and_the_chat_goes_on() {
     })
     .await;
     *receiver.behaviour.failing_chat.lock().unwrap() = None;
-    append_chats(&h, instance, &[poisoned], 3..5).await;
+    append_chats(&h.log, instance, &[poisoned], 3..5).await;
     wait_for("the chat flows again", Duration::from_secs(10), || {
         first_ns(&receiver, poisoned) == vec![3, 4]
     })

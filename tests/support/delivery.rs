@@ -302,23 +302,29 @@ pub fn webhook(id: &str, url: &str, secret: Option<&str>, start_sequence: u64) -
     }
 }
 
+/// An event as ingest stores it: `data` is JSON text, `chat` the stored chat key.
+pub fn stored_event(instance: &str, event: &str, data: String, chat: Option<&str>) -> StoredEvent {
+    StoredEvent {
+        id: uuid::Uuid::new_v4(),
+        instance: instance.to_owned(),
+        event: event.to_owned(),
+        data: serde_json::value::RawValue::from_string(data).unwrap(),
+        sender: Some("5511999990000@s.whatsapp.net".into()),
+        source: None,
+        raw: None,
+        instance_id: None,
+        key: None,
+        request: None,
+        chat: chat.map(str::to_owned),
+    }
+}
+
 /// Appends `count` events per call, round-robin over `instances`.
 pub async fn append(log: &Arc<dyn EventLog>, instances: &[String], event: &str, count: usize) {
     let mut batch = Vec::new();
     for i in 0..count {
-        let stored = StoredEvent {
-            id: uuid::Uuid::new_v4(),
-            instance: instances[i % instances.len()].clone(),
-            event: event.to_owned(),
-            data: serde_json::value::RawValue::from_string(format!("{{\"n\":{i}}}")).unwrap(),
-            sender: Some("5511999990000@s.whatsapp.net".into()),
-            source: None,
-            raw: None,
-            instance_id: None,
-            key: None,
-            request: None,
-            chat: None,
-        };
+        let instance = &instances[i % instances.len()];
+        let stored = stored_event(instance, event, format!("{{\"n\":{i}}}"), None);
         batch.push(stored.to_bytes().unwrap());
         if batch.len() == 500 {
             log.append(std::mem::take(&mut batch)).await.unwrap();
@@ -327,6 +333,25 @@ pub async fn append(log: &Arc<dyn EventLog>, instances: &[String], event: &str, 
     if !batch.is_empty() {
         log.append(batch).await.unwrap();
     }
+}
+
+/// Appends `messages.upsert` events of `instance`, one per chat per round in `rounds`:
+/// data `{"key":{"remoteJid"},"n"}` and the stored chat, as ingest stores them.
+pub async fn append_chats(
+    log: &Arc<dyn EventLog>,
+    instance: &str,
+    chats: &[&str],
+    rounds: std::ops::Range<u64>,
+) {
+    let mut batch = Vec::new();
+    for n in rounds {
+        for chat in chats {
+            let data = format!(r#"{{"key":{{"remoteJid":"{chat}"}},"n":{n}}}"#);
+            let stored = stored_event(instance, "messages.upsert", data, Some(chat));
+            batch.push(stored.to_bytes().unwrap());
+        }
+    }
+    log.append(batch).await.unwrap();
 }
 
 /// Random instance names, so parallel tests never share a name.
