@@ -9,8 +9,12 @@
 //!   Later events of the lane read at the cursor join it the same way.
 //! - **Retention.** A second cursor, `{subscription}#parked`, sits at the lowest parked
 //!   sequence of the subscription, so the embedded log's retention keeps what a parked lane
-//!   still needs (the Kafka engine's retention is the topic's own). It is moved under one
-//!   lock per subscription, so a slower update never lands a higher position over a park.
+//!   still needs (the Kafka engine's retention is the topic's own).
+//! - **One turn per subscription** ([`Hold`]): a lane's `Parked` and `Unparked` records and
+//!   every move of the hold cursor happen under it, together with the window change they
+//!   describe, so the records of a lane land in the order its states change (an unpark
+//!   never lands after the next park) and a slower update never lands a higher hold over a
+//!   park.
 //! - **Drain.** When the head is due, the runner hands the lane to a worker (counted in the
 //!   in-flight limit), which reads the head batch back and sends it. Delivered or
 //!   dead-lettered, the next parked events follow at once, in order; when none are left the

@@ -39,18 +39,20 @@ pub(crate) enum Report {
 }
 
 /// How one batch ended.
-enum BatchEnd {
+enum BatchEnd<'a> {
     /// Every event delivered or dead-lettered: `tracked` (live or parked) and `redriven`.
     Finished {
         tracked: Vec<u64>,
         redriven: Vec<u64>,
     },
     /// Some events still fail past the in-memory phase; the lane is parked durably
-    /// (recorded already): `finished` are done, `waiting` wait for `due_ms`.
+    /// (recorded already, under the hold's turn, still `held`): `finished` are done,
+    /// `waiting` wait for `due_ms`.
     Parked {
         finished: Vec<u64>,
         waiting: Vec<u64>,
         due_ms: i64,
+        held: tokio::sync::MutexGuard<'a, Option<u64>>,
     },
     Stopped(String),
     Cancelled,
@@ -136,8 +138,14 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, lane: Arc<str>, mut items: Vec<
                 finished,
                 waiting,
                 due_ms,
+                held,
             } => {
-                park(&ctx, &lane, ordering, draining, &finished, &waiting, due_ms).await;
+                let lane_end = LaneEnd {
+                    finished: &finished,
+                    waiting: &waiting,
+                    due_ms,
+                };
+                park(&ctx, &lane, ordering, draining, lane_end, held).await;
                 return;
             }
             BatchEnd::Stopped(reason) => {
@@ -218,19 +226,32 @@ fn stage_progress(ctx: &WorkerCtx, window: &mut Window) {
     ctx.meters.in_flight.set(in_flight as i64);
 }
 
-/// Parks the lane (its `Parked` record is durable already): the retention hold first, then
-/// the window lets the cursor pass the lane's events. The worker then ends; the runner
-/// schedules the lane's next attempt.
+/// How a batch that parks its lane ended.
+struct LaneEnd<'a> {
+    /// Events of the batch that are done.
+    finished: &'a [u64],
+    /// Events that wait, in order.
+    waiting: &'a [u64],
+    /// When the head is next tried, UTC milliseconds.
+    due_ms: i64,
+}
+
+/// Parks the lane (its `Parked` record is durable already, appended under the hold's turn
+/// `held`): the retention hold first, then the window lets the cursor pass the lane's
+/// events. The worker then ends; the runner schedules the lane's next attempt.
 async fn park(
     ctx: &WorkerCtx,
     lane: &str,
     ordering: OrderBy,
     draining: bool,
-    finished: &[u64],
-    waiting: &[u64],
-    due_ms: i64,
+    end: LaneEnd<'_>,
+    mut held: tokio::sync::MutexGuard<'_, Option<u64>>,
 ) {
-    let mut held = ctx.hold.turn().await;
+    let LaneEnd {
+        finished,
+        waiting,
+        due_ms,
+    } = end;
     let floor = {
         let window = ctx.lock();
         let floor = window.parked_floor();
@@ -259,6 +280,9 @@ async fn park(
 /// ends.
 async fn drain_next(ctx: &WorkerCtx, lane: &str, mut done: Vec<u64>) -> Option<Vec<Item>> {
     loop {
+        // The hold's turn first: if the lane flows again, its `Unparked` record must be
+        // appended before any later `Parked` record of the same lane (see `park`).
+        let mut held = ctx.hold.turn().await;
         let next = {
             let mut window = ctx.lock();
             let next = window.drain_finished(lane, &done, ctx.max_batch);
@@ -270,6 +294,7 @@ async fn drain_next(ctx: &WorkerCtx, lane: &str, mut done: Vec<u64>) -> Option<V
         };
         match next {
             DrainNext::Parked(sequences) => {
+                drop(held);
                 let (items, gone) =
                     parking::read_parked(&ctx.shared, &ctx.sub_id, &sequences).await;
                 if items.is_empty() {
@@ -285,11 +310,12 @@ async fn drain_next(ctx: &WorkerCtx, lane: &str, mut done: Vec<u64>) -> Option<V
                 return Some(items);
             }
             DrainNext::Live(batch) => {
-                unparked(ctx, lane).await;
+                unparked(ctx, lane, &mut held).await;
                 return Some(batch);
             }
             DrainNext::Done => {
-                unparked(ctx, lane).await;
+                unparked(ctx, lane, &mut held).await;
+                drop(held);
                 let wake = {
                     let window = ctx.lock();
                     window.needs_runner(window.room(), true)
@@ -303,23 +329,23 @@ async fn drain_next(ctx: &WorkerCtx, lane: &str, mut done: Vec<u64>) -> Option<V
     }
 }
 
-/// Records that `lane` flows again and lowers (or removes) the retention hold.
-async fn unparked(ctx: &WorkerCtx, lane: &str) {
+/// Records that `lane` flows again and lowers (or removes) the retention hold, under the
+/// hold's turn `held`.
+async fn unparked(ctx: &WorkerCtx, lane: &str, held: &mut Option<u64>) {
     parking::record_unpark(&ctx.shared, &ctx.sub_id, lane).await;
-    let mut held = ctx.hold.turn().await;
     let floor = ctx.lock().parked_floor();
-    parking::set_hold(&ctx.shared, &ctx.sub_id, &mut held, floor).await;
+    parking::set_hold(&ctx.shared, &ctx.sub_id, held, floor).await;
     tracing::debug!(subscription = &*ctx.sub_id, lane, "lane unparked");
 }
 
 /// Runs one batch until every event of it is delivered or dead-lettered.
-async fn deliver_batch(
-    ctx: &WorkerCtx,
+async fn deliver_batch<'a>(
+    ctx: &'a WorkerCtx,
     lane: &str,
     ordering: OrderBy,
     items: Vec<Item>,
     mut cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
-) -> BatchEnd {
+) -> BatchEnd<'a> {
     let mut tracked = Vec::new();
     let mut redriven = Vec::new();
     let mut events = Vec::with_capacity(items.len());
@@ -420,7 +446,10 @@ async fn deliver_batch(
                 .unwrap_or(0);
             let from = waiting.iter().copied().min().unwrap_or(0);
             // Durable before the cursor may pass the lane; if it cannot be made durable,
-            // the lane keeps retrying in memory (holding the cursor) as before.
+            // the lane keeps retrying in memory (holding the cursor) as before. Appended
+            // under the hold's turn, which `park` keeps until the window changed, so the
+            // lane's records land in the order its states change.
+            let held = ctx.hold.turn().await;
             match parking::record_park(&ctx.shared, &ctx.sub_id, lane, from, ordering).await {
                 Ok(()) => {
                     let finished = tracked
@@ -431,6 +460,7 @@ async fn deliver_batch(
                         finished,
                         waiting,
                         due_ms,
+                        held,
                     };
                 }
                 Err(e) => {
