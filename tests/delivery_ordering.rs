@@ -179,6 +179,7 @@ async fn a_failing_chat_holds_back_only_itself_across_a_sigkill() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     *receiver.behaviour.failing_chat.lock().unwrap() = None;
+    let recovered_at = Instant::now();
 
     // Everything arrives: every (chat, n) at least once; each chat's first deliveries in
     // sequence order (the restart may repeat what was in flight, never reorder a chat).
@@ -193,6 +194,10 @@ async fn a_failing_chat_holds_back_only_itself_across_a_sigkill() {
         seen.len() >= total
     })
     .await;
+    println!(
+        "the parked chat's {n} events delivered {:.1} s after the receiver recovered",
+        recovered_at.elapsed().as_secs_f64()
+    );
     let mut per_chat: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
     let mut seen = HashSet::new();
     for r in receiver

@@ -119,32 +119,96 @@ pub(crate) async fn set_hold(
     }
 }
 
-/// Reads parked events back by sequence. Sequences no longer in the log (the hard
-/// retention limit deleted them) come back apart, with a warning.
-pub(crate) async fn read_parked(
-    shared: &Shared,
-    subscription: &str,
-    sequences: &[u64],
-) -> (Vec<Item>, Vec<u64>) {
-    let mut items = Vec::with_capacity(sequences.len());
-    let mut gone = Vec::new();
-    for &sequence in sequences {
-        match read_event(shared, sequence).await {
-            Some(event) => items.push(Item {
-                event,
-                origin: Origin::Parked,
-            }),
-            None => {
-                tracing::warn!(
-                    subscription,
-                    sequence,
-                    "a parked event is no longer in the log (retention); skipping it"
-                );
-                gone.push(sequence);
+/// How many of a parked lane's next events a draining worker reads ahead.
+pub(crate) const READ_AHEAD: usize = 256;
+
+/// A draining worker's read-ahead: the lane's next parked events, read by scanning the
+/// log forward once rather than one positioned read per event (on the Kafka engine a read
+/// that does not continue the previous one opens a new reader). Holds at most
+/// [`READ_AHEAD`] events.
+#[derive(Default)]
+pub(crate) struct Prefetch {
+    events: BTreeMap<u64, LoggedEvent>,
+    /// Where the last scan stopped: the next scan continues there when that is close.
+    scan_pos: u64,
+}
+
+impl Prefetch {
+    /// The events of `wanted` (the lane's head batch), in order, read ahead with the
+    /// lane's next parked sequences `ahead` (which start with `wanted`). Sequences no
+    /// longer in the log (the hard retention limit deleted them) come back apart, with a
+    /// warning.
+    pub(crate) async fn take(
+        &mut self,
+        shared: &Shared,
+        subscription: &str,
+        wanted: &[u64],
+        ahead: &[u64],
+    ) -> (Vec<Item>, Vec<u64>) {
+        let mut items = Vec::with_capacity(wanted.len());
+        let mut gone = Vec::new();
+        for &sequence in wanted {
+            if !self.events.contains_key(&sequence) {
+                self.fill(shared, subscription, sequence, ahead).await;
+            }
+            match self.events.remove(&sequence) {
+                Some(event) => items.push(Item {
+                    event,
+                    origin: Origin::Parked,
+                }),
+                None => {
+                    tracing::warn!(
+                        subscription,
+                        sequence,
+                        "a parked event is no longer in the log (retention); skipping it"
+                    );
+                    gone.push(sequence);
+                }
+            }
+        }
+        (items, gone)
+    }
+
+    /// Scans the log from `missing` (or from where the last scan stopped, when that is
+    /// close below it) until past it, keeping the events of `ahead` found on the way.
+    async fn fill(&mut self, shared: &Shared, subscription: &str, missing: u64, ahead: &[u64]) {
+        let opts = &shared.options;
+        let keep: HashSet<u64> = ahead.iter().copied().filter(|s| *s >= missing).collect();
+        let close = (opts.read_batch as u64).saturating_mul(4);
+        let mut from = if self.scan_pos <= missing && missing - self.scan_pos <= close {
+            self.scan_pos
+        } else {
+            missing
+        };
+        loop {
+            let records = match shared
+                .log
+                .read(from, opts.read_batch, opts.read_bytes)
+                .await
+            {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::warn!(subscription, error = %e, "reading parked events failed");
+                    return;
+                }
+            };
+            let Some(last) = records.last() else { return };
+            let past = last.sequence + 1;
+            for record in records.iter().filter(|r| keep.contains(&r.sequence)) {
+                if self.events.len() >= READ_AHEAD && record.sequence != missing {
+                    break;
+                }
+                if let Ok(event) = LoggedEvent::decode(record) {
+                    self.events.insert(record.sequence, event);
+                }
+            }
+            self.scan_pos = past;
+            from = past;
+            if past > missing {
+                return;
             }
         }
     }
-    (items, gone)
 }
 
 /// Reads one event back by sequence (parked events, redrives).

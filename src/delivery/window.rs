@@ -425,6 +425,14 @@ impl Window {
         }
     }
 
+    /// The first `n` sequences of parked `lane` (what a draining worker reads ahead).
+    pub(crate) fn parked_ahead(&self, lane: &str, n: usize) -> Vec<u64> {
+        self.parked
+            .get(lane)
+            .map(|p| p.sequences.iter().take(n).copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Events in parked lanes.
     pub(crate) fn parked_events(&self) -> usize {
         self.parked_events

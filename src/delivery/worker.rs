@@ -21,7 +21,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::delivery::engine::Shared;
 use crate::delivery::metrics::Meters;
-use crate::delivery::parking::{self, Hold};
+use crate::delivery::parking::{self, Hold, Prefetch};
 use crate::delivery::runner::View;
 use crate::delivery::state::{Attempt, AttemptOutcome, DeadLetter, RetryState, StateRecord};
 use crate::delivery::status::SubStats;
@@ -119,7 +119,17 @@ fn now_ms() -> i64 {
 /// Delivers `items`, then the lane's following batches, until its queue is empty, the
 /// subscription must stop, or the worker is cancelled (then it reports nothing: the runner
 /// is going away and the cursor still points at the unfinished events).
-pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, lane: Arc<str>, mut items: Vec<Item>) {
+pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, lane: Arc<str>, items: Vec<Item>) {
+    deliver_with(ctx, lane, items, Prefetch::default()).await
+}
+
+/// [`deliver`] with a parked lane's read-ahead (see `drain`).
+async fn deliver_with(
+    ctx: Arc<WorkerCtx>,
+    lane: Arc<str>,
+    mut items: Vec<Item>,
+    mut prefetch: Prefetch,
+) {
     // One wait for cancellation for the worker's whole life: a fresh one per send would
     // take the token's lock twice per event, against every other worker.
     let cancelled = ctx.cancel.cancelled();
@@ -155,7 +165,7 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, lane: Arc<str>, mut items: Vec<
             BatchEnd::Cancelled => return,
         };
         if draining {
-            match drain_next(&ctx, &lane, tracked).await {
+            match drain_next(&ctx, &lane, tracked, &mut prefetch).await {
                 Some(next) => {
                     items = next;
                     continue;
@@ -192,9 +202,13 @@ pub(crate) async fn deliver(ctx: Arc<WorkerCtx>, lane: Arc<str>, mut items: Vec<
 /// Drains a parked lane whose head is due: reads its head batch back from the log and
 /// delivers it, then the rest of the lane (see [`deliver`]).
 pub(crate) async fn drain(ctx: Arc<WorkerCtx>, lane: Arc<str>, sequences: Vec<u64>) {
-    let (items, gone) = parking::read_parked(&ctx.shared, &ctx.sub_id, &sequences).await;
+    let mut prefetch = Prefetch::default();
+    let ahead = ctx.lock().parked_ahead(&lane, parking::READ_AHEAD);
+    let (items, gone) = prefetch
+        .take(&ctx.shared, &ctx.sub_id, &sequences, &ahead)
+        .await;
     let items = if items.is_empty() {
-        match drain_next(&ctx, &lane, gone).await {
+        match drain_next(&ctx, &lane, gone, &mut prefetch).await {
             Some(items) => items,
             None => return,
         }
@@ -206,7 +220,7 @@ pub(crate) async fn drain(ctx: Arc<WorkerCtx>, lane: Arc<str>, sequences: Vec<u6
         }
         items
     };
-    deliver(ctx, lane, items).await
+    deliver_with(ctx, lane, items, prefetch).await
 }
 
 /// Stages the commit position if it moved, and publishes the in-flight figures.
@@ -278,25 +292,35 @@ async fn park(
 /// After a parked lane's batch finished (`done`): the next parked events read back from
 /// the log, the lane's waiting redrives once it flows again, or `None` when the worker
 /// ends.
-async fn drain_next(ctx: &WorkerCtx, lane: &str, mut done: Vec<u64>) -> Option<Vec<Item>> {
+async fn drain_next(
+    ctx: &WorkerCtx,
+    lane: &str,
+    mut done: Vec<u64>,
+    prefetch: &mut Prefetch,
+) -> Option<Vec<Item>> {
     loop {
         // The hold's turn first: if the lane flows again, its `Unparked` record must be
         // appended before any later `Parked` record of the same lane (see `park`).
         let mut held = ctx.hold.turn().await;
-        let next = {
+        let (next, ahead) = {
             let mut window = ctx.lock();
             let next = window.drain_finished(lane, &done, ctx.max_batch);
             ctx.show_parked(&window);
             if matches!(next, DrainNext::Done) {
                 window.active = window.active.saturating_sub(1);
             }
-            next
+            let ahead = match next {
+                DrainNext::Parked(_) => window.parked_ahead(lane, parking::READ_AHEAD),
+                _ => Vec::new(),
+            };
+            (next, ahead)
         };
         match next {
             DrainNext::Parked(sequences) => {
                 drop(held);
-                let (items, gone) =
-                    parking::read_parked(&ctx.shared, &ctx.sub_id, &sequences).await;
+                let (items, gone) = prefetch
+                    .take(&ctx.shared, &ctx.sub_id, &sequences, &ahead)
+                    .await;
                 if items.is_empty() {
                     done = gone;
                     continue;
