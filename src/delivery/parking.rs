@@ -16,7 +16,8 @@
 //!   never lands after the next park) and a slower update never lands a higher hold over a
 //!   park.
 //! - **Drain.** When the head is due, the runner hands the lane to a worker (counted in the
-//!   in-flight limit), which reads the head batch back and sends it. Delivered or
+//!   in-flight limit), which reads the lane's next events back ([`Prefetch`]: one forward
+//!   scan of the log for up to [`READ_AHEAD`] of them) and sends the head batch. Delivered or
 //!   dead-lettered, the next parked events follow at once, in order; when none are left the
 //!   lane flows again (`Unparked`). Failing again, it parks again until its next due time.
 //! - **Restart.** The runner finds each parked lane's events by reading the log from the
