@@ -244,15 +244,18 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                 w.active += 1;
                 batches.push(batch);
             }
-            // Parked lanes whose head is due share the in-flight limit.
+            // Parked lanes whose head is due share the in-flight limit. The clock is read
+            // only when some lane waits: this loop runs per delivery batch.
             let mut drains = Vec::new();
-            let now_ms = chrono::Utc::now().timestamp_millis();
-            while w.active < opts.max_parallel_instances {
-                let Some(drain) = w.take_due(now_ms, ctx.max_batch) else {
-                    break;
-                };
-                w.active += 1;
-                drains.push(drain);
+            if w.next_due().is_some() {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                while w.active < opts.max_parallel_instances {
+                    let Some(drain) = w.take_due(now_ms, ctx.max_batch) else {
+                        break;
+                    };
+                    w.active += 1;
+                    drains.push(drain);
+                }
             }
             // A full in-flight limit wakes this runner when a worker ends instead.
             let next_due = (w.active < opts.max_parallel_instances)
