@@ -58,7 +58,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use switchyard::catalog::{kafka_topic, EventKind};
-use switchyard::config::{RabbitmqConfig, SqsConfig};
 use switchyard::delivery::{
     DeliveryEngine, DeliveryMetrics, EngineDeps, EngineOptions, RetryPolicy, Scope, SinkTarget,
     Subscription, SubscriptionSet,
@@ -66,10 +65,10 @@ use switchyard::delivery::{
 use switchyard::envelope::{LoggedEvent, StoredEvent};
 use switchyard::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use switchyard::log::{EventLog, FsyncPolicy};
-use switchyard::sinks::kafka::{client_config, message_key, KafkaOptions, KafkaSink};
-use switchyard::sinks::rabbitmq::RabbitmqSink;
-use switchyard::sinks::sqs::SqsSink;
-use switchyard::sinks::{Outcome, Sink, SinkKind, SinkRegistry};
+use switchyard::sinks::kafka::{client_config, message_key, KafkaOptions, KafkaSink, KafkaTarget};
+use switchyard::sinks::rabbitmq::{RabbitmqConfig, RabbitmqSink, RabbitmqTarget};
+use switchyard::sinks::sqs::{SqsConfig, SqsSink, SqsTarget};
+use switchyard::sinks::{Outcome, Sink, SinkKind, SinkRegistry, Submitted};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -108,6 +107,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// over, and keeps the last failure to say why a round does not end.
 struct Counting {
     inner: Arc<dyn Sink>,
+    /// Shared with the outcome futures of pipelined sends.
+    counts: Arc<Counts>,
+}
+
+impl std::ops::Deref for Counting {
+    type Target = Counts;
+
+    fn deref(&self) -> &Counts {
+        &self.counts
+    }
+}
+
+/// What [`Counting`] counts.
+#[derive(Default)]
+struct Counts {
     delivered: AtomicU64,
     failed: AtomicU64,
     last_failure: Mutex<Option<Outcome>>,
@@ -131,14 +145,43 @@ impl Sink for Counting {
     }
 
     async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome> {
+        let sent = self.sending();
+        let outcomes = self.inner.send(subscription, events).await;
+        self.record(events.len(), sent, &outcomes);
+        outcomes
+    }
+
+    fn pipelines(&self) -> bool {
+        self.inner.pipelines()
+    }
+
+    async fn submit(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Submitted {
+        let sent = self.sending();
+        let answers = self.inner.submit(subscription, events).await;
+        let this = self.counts.clone();
+        let n = events.len();
+        Box::pin(async move {
+            let outcomes = answers.await;
+            this.record(n, sent, &outcomes);
+            outcomes
+        })
+    }
+}
+
+impl Counts {
+    /// Counts a send that starts now.
+    fn sending(&self) -> Instant {
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_in_flight.fetch_max(now, Ordering::Relaxed);
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.first.get_or_init(Instant::now);
-        let sent = Instant::now();
-        let outcomes = self.inner.send(subscription, events).await;
+        Instant::now()
+    }
+
+    /// Counts the outcomes of `events` events sent at `sent`.
+    fn record(&self, events: usize, sent: Instant, outcomes: &[Outcome]) {
         self.event_ns.fetch_add(
-            events.len() as u64 * sent.elapsed().as_nanos() as u64,
+            events as u64 * sent.elapsed().as_nanos() as u64,
             Ordering::Relaxed,
         );
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -155,7 +198,6 @@ impl Sink for Counting {
         }
         self.delivered.fetch_add(ok as u64, Ordering::Relaxed);
         self.notify.notify_waiters();
-        outcomes
     }
 }
 
@@ -238,18 +280,11 @@ impl Bench {
         let instance = events[0].event.instance.clone();
         let counting = Arc::new(Counting {
             inner: sink,
-            delivered: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            last_failure: Mutex::new(None),
-            notify: Notify::new(),
-            in_flight: AtomicU64::new(0),
-            max_in_flight: AtomicU64::new(0),
-            calls: AtomicU64::new(0),
-            first: std::sync::OnceLock::new(),
-            event_ns: AtomicU64::new(0),
+            counts: Arc::default(),
         });
         let sub = Subscription {
             policy: Default::default(),
+            filter: Default::default(),
             id: format!("{}:{instance}", kind.as_str()),
             target,
             scope: Scope::Instance(instance.clone()),
@@ -263,6 +298,7 @@ impl Bench {
         let (_set_tx, set_rx) = watch::channel(Arc::new(SubscriptionSet {
             subscriptions: vec![sub],
             instance_numbers: HashMap::new(),
+            instance_tokens: HashMap::new(),
         }));
         let state = open(&self.dir.path().join(format!("state-{instance}")));
         let cancel = CancellationToken::new();
@@ -284,6 +320,7 @@ impl Bench {
                 .expect("delivery metrics"),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
+            attempts: None,
         })
         .await
         .unwrap();
@@ -506,7 +543,7 @@ async fn bench_rabbitmq(bench: &Bench) {
                             .through_engine(
                                 SinkKind::Rabbitmq,
                                 sink.clone(),
-                                SinkTarget::Rabbitmq { global: false },
+                                SinkTarget::Rabbitmq(RabbitmqTarget { global: false }),
                                 &events,
                             )
                             .await;
@@ -651,8 +688,9 @@ async fn bench_kafka(bench: &Bench) {
                     // the topic's metadata (one event more in each topic).
                     let sub = Subscription {
                         policy: Default::default(),
+                        filter: Default::default(),
                         id: "warm-up".into(),
-                        target: SinkTarget::Kafka { global: false },
+                        target: SinkTarget::Kafka(KafkaTarget { global: false }),
                         scope: Scope::Instance(instance.clone()),
                         events: vec![],
                         custom_events: vec![],
@@ -669,7 +707,7 @@ async fn bench_kafka(bench: &Bench) {
                         bench.through_engine(
                             SinkKind::Kafka,
                             sink.clone(),
-                            SinkTarget::Kafka { global: false },
+                            SinkTarget::Kafka(KafkaTarget { global: false }),
                             &events,
                         ),
                         raw_kafka(producer, options, &raw_topic, &events, bench.window),
@@ -782,7 +820,7 @@ async fn bench_sqs(bench: &Bench) {
                         bench.through_engine(
                             SinkKind::Sqs,
                             sink.clone(),
-                            SinkTarget::Sqs { global: false },
+                            SinkTarget::Sqs(SqsTarget { global: false }),
                             &events,
                         ),
                         raw_sqs(client, &url, &events, parallel),

@@ -15,11 +15,10 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use serde_json::value::RawValue;
 use switchyard::catalog::EventKind;
-use switchyard::config::{RabbitmqConfig, SqsConfig};
 use switchyard::delivery::subscription::{Scope, SinkTarget, Subscription};
 use switchyard::envelope::{LoggedEvent, StoredEvent};
-use switchyard::sinks::rabbitmq::RabbitmqSink;
-use switchyard::sinks::sqs::SqsSink;
+use switchyard::sinks::rabbitmq::{RabbitmqConfig, RabbitmqSink, RabbitmqTarget};
+use switchyard::sinks::sqs::{SqsConfig, SqsSink, SqsTarget};
 use switchyard::sinks::{Outcome, Sink};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -44,6 +43,7 @@ fn events(instance: &str, kind: &str, n: usize) -> Vec<LoggedEvent> {
     let data = r#"{"key":{"remoteJid":"5511999990000@s.whatsapp.net","fromMe":false,"id":"3EB0C767D26A1D8E"},"pushName":"Ana","message":{"conversation":"hello there, this is a benchmark message"},"messageType":"conversation","messageTimestamp":1758749877}"#;
     (1..=n as u64)
         .map(|sequence| LoggedEvent {
+            apikey: None,
             sequence,
             received_at: Utc::now(),
             event: StoredEvent {
@@ -66,6 +66,7 @@ fn events(instance: &str, kind: &str, n: usize) -> Vec<LoggedEvent> {
 fn subscription(target: SinkTarget, instance: &str) -> Subscription {
     Subscription {
         policy: Default::default(),
+        filter: Default::default(),
         id: "bench".into(),
         target,
         scope: Scope::Instance(instance.into()),
@@ -110,7 +111,10 @@ async fn bench_rabbitmq(uri: &str) {
         .await
         .unwrap();
     let queue = EventKind::MessagesUpsert.rabbitmq_instance_queue(&instance);
-    let sub = subscription(SinkTarget::Rabbitmq { global: false }, &instance);
+    let sub = subscription(
+        SinkTarget::Rabbitmq(RabbitmqTarget { global: false }),
+        &instance,
+    );
     let evs = events(&instance, "messages.upsert", n);
 
     let conn = lapin::Connection::connect(uri, lapin::ConnectionProperties::default())
@@ -221,7 +225,7 @@ async fn bench_sqs(endpoint: &str) {
         sink.ensure_instance_queues(&instance, &[EventKind::MessagesUpsert])
             .await
             .unwrap();
-        let sub = subscription(SinkTarget::Sqs { global: false }, &instance);
+        let sub = subscription(SinkTarget::Sqs(SqsTarget { global: false }), &instance);
         let evs = events(&instance, "messages.upsert", n);
         if round % 2 == 0 {
             sink_rates.push(rate(n, run_sink(&sink, &sub, &evs).await));

@@ -15,10 +15,23 @@
 //! engine's old behaviour) in the same run, and a check that every chat's events arrived in
 //! sequence order.
 //!
+//! **Filtered.** 1,000 instances (`BENCH_FILTER_INSTANCES`) as in the scale set-up, with
+//! every subscription holding a filter (issue 19) that each event passes, so the same
+//! events are delivered: the structured clauses alone (`from_me`, `chat_types`, a chats
+//! deny list, read from the facts stored at ingest), and with a `match` expression too
+//! (which parses each event's `data` once). Their CPU per event against the unfiltered
+//! baseline of the same run, rounds interleaved (target: <= 1.2x).
+//!
+//! **Attempt log.** Each set-up runs with the attempt log off and on (`src/attempts/`: every
+//! attempt recorded, batched into one append per 100 ms, in the same temp dir), rounds
+//! interleaved, and prints the on/off ratio of events/s and of CPU per event (target: at
+//! most 10% lost). `BENCH_ATTEMPTS=off|on` runs one side only.
+//!
 //! Run: `cargo bench --bench delivery_scale` (or, reusing the test build's dependencies,
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench delivery_scale`).
 //! Knobs (env): `BENCH_EVENTS` (20000), `BENCH_INSTANCES` (`1,100,1000`), `BENCH_ROUNDS` (3),
-//! `BENCH_SLOW_EVENTS` (5000), `BENCH_SLOW_BASELINE_EVENTS` (200), `BENCH_ONLY=scale|slow`.
+//! `BENCH_SLOW_EVENTS` (5000), `BENCH_SLOW_BASELINE_EVENTS` (200),
+//! `BENCH_FILTER_INSTANCES` (1000), `BENCH_ONLY=scale|slow|filtered`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,15 +40,17 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::Router;
+use switchyard::attempts::{AttemptLog, AttemptOptions};
 use switchyard::delivery::subscription::{OrderBy, Policy};
 use switchyard::delivery::{
     DeliveryEngine, EngineDeps, EngineOptions, RetryPolicy, Scope, SinkTarget, Subscription,
-    SubscriptionSet, WebhookTarget,
+    SubscriptionSet,
 };
 use switchyard::envelope::StoredEvent;
+use switchyard::filter::Filter;
 use switchyard::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use switchyard::log::{EventLog, FsyncPolicy};
-use switchyard::sinks::webhook::{WebhookOptions, WebhookSink};
+use switchyard::sinks::webhook::{WebhookOptions, WebhookSink, WebhookTarget};
 use switchyard::sinks::{SinkKind, SinkRegistry};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -157,6 +172,7 @@ fn webhook(
     instance: &str,
     start: u64,
     ordering: Option<OrderBy>,
+    filter: Option<&Filter>,
 ) -> Subscription {
     Subscription {
         id: id.into(),
@@ -171,7 +187,11 @@ fn webhook(
         start_sequence: start,
         start_positions: Vec::new(),
         enabled: true,
-        policy: Policy { ordering },
+        policy: Policy {
+            ordering,
+            ..Policy::default()
+        },
+        filter: filter.cloned().unwrap_or_default(),
     }
 }
 
@@ -193,10 +213,12 @@ async fn start_engine(
     log: Arc<dyn EventLog>,
     state: Arc<dyn EventLog>,
     subscriptions: Vec<Subscription>,
+    attempts: Option<Arc<AttemptLog>>,
 ) -> Running {
     let (_, set_rx) = watch::channel(Arc::new(SubscriptionSet {
         subscriptions,
         instance_numbers: HashMap::new(),
+        instance_tokens: HashMap::new(),
     }));
     // The server's defaults, private targets allowed for the loopback receiver.
     let sink = WebhookSink::new(WebhookOptions {
@@ -206,6 +228,9 @@ async fn start_engine(
     .unwrap();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    if let Some(attempts) = &attempts {
+        tracker.spawn(attempts.clone().run(cancel.clone()));
+    }
     let engine = DeliveryEngine::start(EngineDeps {
         log,
         state_log: state,
@@ -221,6 +246,7 @@ async fn start_engine(
             .expect("delivery metrics"),
         cancel: cancel.clone(),
         tracker: tracker.clone(),
+        attempts,
     })
     .await
     .unwrap();
@@ -325,10 +351,34 @@ impl Phase {
     }
 }
 
-async fn scale(url: &str, seen: &Arc<Seen>, instances: usize, events: usize) -> Round {
+/// The attempt log of a set-up, in its temp dir, as the server opens it by default.
+async fn attempt_log(dir: &std::path::Path) -> Arc<AttemptLog> {
+    AttemptLog::open(AttemptOptions {
+        dir: dir.join("attempts"),
+        retention_bytes: 128 << 20,
+        retention_age: Some(Duration::from_secs(168 * 3600)),
+        flush_interval: Duration::from_millis(100),
+    })
+    .await
+    .unwrap()
+}
+
+async fn scale(
+    url: &str,
+    seen: &Arc<Seen>,
+    instances: usize,
+    events: usize,
+    filter: Option<&Filter>,
+    attempts: bool,
+) -> Round {
     let dir = tempfile::tempdir().unwrap();
     let log = open(&dir.path().join("events"));
     let state = open(&dir.path().join("state"));
+    let attempts = if attempts {
+        Some(attempt_log(dir.path()).await)
+    } else {
+        None
+    };
     let names: Vec<String> = (0..instances).map(|i| format!("inst{i:05}")).collect();
     let start = log.next_sequence();
     let subs = || {
@@ -342,11 +392,12 @@ async fn scale(url: &str, seen: &Arc<Seen>, instances: usize, events: usize) -> 
                     name,
                     start,
                     None,
+                    filter,
                 )
             })
             .collect::<Vec<_>>()
     };
-    let running = start_engine(log.clone(), state.clone(), subs()).await;
+    let running = start_engine(log.clone(), state.clone(), subs(), attempts.clone()).await;
     // Let every runner read its cursor and settle before measuring.
     tokio::time::sleep(Duration::from_millis(500 + instances as u64)).await;
     let idle_rss = rss_mib();
@@ -362,7 +413,7 @@ async fn scale(url: &str, seen: &Arc<Seen>, instances: usize, events: usize) -> 
     append(&log, &names, events, events).await;
     seen.count.store(0, Ordering::Relaxed);
     let (t0, c0) = (Instant::now(), server_cpu());
-    let running = start_engine(log.clone(), state.clone(), subs()).await;
+    let running = start_engine(log.clone(), state.clone(), subs(), attempts.clone()).await;
     let catch_up = Phase::measured(seen, events, t0, c0, "catch-up").await;
     running.stop().await;
     (live, catch_up, idle_rss, busy_rss)
@@ -381,11 +432,12 @@ async fn slow(url: &str, seen: &Arc<Seen>, events: usize, ordering: OrderBy) -> 
         "slowinst",
         start,
         Some(ordering),
+        None,
     );
     seen.count.store(0, Ordering::Relaxed);
     seen.arrivals.lock().unwrap().clear();
     seen.track.store(true, Ordering::Relaxed);
-    let running = start_engine(log.clone(), state, vec![sub]).await;
+    let running = start_engine(log.clone(), state, vec![sub], None).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t0 = Instant::now();
     append(&log, &names, events, 0).await;
@@ -426,47 +478,90 @@ fn main() {
     if only.is_empty() || only == "scale" {
         let (url, seen, _receiver_rt) = receiver(Duration::ZERO);
         let rounds = env_or("BENCH_ROUNDS", 3).max(1);
+        let sides: Vec<bool> = match std::env::var("BENCH_ATTEMPTS").as_deref() {
+            Ok("off") => vec![false],
+            Ok("on") => vec![true],
+            _ => vec![false, true],
+        };
         println!("delivery at scale: {events} events, one webhook subscription per instance, loopback receiver, fsync always; medians of {rounds} rounds");
-        println!("  instances | live ev/s | live CPU/ev | ratio | catch-up ev/s | catch-up CPU/ev | ratio | RSS idle | RSS after");
-        let mut first: Option<(f64, f64)> = None;
         // Single rounds on 2 cores vary by a few tenths of the ratio: each set-up runs
         // `rounds` times and its medians are the figures (the rounds of the different
-        // set-ups interleave, so that background load hits them alike).
-        let mut runs: Vec<Vec<Round>> = counts.iter().map(|_| Vec::new()).collect();
-        for _ in 0..rounds {
+        // set-ups and of both attempt-log sides interleave, so that background load hits
+        // them alike).
+        let mut runs: Vec<Vec<Vec<Round>>> = sides
+            .iter()
+            .map(|_| counts.iter().map(|_| Vec::new()).collect())
+            .collect();
+        for round in 0..rounds {
             for (i, &n) in counts.iter().enumerate() {
-                runs[i].push(server.block_on(scale(&url, &seen, n, events)));
+                for k in 0..sides.len() {
+                    // Alternate which side goes first.
+                    let k = if round % 2 == 0 {
+                        k
+                    } else {
+                        sides.len() - 1 - k
+                    };
+                    runs[k][i].push(server.block_on(scale(&url, &seen, n, events, None, sides[k])));
+                }
             }
         }
         let median = |values: &mut Vec<f64>| {
             values.sort_by(f64::total_cmp);
             values[values.len() / 2]
         };
-        for (&n, rounds) in counts.iter().zip(runs) {
-            let pick = |f: &dyn Fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect());
-            let live = Phase {
-                rate: pick(&|r| r.0.rate),
-                cpu_us: pick(&|r| r.0.cpu_us),
-            };
-            let catch_up = Phase {
-                rate: pick(&|r| r.1.rate),
-                cpu_us: pick(&|r| r.1.cpu_us),
-            };
-            // RSS is the process's: only the first round (set-ups in increasing size, none
-            // before) says what this set-up holds; later rounds inherit the largest one's.
-            let (idle, busy) = (rounds[0].2, rounds[0].3);
-            let (l1, c1) = *first.get_or_insert((live.cpu_us, catch_up.cpu_us));
-            println!(
-                "  {n:>9} | {:>9.0} | {:>8.0} µs | {:>4.2}x | {:>12.0} | {:>12.0} µs | {:>4.2}x | {idle:>5.0} MiB | {busy:>5.0} MiB",
-                live.rate,
-                live.cpu_us,
-                live.cpu_us / l1,
-                catch_up.rate,
-                catch_up.cpu_us,
-                catch_up.cpu_us / c1,
-            );
+        let mut figures: Vec<Vec<(Phase, Phase)>> = Vec::new();
+        for (side, side_runs) in sides.iter().zip(runs) {
+            println!("  attempt log {}:", if *side { "on" } else { "off" });
+            println!("  instances | live ev/s | live CPU/ev | ratio | catch-up ev/s | catch-up CPU/ev | ratio | RSS idle | RSS after");
+            let mut first: Option<(f64, f64)> = None;
+            let mut side_figures = Vec::new();
+            for (&n, rounds) in counts.iter().zip(side_runs) {
+                let pick = |f: &dyn Fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect());
+                let live = Phase {
+                    rate: pick(&|r| r.0.rate),
+                    cpu_us: pick(&|r| r.0.cpu_us),
+                };
+                let catch_up = Phase {
+                    rate: pick(&|r| r.1.rate),
+                    cpu_us: pick(&|r| r.1.cpu_us),
+                };
+                // RSS is the process's: only the first round (set-ups in increasing size,
+                // none before) says what this set-up holds; later rounds inherit the
+                // largest one's.
+                let (idle, busy) = (rounds[0].2, rounds[0].3);
+                let (l1, c1) = *first.get_or_insert((live.cpu_us, catch_up.cpu_us));
+                println!(
+                    "  {n:>9} | {:>9.0} | {:>8.0} µs | {:>4.2}x | {:>12.0} | {:>12.0} µs | {:>4.2}x | {idle:>5.0} MiB | {busy:>5.0} MiB",
+                    live.rate,
+                    live.cpu_us,
+                    live.cpu_us / l1,
+                    catch_up.rate,
+                    catch_up.cpu_us,
+                    catch_up.cpu_us / c1,
+                );
+                side_figures.push((live, catch_up));
+            }
+            figures.push(side_figures);
         }
         println!("  (target: the 1,000-instance CPU per event <= 1.5x the 1-instance figure)");
+        if let [off, on] = &figures[..] {
+            println!("  attempt log on / off (target: events/s >= 0.90x, CPU per event <= 1.11x):");
+            println!("  instances | live ev/s | live CPU/ev | catch-up ev/s | catch-up CPU/ev");
+            for ((&n, (off_live, off_catch)), (on_live, on_catch)) in counts.iter().zip(off).zip(on)
+            {
+                println!(
+                    "  {n:>9} | {:>8.2}x | {:>10.2}x | {:>12.2}x | {:>14.2}x",
+                    on_live.rate / off_live.rate,
+                    on_live.cpu_us / off_live.cpu_us,
+                    on_catch.rate / off_catch.rate,
+                    on_catch.cpu_us / off_catch.cpu_us,
+                );
+            }
+        }
+    }
+
+    if only.is_empty() || only == "filtered" {
+        filtered(&server, events);
     }
 
     if only.is_empty() || only == "slow" {
@@ -482,4 +577,56 @@ fn main() {
             chat / base
         );
     }
+}
+
+/// The filtered set-up (see the module doc): unfiltered, structured clauses, and with an
+/// expression, interleaved round by round; medians and their ratios to the unfiltered.
+fn filtered(server: &tokio::runtime::Runtime, events: usize) {
+    let (url, seen, _receiver_rt) = receiver(Duration::ZERO);
+    let instances = env_or("BENCH_FILTER_INSTANCES", 1000) as usize;
+    let rounds = env_or("BENCH_ROUNDS", 3).max(1);
+    let parse = |v: serde_json::Value| Filter::from_value(&v).expect("a valid filter");
+    // Every event of the bench passes both: the same events are delivered as unfiltered,
+    // and every clause is evaluated for each (none short-circuits on a miss).
+    let structured = parse(serde_json::json!({
+        "from_me": false,
+        "chat_types": ["direct", "group"],
+        "chats": {"deny": ["status@broadcast", "120363000000000001@g.us"]},
+    }));
+    let with_match = parse(serde_json::json!({
+        "from_me": false,
+        "chat_types": ["direct", "group"],
+        "chats": {"deny": ["status@broadcast", "120363000000000001@g.us"]},
+        "match": {"data.messageTimestamp": {"$gte": 1700000000}},
+    }));
+    let variants: [(&str, Option<&Filter>); 3] = [
+        ("no filter", None),
+        ("structured clauses", Some(&structured)),
+        ("clauses + match", Some(&with_match)),
+    ];
+    println!("filters at scale: {instances} instances, {events} events, every subscription holding the filter; medians of {rounds} rounds");
+    println!("  filter             | live ev/s | live CPU/ev | ratio | catch-up ev/s | catch-up CPU/ev | ratio");
+    let mut runs: Vec<Vec<Round>> = variants.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, (_, filter)) in variants.iter().enumerate() {
+            runs[i].push(server.block_on(scale(&url, &seen, instances, events, *filter, false)));
+        }
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let mut base: Option<(f64, f64)> = None;
+    for ((name, _), rounds) in variants.iter().zip(runs) {
+        let pick = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+        let (live_rate, live_cpu) = (pick(&|r| r.0.rate), pick(&|r| r.0.cpu_us));
+        let (up_rate, up_cpu) = (pick(&|r| r.1.rate), pick(&|r| r.1.cpu_us));
+        let (l0, c0) = *base.get_or_insert((live_cpu, up_cpu));
+        println!(
+            "  {name:<18} | {live_rate:>9.0} | {live_cpu:>8.0} µs | {:>4.2}x | {up_rate:>12.0} | {up_cpu:>12.0} µs | {:>4.2}x",
+            live_cpu / l0,
+            up_cpu / c0,
+        );
+    }
+    println!("  (target: every filtered CPU per event <= 1.2x the unfiltered figure)");
 }

@@ -34,7 +34,7 @@ use switchyard::delivery::{
 use switchyard::envelope::{LoggedEvent, StoredEvent};
 use switchyard::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use switchyard::log::{EventLog, FsyncPolicy};
-use switchyard::sinks::kafka::{client_config, message_key, KafkaOptions, KafkaSink};
+use switchyard::sinks::kafka::{client_config, message_key, KafkaOptions, KafkaSink, KafkaTarget};
 use switchyard::sinks::{Outcome, Sink, SinkKind, SinkRegistry};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -206,8 +206,9 @@ async fn direct(options: &KafkaOptions, events: &[LoggedEvent], instances: &[Str
 fn bench_subscription(options: &KafkaOptions) -> Subscription {
     Subscription {
         policy: Default::default(),
+        filter: Default::default(),
         id: format!("bench-{}", options.topic_prefix),
-        target: SinkTarget::Kafka { global: false },
+        target: SinkTarget::Kafka(KafkaTarget { global: false }),
         scope: Scope::AllInstances,
         events: vec![],
         custom_events: vec![],
@@ -225,6 +226,7 @@ fn warm_up(instances: &[String]) -> Vec<LoggedEvent> {
         .iter()
         .enumerate()
         .map(|(i, inst)| LoggedEvent {
+            apikey: None,
             sequence: i as u64,
             received_at: chrono::Utc::now(),
             event: stored(inst, i),
@@ -255,6 +257,7 @@ async fn through_engine(
     let (_, set_rx) = watch::channel(Arc::new(SubscriptionSet {
         subscriptions: vec![sub],
         instance_numbers: HashMap::new(),
+        instance_tokens: HashMap::new(),
     }));
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -274,6 +277,7 @@ async fn through_engine(
             .expect("delivery metrics"),
         cancel: cancel.clone(),
         tracker: tracker.clone(),
+        attempts: None,
     })
     .await
     .unwrap();
@@ -327,6 +331,7 @@ async fn run() {
         .into_iter()
         .enumerate()
         .map(|(n, event)| LoggedEvent {
+            apikey: None,
             sequence: n as u64,
             received_at,
             event,

@@ -19,12 +19,12 @@ use axum::body::Bytes;
 use axum::Router;
 use switchyard::delivery::{
     DeliveryEngine, EngineDeps, EngineOptions, RetryPolicy, Scope, SinkTarget, Subscription,
-    SubscriptionSet, WebhookTarget,
+    SubscriptionSet,
 };
 use switchyard::envelope::{LoggedEvent, StoredEvent};
 use switchyard::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use switchyard::log::{EventLog, FsyncPolicy};
-use switchyard::sinks::webhook::{SigningKey, WebhookOptions, WebhookSink};
+use switchyard::sinks::webhook::{SigningKey, WebhookOptions, WebhookSink, WebhookTarget};
 use switchyard::sinks::{SinkKind, SinkRegistry};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -127,6 +127,7 @@ fn open(dir: &std::path::Path, fsync: FsyncPolicy) -> Arc<dyn EventLog> {
 fn subscription(id: &str, url: &str, start: u64) -> Subscription {
     Subscription {
         policy: Default::default(),
+        filter: Default::default(),
         id: id.into(),
         target: SinkTarget::Webhook(WebhookTarget {
             url: url.into(),
@@ -153,6 +154,7 @@ async fn start_engine(
     let (_, set_rx) = watch::channel(Arc::new(SubscriptionSet {
         subscriptions: vec![sub],
         instance_numbers: HashMap::new(),
+        instance_tokens: HashMap::new(),
     }));
     let sink = WebhookSink::new(WebhookOptions {
         allow_private_targets: true,
@@ -177,6 +179,7 @@ async fn start_engine(
             .expect("delivery metrics"),
         cancel: cancel.clone(),
         tracker: tracker.clone(),
+        attempts: None,
     })
     .await
     .unwrap();

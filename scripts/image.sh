@@ -40,9 +40,9 @@ command -v podman >/dev/null || die "podman is not installed (apt-get install po
 command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
 
 # podman-compose, for tests/container.rs (docker-compose.yml started with podman).
-if [ ! -x .venv/bin/python ]; then
+if [ ! -x .venv/bin/pip ]; then  # pip: a venv made without python3-venv has none
   log "creating .venv"
-  python3 -m venv .venv
+  python3 -m venv --clear .venv
 fi
 if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("podman-compose"))' 2>/dev/null)" != "$PODMAN_COMPOSE_VERSION" ]; then
   log "installing podman-compose==$PODMAN_COMPOSE_VERSION into .venv"

@@ -30,18 +30,21 @@ ensure_rabbitmq() {
 MOTO_VERSION=5.2.5
 ensure_venv() {
   apt_install python3-venv >/dev/null 2>&1 || true
-  if [ ! -x .venv/bin/python ]; then
+  # pip, not python: a venv made while python3-venv was missing has python and no pip.
+  if [ ! -x .venv/bin/pip ]; then
     log "creating .venv"
-    python3 -m venv .venv
+    python3 -m venv --clear .venv
   fi
   # standardwebhooks: a third-party signature verifier; moto[server]: the SQS server (and
   # PyYAML); prometheus-client: its text parser reads /metrics; kubernetes-validate: the
-  # Kubernetes JSON schemas, shipped in the package, so deploy/ validates offline.
+  # Kubernetes JSON schemas, shipped in the package, so deploy/ validates offline; pusher:
+  # the official Pusher Channels library, whose request signatures the Pusher sink matches;
+  # nats-py: the NATS consumer of the NATS sink's tests (tests/nats/client.py).
   # moto is pinned: scripts/moto_server.py replaces a few of its internals (by name).
-  if ! .venv/bin/python -c 'import standardwebhooks, moto, yaml, prometheus_client, kubernetes_validate' >/dev/null 2>&1; then
-    log "installing standardwebhooks, moto[server], prometheus-client, kubernetes-validate into .venv"
+  if ! .venv/bin/python -c 'import standardwebhooks, moto, yaml, prometheus_client, kubernetes_validate, pusher, nats' >/dev/null 2>&1; then
+    log "installing standardwebhooks, moto[server], prometheus-client, kubernetes-validate, pusher, nats-py into .venv"
     .venv/bin/pip install -q --disable-pip-version-check standardwebhooks "moto[server]==$MOTO_VERSION" \
-      pyyaml prometheus-client kubernetes-validate
+      pyyaml prometheus-client kubernetes-validate pusher nats-py
   elif [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))')" != "$MOTO_VERSION" ]; then
     log "installing moto[server]==$MOTO_VERSION into .venv"
     .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
@@ -150,6 +153,15 @@ ensure_tansu() {
   wait_port "$KAFKA_PORT" 30 tansu
 }
 
+# NATS with JetStream on 127.0.0.1:4222 (Debian's nats-server), run by scripts/nats-server.sh,
+# which the NATS outage test also uses to stop and start it.
+ensure_nats() {
+  if port_open 4222; then return 0; fi
+  [ -x /usr/sbin/nats-server ] || apt_install nats-server
+  log "starting nats-server"
+  bash scripts/nats-server.sh start >&2
+}
+
 # cargo-fuzz for the fuzz smoke run (needs the nightly toolchain the machine ships).
 ensure_cargo_fuzz() {
   rustup toolchain list 2>/dev/null | grep -q '^nightly' || { log "no nightly toolchain: fuzz smoke falls back to proptest"; return 0; }
@@ -174,7 +186,9 @@ ensure_socketio_client
 ensure_moto
 ensure_compose
 ensure_tansu
+ensure_nats
 echo "export SWITCHYARD_TEST_AMQP_URI=amqp://guest:guest@127.0.0.1:5672/%2f"
 echo "export SWITCHYARD_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT"
 echo "export SWITCHYARD_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+echo "export SWITCHYARD_TEST_NATS_URL=nats://127.0.0.1:4222"
 echo "export SWITCHYARD_TEST_PYTHON=$(pwd)/.venv/bin/python"

@@ -256,6 +256,16 @@ pub fn kafka_topic(prefix: &str, instance: Option<&str>, event: &str) -> String 
     }
 }
 
+/// The Kafka record key of an event on a global topic: Evolution's `{instance}-{event}`,
+/// the event in its dotted name (the envelope's `event`) whatever spelling `event` has;
+/// custom events keep their name as stored, as in [`kafka_topic`].
+pub fn kafka_global_key(instance: &str, event: &str) -> String {
+    match EventKind::parse(event) {
+        Ok(kind) => format!("{instance}-{}", kind.dotted()),
+        Err(_) => format!("{instance}-{}", event.trim()),
+    }
+}
+
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.dotted())
@@ -286,6 +296,22 @@ impl<'de> serde::Deserialize<'de> for EventKind {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn kafka_global_keys_are_instance_dash_dotted_event() {
+        assert_eq!(
+            kafka_global_key("inst", "MESSAGES_UPSERT"),
+            "inst-messages.upsert"
+        );
+        assert_eq!(
+            kafka_global_key("inst", "group-participants.update"),
+            "inst-group-participants.update"
+        );
+        assert_eq!(
+            kafka_global_key("inst", "linq.message_received"),
+            "inst-linq.message_received"
+        );
+    }
 
     #[test]
     fn kafka_topics_by_name_cover_catalog_and_custom_events() {

@@ -1,8 +1,15 @@
 //! The stored event and the envelope each sink sends.
 //!
-//! The log stores a [`StoredEvent`] as JSON; the sequence and receive time are the log
-//! record's own, so they are never stored twice. `data` and `raw` stay raw JSON text from
-//! ingest to the wire: no sink re-parses a payload it only forwards.
+//! The log stores a [`StoredEvent`] as JSON behind a small header (`log::header`, tags in
+//! [`header_tag`]) that repeats what routing reads, the instance, the event name, the
+//! chat and the event's filter facts ([`crate::filter::EventFacts`], extracted once when
+//! the record is encoded at ingest), so the delivery tail decides where a record goes,
+//! and which subscriptions' filters it passes, without scanning its JSON. Records written
+//! before the header are JSON alone and still read; records without facts (written before
+//! them) have them extracted on read ([`record_facts`]). The sequence and
+//! receive time are the log record's own, so they are never stored twice. `data` and `raw`
+//! stay raw JSON text from ingest to the wire: no sink re-parses a payload it only
+//! forwards.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,7 +18,25 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::filter::EventFacts;
+use crate::log::header::{self, HeaderError};
 use crate::log::Record;
+
+/// The tags of an event record's header fields (`log::header`); the values are UTF-8 but
+/// for [`header_tag::FACTS`].
+/// Tags are never reused: a reader skips the ones it does not know.
+pub mod header_tag {
+    /// The instance name (`StoredEvent::instance`).
+    pub const INSTANCE: u8 = 1;
+    /// The dotted event name (`StoredEvent::event`).
+    pub const EVENT: u8 = 2;
+    /// The chat (`StoredEvent::chat`); absent for events about no chat.
+    pub const CHAT: u8 = 3;
+    /// The event's filter facts, [`crate::filter::EventFacts::to_bytes`] (binary, not
+    /// UTF-8; its own version byte first). Absent in records written before it: readers
+    /// extract the facts from the JSON then ([`super::record_facts`]).
+    pub const FACTS: u8 = 4;
+}
 
 /// What the log stores for one event: the payload of one event-log record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +91,10 @@ pub struct LoggedEvent {
     pub received_at: DateTime<Utc>,
     /// The stored fields.
     pub event: StoredEvent,
+    /// The instance token its envelopes carry as `apikey` (`auth.expose_in_envelope`, as
+    /// Evolution's `AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES`); set by whoever sends the
+    /// event, never stored.
+    pub apikey: Option<std::sync::Arc<str>>,
 }
 
 /// A log record that does not hold a valid stored event.
@@ -74,9 +103,20 @@ pub struct LoggedEvent {
 pub struct DecodeError {
     /// The record's sequence.
     pub sequence: u64,
-    /// The JSON error.
+    /// What is wrong with it.
     #[source]
-    pub source: serde_json::Error,
+    pub source: EventFormatError,
+}
+
+/// Why a stored event cannot be encoded, or a record cannot be decoded as one.
+#[derive(Debug, thiserror::Error)]
+pub enum EventFormatError {
+    /// The JSON part.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The header (a field over 64 KiB when encoding; cut short when decoding).
+    #[error(transparent)]
+    Header(#[from] HeaderError),
 }
 
 /// Event-log records that could not be decoded, counted at every read that met one (a
@@ -90,16 +130,50 @@ pub fn unreadable_reads() -> u64 {
 }
 
 impl StoredEvent {
-    /// Serializes for appending to the log. An error means nothing may be appended: the
-    /// log never holds a default in place of an event.
-    pub fn to_bytes(&self) -> Result<bytes::Bytes, serde_json::Error> {
+    /// Serializes for appending to the log: the header, then the JSON. An error means
+    /// nothing may be appended: the log never holds a default in place of an event.
+    pub fn to_bytes(&self) -> Result<bytes::Bytes, EventFormatError> {
         // Sized up front: growing a Vec through a 1 KiB payload was a visible share of
         // ingest CPU (realloc in the profile).
         let raw = self.raw.as_ref().map_or(0, |r| r.get().len());
-        let mut out = Vec::with_capacity(self.data.get().len() + raw + 256);
+        let mut out = Vec::with_capacity(self.data.get().len() + raw + 320);
+        let mut fields: Vec<(u8, &[u8])> = vec![
+            (header_tag::INSTANCE, self.instance.as_bytes()),
+            (header_tag::EVENT, self.event.as_bytes()),
+        ];
+        if let Some(chat) = &self.chat {
+            fields.push((header_tag::CHAT, chat.as_bytes()));
+        }
+        // Extracted here, once per event: ingest encodes each event once.
+        let facts = EventFacts::extract(&self.event, &self.data).to_bytes();
+        fields.push((header_tag::FACTS, &facts));
+        header::write(&mut out, &fields)?;
         serde_json::to_writer(&mut out, self)?;
         Ok(bytes::Bytes::from(out))
     }
+}
+
+/// The JSON part of an event record (what follows its header, if it has one).
+pub fn event_json(payload: &[u8]) -> Result<&[u8], HeaderError> {
+    header::split(payload).map(|(_, json)| json)
+}
+
+/// The instance an event record belongs to, read from its header; `None` for a record
+/// without one (written before headers), whose JSON must then be read.
+pub fn header_instance(payload: &[u8]) -> Option<&str> {
+    let (fields, _) = header::split(payload).ok()?;
+    std::str::from_utf8(fields.get(header_tag::INSTANCE)?).ok()
+}
+
+/// The filter facts of the event record `payload`, which decodes to `event`: from its
+/// header's [`header_tag::FACTS`] field, else (records written before it, or a field that
+/// does not read) extracted from the event's `data` as ingest does now.
+pub fn record_facts(payload: &[u8], event: &StoredEvent) -> EventFacts {
+    header::split(payload)
+        .ok()
+        .and_then(|(fields, _)| fields.get(header_tag::FACTS))
+        .and_then(|bytes| EventFacts::from_bytes(bytes).ok())
+        .unwrap_or_else(|| EventFacts::extract(&event.event, &event.data))
 }
 
 /// Whether an event stored under `stored_id` (absent in older records) and received at
@@ -119,7 +193,10 @@ pub fn belongs_to(
 impl LoggedEvent {
     /// Decodes an event-log record.
     pub fn decode(record: &Record) -> Result<LoggedEvent, DecodeError> {
-        let mut event: StoredEvent = serde_json::from_slice(&record.payload).map_err(|source| {
+        let parsed = event_json(&record.payload)
+            .map_err(EventFormatError::from)
+            .and_then(|json| Ok(serde_json::from_slice::<StoredEvent>(json)?));
+        let mut event = parsed.map_err(|source| {
             UNREADABLE_READS.fetch_add(1, Ordering::Relaxed);
             DecodeError {
                 sequence: record.sequence,
@@ -137,6 +214,7 @@ impl LoggedEvent {
                 .single()
                 .unwrap_or_default(),
             event,
+            apikey: None,
         })
     }
 
@@ -164,7 +242,7 @@ impl LoggedEvent {
             date_time: self.date_time(),
             sender: self.event.sender.as_deref(),
             server_url,
-            apikey: None,
+            apikey: self.apikey.as_deref(),
             id: self.event.id,
             sequence: self.sequence,
             source: self.event.source.as_deref(),
@@ -297,5 +375,27 @@ mod tests {
         };
         let err = LoggedEvent::decode(&record).unwrap_err();
         assert_eq!(err.sequence, 3);
+    }
+
+    #[test]
+    fn facts_come_from_the_header_and_older_records_get_them_extracted() {
+        let data = r#"{"key":{"remoteJid":"5511988887777@s.whatsapp.net","fromMe":false,"id":"A1"},"messageType":"imageMessage"}"#;
+        let stored = StoredEvent {
+            data: RawValue::from_string(data.into()).unwrap(),
+            ..sample().event
+        };
+        let expected = EventFacts::extract(&stored.event, &stored.data);
+        assert_eq!(expected.message_type(), Some("imageMessage"));
+        let record = stored.to_bytes().unwrap();
+        let (fields, _) = header::split(&record).unwrap();
+        assert_eq!(
+            fields.get(header_tag::FACTS),
+            Some(&expected.to_bytes()[..]),
+            "stored at encode"
+        );
+        assert_eq!(record_facts(&record, &stored), expected);
+        // A record written before the tag (here: JSON alone) has them extracted on read.
+        let old = serde_json::to_vec(&stored).unwrap();
+        assert_eq!(record_facts(&old, &stored), expected);
     }
 }

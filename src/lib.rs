@@ -9,11 +9,13 @@
 //! - [`websocket`]: `/ws` and socket.io listeners fed from the log by one shared tail.
 pub mod api;
 pub mod app;
+pub mod attempts;
 pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod delivery;
 pub mod envelope;
+pub mod filter;
 pub mod ingest;
 pub mod log;
 pub mod metrics;

@@ -1,5 +1,8 @@
-//! The `switchyard` binary: `serve`, `tail`, `check-config`, `config-reference`, `health`.
-//! Thin: parse, load, call.
+//! The `switchyard` binary: `serve`, the operator commands (`instances`, `subscriptions`,
+//! `replay`, `redrive`, `tail`: clients of a running server, in `cli/`), `check-config`,
+//! `config-reference`, `health`. Thin: parse, load, call.
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +13,10 @@ use switchyard::config::Config;
 use tokio_util::sync::CancellationToken;
 
 /// glibc's malloc took a fifth of the CPU of a webhook delivery (and consolidated its free
-/// lists on every allocation over 1 KiB); mimalloc halves the CPU per delivery.
+/// lists on every allocation over 1 KiB); mimalloc halves the CPU per delivery. Built
+/// without transparent huge pages (`no_thp`): with them every re-use of purged memory
+/// faulted in and zeroed 2 MiB pages, a sixth to a third of the CPU with 1,000 instances,
+/// and RSS after delivery was twice as high (`benches/delivery_scale.rs`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -39,21 +45,20 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// List the instances the key can see, with their sinks.
+    Instances(cli::instances::Args),
+    /// List subscriptions with their delivery status: state, lag, in flight, parked, dead
+    /// letters, last error.
+    Subscriptions(cli::subscriptions::Args),
+    /// Deliver a subscription's events again from a time or a sequence.
+    Replay(cli::replay::Args),
+    /// Deliver a subscription's dead letters again.
+    Redrive(cli::redrive::Args),
+    /// What became of an event at each subscription (by WhatsApp message id or event id):
+    /// status and every attempt with the destination's answer.
+    Deliveries(cli::deliveries::Args),
     /// Follow the event log of a running server, one envelope per line (like `kcat -C`).
-    Tail {
-        /// Server URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// API key (default: AUTHENTICATION_API_KEY, or the key stored in ./data).
-        #[arg(long, env = "AUTHENTICATION_API_KEY", hide_env_values = true)]
-        apikey: Option<String>,
-        /// Only this instance's events.
-        #[arg(long)]
-        instance: Option<String>,
-        /// Start at this sequence (default: the end, like `tail -f`).
-        #[arg(long)]
-        from: Option<u64>,
-    },
+    Tail(cli::tail::Args),
     /// Validate the configuration (file + environment) and exit.
     CheckConfig {
         /// TOML config file.
@@ -144,65 +149,6 @@ async fn wait_for_signal() {
     }
 }
 
-async fn tail(
-    url: String,
-    apikey: Option<String>,
-    instance: Option<String>,
-    from: Option<u64>,
-) -> anyhow::Result<()> {
-    let key = match apikey {
-        Some(k) => k,
-        None => std::fs::read_to_string("data/api-key")
-            .map(|k| k.trim().to_string())
-            .context("no API key: pass --apikey or set AUTHENTICATION_API_KEY")?,
-    };
-    let client = reqwest::Client::new();
-    let base = format!("{}/events", url.trim_end_matches('/'));
-    let get = |from: Option<u64>, limit: u32, wait: u32| {
-        let mut query: Vec<(&str, String)> =
-            vec![("limit", limit.to_string()), ("wait_ms", wait.to_string())];
-        if let Some(f) = from {
-            query.push(("from_sequence", f.to_string()));
-        }
-        if let Some(i) = &instance {
-            query.push(("instance", i.clone()));
-        }
-        client
-            .get(&base)
-            .header("apikey", &key)
-            .query(&query)
-            .send()
-    };
-    let mut next = match from {
-        Some(f) => f,
-        None => {
-            let ready: serde_json::Value = client
-                .get(format!("{}/ready", url.trim_end_matches('/')))
-                .send()
-                .await?
-                .json()
-                .await?;
-            ready["next_sequence"].as_u64().unwrap_or(0)
-        }
-    };
-    loop {
-        let response = get(Some(next), 1000, 30_000)
-            .await
-            .context("request failed")?;
-        let status = response.status();
-        let body: serde_json::Value = response.json().await.context("bad response")?;
-        if !status.is_success() {
-            anyhow::bail!("server answered {status}: {body}");
-        }
-        if let Some(events) = body["events"].as_array() {
-            for event in events {
-                println!("{event}");
-            }
-        }
-        next = body["next_sequence"].as_u64().unwrap_or(next);
-    }
-}
-
 async fn health(url: Option<String>, timeout: f64) -> anyhow::Result<()> {
     let url = match url {
         Some(url) => url,
@@ -241,12 +187,16 @@ async fn main() -> ExitCode {
             data_dir,
             config,
         } => serve(listen, data_dir, config).await,
-        Command::Tail {
-            url,
-            apikey,
-            instance,
-            from,
-        } => tail(url, apikey, instance, from).await,
+        Command::Instances(args) => cli::instances::run(args).await.map_err(anyhow::Error::from),
+        Command::Subscriptions(args) => cli::subscriptions::run(args)
+            .await
+            .map_err(anyhow::Error::from),
+        Command::Replay(args) => cli::replay::run(args).await.map_err(anyhow::Error::from),
+        Command::Redrive(args) => cli::redrive::run(args).await.map_err(anyhow::Error::from),
+        Command::Deliveries(args) => cli::deliveries::run(args)
+            .await
+            .map_err(anyhow::Error::from),
+        Command::Tail(args) => cli::tail::run(args).await.map_err(anyhow::Error::from),
         Command::CheckConfig { config } => {
             load(config.as_ref()).map(|_| println!("configuration is valid"))
         }

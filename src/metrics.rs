@@ -123,3 +123,73 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 }
+
+/// The attempt log's figures (`src/attempts/`), read from it at scrape time.
+pub struct AttemptMetrics {
+    log: std::sync::Arc<crate::attempts::AttemptLog>,
+    bytes: IntGauge,
+    written: IntCounter,
+    dropped: IntCounter,
+}
+
+impl AttemptMetrics {
+    /// Registers the attempt log's series in `registry`.
+    pub fn register(
+        registry: &Registry,
+        log: std::sync::Arc<crate::attempts::AttemptLog>,
+    ) -> Result<(), prometheus::Error> {
+        let metrics = AttemptMetrics {
+            log,
+            bytes: IntGauge::new(
+                "switchyard_attempt_log_bytes",
+                "Bytes in the attempt log (every delivery attempt, bounded by attempts.retention_*).",
+            )?,
+            written: IntCounter::new(
+                "switchyard_attempt_log_written_total",
+                "Delivery attempts written to the attempt log.",
+            )?,
+            dropped: IntCounter::new(
+                "switchyard_attempt_log_dropped_total",
+                "Delivery attempts the attempt log could not keep (a write failed, or too many were pending).",
+            )?,
+        };
+        registry.register(Box::new(metrics))
+    }
+}
+
+impl prometheus::core::Collector for AttemptMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        [
+            &self.bytes as &dyn prometheus::core::Collector,
+            &self.written,
+            &self.dropped,
+        ]
+        .into_iter()
+        .flat_map(|c| c.desc())
+        .collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use std::sync::atomic::Ordering;
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.bytes.set(clamp(self.log.bytes()));
+        let catch_up = |counter: &IntCounter, value: u64| {
+            let seen = counter.get();
+            if value > seen {
+                counter.inc_by(value - seen);
+            }
+        };
+        catch_up(
+            &self.written,
+            self.log.stats.written.load(Ordering::Relaxed),
+        );
+        catch_up(
+            &self.dropped,
+            self.log.stats.dropped.load(Ordering::Relaxed),
+        );
+        let mut families = self.bytes.collect();
+        families.extend(self.written.collect());
+        families.extend(self.dropped.collect());
+        families
+    }
+}

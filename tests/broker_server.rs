@@ -2,7 +2,8 @@
 //! instances, events go in over HTTP, real clients read the queues. 10,000 events over three
 //! instances: every event lands in its queue, in sequence order per instance, each message id
 //! once (and an SQS queue holds nothing else); the queue exists before the first event of its
-//! type (Evolution loses that event); a ~20 s RabbitMQ outage mid-stream loses nothing.
+//! type (the engine prepares a subscription's queues when it starts; Evolution loses that
+//! event); a ~20 s RabbitMQ outage mid-stream loses nothing.
 
 mod common;
 #[path = "sink_support/mod.rs"]
@@ -38,9 +39,10 @@ async fn ten_thousand_events_over_three_instances_land_in_order() {
         )
         .await;
     }
-    // Declared at set time: the queue of an event type never seen yet already exists.
+    // Prepared by the engine as the subscription starts: the queue of an event type that
+    // is never sent exists all the same.
     for i in &instances {
-        sink_support::consume_queue(&uri, &format!("{i}.call"), 0, Duration::from_secs(5)).await;
+        sink_support::wait_for_queue(&uri, &format!("{i}.call"), Duration::from_secs(5)).await;
     }
     let per_instance = [3334, 3333, 3333];
     for (i, count) in instances.iter().zip(per_instance) {
@@ -59,6 +61,26 @@ async fn ten_thousand_events_over_three_instances_land_in_order() {
         assert_eq!(order, (0..count as u64).collect::<Vec<_>>(), "{i}: order");
         assert_eq!(duplicates, 0, "{i}: no outage, no duplicates");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setting_and_changing_a_sink_prepares_its_queues() {
+    let uri = sink_support::amqp_uri().await;
+    let env = rabbit_env(&uri);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = TestServer::start(&env);
+    let instance = unique("rmqprep");
+    s.create_instance(&instance, json!({})).await;
+    // No event is ever sent: only the engine's preparation can declare these queues.
+    let set = |events: Value| json!({"rabbitmq": {"enabled": true, "events": events}});
+    let path = format!("/rabbitmq/set/{instance}");
+    let (status, v) = s.post(&path, &set(json!(["CALL"]))).await;
+    assert_eq!(status, 201, "{v}");
+    sink_support::wait_for_queue(&uri, &format!("{instance}.call"), Duration::from_secs(5)).await;
+    let (status, v) = s.post(&path, &set(json!(["CALL", "QRCODE_UPDATED"]))).await;
+    assert_eq!(status, 201, "{v}");
+    let queue = format!("{instance}.qrcode.updated");
+    sink_support::wait_for_queue(&uri, &queue, Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,81 @@ async fn set_webhook(s: &TestServer, instance: &str, url: &str, secret: Option<&
     assert_eq!(status, 201, "{v}");
 }
 
+/// Evolution's `jwt_key` in a webhook's `headers`: never sent as a header nor shown by
+/// `/webhook/find`; every request carries `Authorization: Bearer <JWT>` that the receiver
+/// verifies with the key (HS256, Evolution's claims, valid for 600 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_key_header_becomes_a_bearer_jwt_and_is_never_shown() {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+    let cancel = CancellationToken::new();
+    let receiver = support::Receiver::start(cancel.clone()).await;
+    let s = TestServer::start(FAST_RETRIES);
+    let instance = unique("jwt");
+    s.create_instance(&instance, json!({})).await;
+    let key = unique("jwt-key-secret");
+    let hook = json!({"enabled": true, "url": receiver.url, "events": [],
+        "headers": {"jwt_key": key, "x-tenant": "acme"}});
+    let (status, v) = s
+        .post(
+            &format!("/webhook/set/{instance}"),
+            &json!({"webhook": hook}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert!(!v.to_string().contains(&key), "set echoes no key: {v}");
+    let (status, found) = s.get(&format!("/webhook/find/{instance}")).await;
+    assert_eq!(status, 200, "{found}");
+    assert!(
+        !found.to_string().contains(&key),
+        "find shows no key: {found}"
+    );
+    assert_eq!(found["headers"], json!({"x-tenant": "acme"}), "{found}");
+    assert_eq!(found["jwt"], true, "{found}");
+
+    let empty = json!({"webhook": {"enabled": true, "url": receiver.url,
+        "headers": {"jwt_key": ""}}});
+    let (status, v) = s.post(&format!("/webhook/set/{instance}"), &empty).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("headers.jwt_key"), "{v}");
+
+    s.ingest_numbered(&instance, 0, 3).await;
+    support::wait_for("3 deliveries", Duration::from_secs(30), || {
+        receiver.delivered().len() >= 3
+    })
+    .await;
+    cancel.cancel();
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "iat"]);
+    let now = chrono::Utc::now().timestamp();
+    for r in receiver.delivered() {
+        assert!(!r.headers.contains_key("jwt_key"), "{:?}", r.headers);
+        assert!(
+            !r.headers.values().any(|v| v.contains(&key)),
+            "{:?}",
+            r.headers
+        );
+        assert_eq!(r.headers.get("x-tenant").map(String::as_str), Some("acme"));
+        let token = r.headers["authorization"]
+            .strip_prefix("Bearer ")
+            .expect("a bearer token");
+        let claims = jsonwebtoken::decode::<Value>(
+            token,
+            &DecodingKey::from_secret(key.as_bytes()).unwrap(),
+            &validation,
+        )
+        .expect("the JWT verifies with the key")
+        .claims;
+        assert_eq!(claims["app"], "evolution", "{claims}");
+        assert_eq!(claims["action"], "webhook", "{claims}");
+        let iat = claims["iat"].as_i64().expect("iat");
+        assert_eq!(claims["exp"].as_i64(), Some(iat + 600), "{claims}");
+        assert!((now - 60..=now).contains(&iat), "iat {iat}, now {now}");
+        let wrong = DecodingKey::from_secret(b"another key").unwrap();
+        assert!(jsonwebtoken::decode::<Value>(token, &wrong, &validation).is_err());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_and_sigkill_lose_nothing_and_keep_order() {
     let cancel = CancellationToken::new();
@@ -381,6 +456,87 @@ async fn global_webhook_from_evolution_env_gets_every_instance_filtered_by_event
     for r in &delivered {
         assert_eq!(r.json()["event"], json!("call"));
         assert_eq!(r.path, "/hook/call", "byEvents appends the kebab event");
+    }
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposed_tokens_ride_in_apikey_and_short_tokens_are_accepted() {
+    // AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES: Evolution's envelopes carry the instance
+    // token as `apikey`, per-instance and global webhooks alike. "123456" is the seed's own
+    // example token: accepted (with a warning), as Evolution does.
+    let cancel = CancellationToken::new();
+    let receiver = support::Receiver::start(cancel.clone()).await;
+    let global_url = format!("{}/global", receiver.url);
+    let mut env = FAST_RETRIES.to_vec();
+    env.extend([
+        ("AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES", "true"),
+        ("WEBHOOK_GLOBAL_ENABLED", "true"),
+        ("WEBHOOK_GLOBAL_URL", global_url.as_str()),
+    ]);
+    let s = TestServer::start(&env);
+    let short = unique("short");
+    let long = unique("long");
+    let tokens = [
+        (&short, "123456"),
+        (&long, "a-much-longer-token-0123456789"),
+    ];
+    for (instance, token) in tokens {
+        let (status, created) = s
+            .post(
+                "/instance/create",
+                &json!({"instanceName": instance, "token": token}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["hash"]["apikey"], json!(token));
+        let own = format!("{}/own", receiver.url);
+        set_webhook(&s, instance, &own, None).await;
+    }
+    // The short token works as a key, scoped to its instance.
+    let response = reqwest::Client::new()
+        .get(s.url("/instance/fetchInstances"))
+        .header("apikey", "123456")
+        .send()
+        .await
+        .expect("fetchInstances");
+    assert_eq!(response.status().as_u16(), 200);
+    let list: Value = response.json().await.expect("a JSON list");
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, [short.as_str()], "{list}");
+    for (instance, _) in tokens {
+        let (status, v) = s
+            .post(
+                &format!("/ingest/{instance}"),
+                &json!({"event": "messages.upsert", "data": {"key": {"id": "M1"}}}),
+            )
+            .await;
+        assert_eq!(status, 202, "{v}");
+    }
+    support::wait_for("4 deliveries", Duration::from_secs(30), || {
+        receiver.delivered().len() >= 4
+    })
+    .await;
+    let delivered = receiver.delivered();
+    assert_eq!(delivered.len(), 4);
+    for (instance, token) in tokens {
+        for path in ["/hook/own", "/hook/global"] {
+            let got: Vec<_> = delivered
+                .iter()
+                .filter(|r| r.instance() == *instance && r.path == path)
+                .collect();
+            assert_eq!(got.len(), 1, "{instance} at {path}");
+            assert_eq!(
+                got[0].json()["apikey"],
+                json!(token),
+                "{instance} at {path}"
+            );
+        }
     }
     cancel.cancel();
 }

@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::*;
-use switchyard::delivery::{AttemptOutcome, Redrive, ReplayFrom, SinkTarget, WebhookTarget};
+use switchyard::delivery::{AttemptOutcome, Redrive, ReplayFrom, SinkTarget};
 use switchyard::sinks::webhook::SigningKey;
+use switchyard::sinks::webhook::WebhookTarget;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

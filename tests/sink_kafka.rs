@@ -1,8 +1,9 @@
 //! The Kafka sink against a real Kafka-protocol broker (Tansu from `scripts/services.sh`,
 //! address in `SWITCHYARD_TEST_KAFKA_BROKERS`), read back with a real rdkafka consumer:
 //! Evolution's topic names, headers, key and body; per-key order; topic creation and its
-//! absence; size limits; and the acceptance run (3 instances x 1,000 events through the
-//! real server, each event id once, in order per key).
+//! absence; size limits; a lane pipelined through the delivery engine with a failed event
+//! retried behind the batches that were out with it; and the acceptance run (3 instances x
+//! 1,000 events through the real server, each event id once, in order per key).
 
 mod common;
 #[path = "sink_support/mod.rs"]
@@ -10,6 +11,8 @@ mod sink_support;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{unique, TestServer};
@@ -22,10 +25,18 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
-use switchyard::delivery::{Scope, SinkTarget, Subscription};
+use switchyard::delivery::{
+    DeliveryEngine, DeliveryMetrics, EngineDeps, EngineOptions, RetryPolicy, Scope, SinkTarget,
+    Subscription, SubscriptionSet,
+};
 use switchyard::envelope::LoggedEvent;
-use switchyard::sinks::kafka::{KafkaOptions, KafkaSink, KeyBy};
-use switchyard::sinks::{Outcome, Sink};
+use switchyard::log::embedded::{EmbeddedLog, EmbeddedOptions};
+use switchyard::log::{EventLog, FsyncPolicy};
+use switchyard::sinks::kafka::{KafkaOptions, KafkaSink, KafkaTarget, KeyBy};
+use switchyard::sinks::{Outcome, Sink, SinkKind, SinkRegistry, Submitted};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The broker address; fails (never skips) when it is not configured or not reachable.
 fn brokers() -> String {
@@ -66,8 +77,9 @@ fn event(instance: &str, name: &str, sequence: u64, data: Value) -> LoggedEvent 
 fn subscription(instance: &str, global: bool) -> Subscription {
     Subscription {
         policy: Default::default(),
+        filter: Default::default(),
         id: format!("kafka:{instance}"),
-        target: SinkTarget::Kafka { global },
+        target: SinkTarget::Kafka(KafkaTarget { global }),
         scope: if global {
             Scope::AllInstances
         } else {
@@ -248,8 +260,10 @@ async fn names_headers_key_and_body_match_evolution() {
     );
 }
 
+/// Global topics are keyed `{instance}-{event}` (the dotted event, whatever spelling was
+/// stored), as Evolution's global producer keys them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn global_mode_writes_global_topics_keyed_by_instance() {
+async fn global_mode_writes_global_topics_keyed_instance_dash_event() {
     let brokers = brokers();
     let prefix = unique("evo");
     let (a, b) = (unique("ga"), unique("gb"));
@@ -274,7 +288,13 @@ async fn global_mode_writes_global_topics_keyed_by_instance() {
     )
     .await;
     let keys: Vec<&str> = got.iter().map(|c| c.key.as_str()).collect();
-    assert_eq!(keys, [a.as_str(), b.as_str()]);
+    assert_eq!(
+        keys,
+        [
+            format!("{a}-messages.upsert"),
+            format!("{b}-messages.upsert")
+        ]
+    );
     assert!(got.iter().all(|c| c.topic == topic));
 }
 
@@ -436,4 +456,177 @@ async fn three_instances_times_a_thousand_through_the_server() {
         let expected: Vec<u64> = (0..PER_INSTANCE as u64).collect();
         assert_eq!(per_key[i.as_str()], expected, "{i}: every event, in order");
     }
+}
+
+/// The real Kafka sink behind a fault: the first attempt of one event fails (it is kept out
+/// of the batch handed to Kafka and answered `Retry`), and the batches out at once are
+/// counted, so the engine's pipelining of a lane is seen from outside.
+struct FailOnceAndCount {
+    inner: KafkaSink,
+    fail_sequence: u64,
+    failed: std::sync::atomic::AtomicBool,
+    out: Arc<AtomicUsize>,
+    most_out: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Sink for FailOnceAndCount {
+    fn max_batch(&self) -> usize {
+        20
+    }
+
+    async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome> {
+        self.submit(subscription, events).await.await
+    }
+
+    fn pipelines(&self) -> bool {
+        self.inner.pipelines()
+    }
+
+    async fn submit(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Submitted {
+        let failing = events
+            .iter()
+            .position(|e| e.sequence == self.fail_sequence)
+            .filter(|_| !self.failed.swap(true, AtomicOrdering::SeqCst));
+        let handed: Vec<LoggedEvent> = events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != failing)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let answers = self.inner.submit(subscription, &handed).await;
+        let now = self.out.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+        self.most_out.fetch_max(now, AtomicOrdering::SeqCst);
+        let out = self.out.clone();
+        Box::pin(async move {
+            let mut outcomes = answers.await;
+            if let Some(i) = failing {
+                let reason = "failed on purpose by the test".to_owned();
+                outcomes.insert(
+                    i,
+                    Outcome::Retry {
+                        after: None,
+                        reason,
+                    },
+                );
+            }
+            out.fetch_sub(1, AtomicOrdering::SeqCst);
+            outcomes
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_pipelines_and_a_failed_event_is_retried_behind_the_batches_out() {
+    let brokers = brokers();
+    let prefix = unique("evo");
+    let instance = unique("pipe");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |name: &str| {
+        let mut o = EmbeddedOptions::new(dir.path().join(name));
+        o.fsync = FsyncPolicy::Never;
+        EmbeddedLog::open(o).expect("open log")
+    };
+    let log: Arc<dyn EventLog> = open("events");
+    // One chat, so one lane: everything it gets in parallel comes from pipelining.
+    const EVENTS: u64 = 1_000;
+    const FAIL: u64 = 300;
+    let jid = "5511988887777@s.whatsapp.net";
+    let payloads = (0..EVENTS)
+        .map(|n| {
+            let data = json!({"key": {"remoteJid": jid, "id": format!("M{n}")}, "n": n});
+            let logged = sink_support::event(&instance, "messages.upsert", n, &data.to_string());
+            logged.event.to_bytes().expect("encode")
+        })
+        .collect();
+    log.append(payloads).await.expect("append");
+    let out = Arc::new(AtomicUsize::new(0));
+    let most_out = Arc::new(AtomicUsize::new(0));
+    let sink = FailOnceAndCount {
+        inner: KafkaSink::new(KafkaOptions {
+            num_partitions: 1,
+            ..options(&brokers, &prefix)
+        })
+        .expect("sink"),
+        fail_sequence: FAIL,
+        failed: Default::default(),
+        out: out.clone(),
+        most_out: most_out.clone(),
+    };
+    let (_set, set_rx) = watch::channel(Arc::new(SubscriptionSet {
+        subscriptions: vec![subscription(&instance, false)],
+        instance_numbers: HashMap::new(),
+        instance_tokens: HashMap::new(),
+    }));
+    let (disable_tx, _disables) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let policy = RetryPolicy {
+        max_attempts: 5,
+        initial_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(100),
+        jitter_factor: 0.0,
+        disable_after_failures: 0,
+        park_after_attempts: 3,
+        delays: Vec::new(),
+    };
+    let engine = DeliveryEngine::start(EngineDeps {
+        log,
+        state_log: open("delivery-state"),
+        subscriptions: set_rx,
+        sinks: SinkRegistry::new().with(SinkKind::Kafka, Arc::new(sink)),
+        policy,
+        options: EngineOptions::default(),
+        disable_requests: disable_tx,
+        metrics: DeliveryMetrics::register(&prometheus::Registry::new()).expect("metrics"),
+        cancel: cancel.clone(),
+        tracker: tracker.clone(),
+        attempts: None,
+    })
+    .await
+    .expect("engine");
+
+    let topic = format!("{prefix}.{instance}.messages.upsert");
+    let got = consume(
+        &brokers,
+        &[topic],
+        1,
+        EVENTS as usize,
+        false,
+        Duration::from_secs(60),
+    )
+    .await;
+    let order: Vec<u64> = got
+        .iter()
+        .map(|c| c.body["data"]["n"].as_u64().expect("n"))
+        .collect();
+    // Sequences start at 1: event n is sequence n + 1.
+    let failed_n = FAIL - 1;
+    let retried_at = order
+        .iter()
+        .position(|n| *n == failed_n)
+        .expect("the failed event arrives in the end");
+    let mut without: Vec<u64> = order.clone();
+    without.remove(retried_at);
+    assert_eq!(
+        without,
+        (0..EVENTS).filter(|n| *n != failed_n).collect::<Vec<_>>(),
+        "every other event once, in order"
+    );
+    // It was retried behind what was out with it (at most 4 batches of 20), never later.
+    let overtaken = retried_at - failed_n as usize;
+    assert!(
+        (1..4 * 20).contains(&overtaken),
+        "the failed event arrived after {overtaken} later ones"
+    );
+    let most = most_out.load(AtomicOrdering::SeqCst);
+    assert!(most >= 2, "one lane had at most {most} batch out at once");
+    let status = engine.subscription_status(&format!("kafka:{instance}"));
+    println!(
+        "pipelined lane: at most {most} batches out at once; the failed event came {overtaken} \
+         events late; status {status:?}"
+    );
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
 }

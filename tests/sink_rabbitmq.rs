@@ -16,10 +16,9 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use serde_json::Value;
 use sink_support::*;
 use switchyard::catalog::EventKind;
-use switchyard::config::RabbitmqConfig;
 use switchyard::delivery::subscription::SinkTarget;
 use switchyard::envelope::LoggedEvent;
-use switchyard::sinks::rabbitmq::RabbitmqSink;
+use switchyard::sinks::rabbitmq::{RabbitmqConfig, RabbitmqSink, RabbitmqTarget};
 use switchyard::sinks::{Outcome, Sink};
 use tokio_util::sync::CancellationToken;
 
@@ -115,7 +114,10 @@ fn queue_type(queue: &str) -> Option<String> {
 async fn per_instance_queues_names_bindings_body_and_properties() {
     let sink = sink(config().await).await;
     let inst = unique("rmq");
-    let sub = subscription(SinkTarget::Rabbitmq { global: false }, Some(&inst));
+    let sub = subscription(
+        SinkTarget::Rabbitmq(RabbitmqTarget { global: false }),
+        Some(&inst),
+    );
     let events = vec![
         event(&inst, "messages.upsert", 1, r#"{"key":{"id":"A1"}}"#),
         event(&inst, "group-participants.update", 2, r#"{"id":"g"}"#),
@@ -191,7 +193,7 @@ async fn global_queues_with_prefix_use_the_configured_exchange() {
     let prefix = unique("pfx");
     cfg.prefix_key = Some(prefix.clone());
     let sink = sink(cfg.clone()).await;
-    let sub = subscription(SinkTarget::Rabbitmq { global: true }, None);
+    let sub = subscription(SinkTarget::Rabbitmq(RabbitmqTarget { global: true }), None);
     let a = unique("a");
     let b = unique("b");
     let events = vec![event(&a, "call", 1, "{}"), event(&b, "CALL", 2, "{}")];
@@ -211,7 +213,7 @@ async fn global_queues_without_prefix_are_not_undefined() {
     cfg.exchange_name = unique("exchange");
     cfg.prefix_key = None;
     let sink = sink(cfg.clone()).await;
-    let sub = subscription(SinkTarget::Rabbitmq { global: true }, None);
+    let sub = subscription(SinkTarget::Rabbitmq(RabbitmqTarget { global: true }), None);
     let ev = event(&unique("a"), "labels.association", 1, "{}");
     assert_eq!(
         sink.send(&sub, std::slice::from_ref(&ev)).await,
@@ -247,7 +249,10 @@ async fn eager_topology_declares_before_any_publish() {
 async fn custom_events_are_permanent_not_dropped() {
     let sink = sink(config().await).await;
     let inst = unique("custom");
-    let sub = subscription(SinkTarget::Rabbitmq { global: false }, Some(&inst));
+    let sub = subscription(
+        SinkTarget::Rabbitmq(RabbitmqTarget { global: false }),
+        Some(&inst),
+    );
     let out = sink
         .send(&sub, &[event(&inst, "linq.reaction.added", 1, "{}")])
         .await;
@@ -261,7 +266,10 @@ async fn custom_events_are_permanent_not_dropped() {
 async fn returned_message_is_retry_and_the_queue_comes_back() {
     let sink = sink(config().await).await;
     let inst = unique("ret");
-    let sub = subscription(SinkTarget::Rabbitmq { global: false }, Some(&inst));
+    let sub = subscription(
+        SinkTarget::Rabbitmq(RabbitmqTarget { global: false }),
+        Some(&inst),
+    );
     let first = event(&inst, "call", 1, "{}");
     assert_eq!(sink.send(&sub, &[first]).await, vec![Outcome::Delivered]);
     // Someone deletes the queue behind the sink's back: the next publish is unroutable.
@@ -290,7 +298,10 @@ async fn returned_message_is_retry_and_the_queue_comes_back() {
 async fn nack_is_retry_and_later_events_of_that_queue_follow() {
     let sink = sink(config().await).await;
     let inst = unique("nack");
-    let sub = subscription(SinkTarget::Rabbitmq { global: false }, Some(&inst));
+    let sub = subscription(
+        SinkTarget::Rabbitmq(RabbitmqTarget { global: false }),
+        Some(&inst),
+    );
     // A queue that holds one message and rejects (nacks) further publishes.
     let policy = unique("p");
     ctl(&[
@@ -343,7 +354,7 @@ async fn ten_thousand_events_over_three_instances_in_order_once() {
     let per_instance = bulk_events(&instances, 10_000, 3);
     deliver_in_parallel(
         sink,
-        SinkTarget::Rabbitmq { global: false },
+        SinkTarget::Rabbitmq(RabbitmqTarget { global: false }),
         &per_instance,
         Duration::from_millis(200),
         Duration::from_secs(120),

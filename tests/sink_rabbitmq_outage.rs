@@ -14,10 +14,9 @@ use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use sink_support::*;
-use switchyard::config::RabbitmqConfig;
 use switchyard::delivery::subscription::SinkTarget;
 use switchyard::envelope::LoggedEvent;
-use switchyard::sinks::rabbitmq::{LinkOptions, RabbitmqSink};
+use switchyard::sinks::rabbitmq::{LinkOptions, RabbitmqConfig, RabbitmqSink, RabbitmqTarget};
 use switchyard::sinks::Sink;
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +63,10 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
         .map(|s| event(&inst, "messages.upsert", s, "{}"))
         .collect();
     let expected: Vec<String> = events.iter().map(|e| e.event.id.to_string()).collect();
-    let sub = subscription(SinkTarget::Rabbitmq { global: false }, Some(&inst));
+    let sub = subscription(
+        SinkTarget::Rabbitmq(RabbitmqTarget { global: false }),
+        Some(&inst),
+    );
 
     // A slow stream: small batches with a pause, so the outage lands in the middle.
     let stream = {

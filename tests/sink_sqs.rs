@@ -13,10 +13,10 @@ use aws_sdk_sqs::types::{
 use serde_json::Value;
 use sink_support::*;
 use switchyard::catalog::EventKind;
-use switchyard::config::SqsConfig;
+use switchyard::config::S3Config;
 use switchyard::delivery::subscription::SinkTarget;
 use switchyard::envelope::LoggedEvent;
-use switchyard::sinks::sqs::SqsSink;
+use switchyard::sinks::sqs::{SqsConfig, SqsSink, SqsTarget};
 use switchyard::sinks::{Outcome, Sink};
 
 const SERVER_URL: &str = "http://switchyard.test";
@@ -117,7 +117,7 @@ async fn per_instance_fifo_queue_created_on_first_use_with_envelope() {
     let cfg = config().await;
     let sink = sink(&cfg).await;
     let inst = unique("sqs");
-    let sub = subscription(SinkTarget::Sqs { global: false }, Some(&inst));
+    let sub = subscription(SinkTarget::Sqs(SqsTarget { global: false }), Some(&inst));
     let events = vec![
         event(&inst, "messages.upsert", 1, r#"{"key":{"id":"A1"}}"#),
         event(&inst, "GROUP_PARTICIPANTS_UPDATE", 2, "{}"),
@@ -176,7 +176,7 @@ async fn batch_of_ten_in_order_and_resend_is_stored_once() {
     let sink = sink(&cfg).await;
     assert_eq!(sink.max_batch(), 10);
     let inst = unique("ten");
-    let sub = subscription(SinkTarget::Sqs { global: false }, Some(&inst));
+    let sub = subscription(SinkTarget::Sqs(SqsTarget { global: false }), Some(&inst));
     let events: Vec<LoggedEvent> = (1..=10).map(|s| event(&inst, "call", s, "{}")).collect();
     assert_eq!(sink.send(&sub, &events).await, vec![Outcome::Delivered; 10]);
     // The engine re-sends after a lost answer: the dedup id (event id) keeps one copy.
@@ -213,7 +213,7 @@ async fn oversize_payload_is_permanent_with_size_and_neighbours_go() {
     cfg.max_payload_size = 2_000;
     let sink = sink(&cfg).await;
     let inst = unique("big");
-    let sub = subscription(SinkTarget::Sqs { global: false }, Some(&inst));
+    let sub = subscription(SinkTarget::Sqs(SqsTarget { global: false }), Some(&inst));
     let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(3_000));
     let events = vec![
         event(&inst, "call", 1, "{}"),
@@ -225,7 +225,8 @@ async fn oversize_payload_is_permanent_with_size_and_neighbours_go() {
     match &out[1] {
         Outcome::Permanent { reason } => {
             assert!(
-                reason.contains("over the SQS limit of 2000 bytes"),
+                reason.contains("over the SQS limit of 2000 bytes")
+                    && reason.contains("S3_ENABLED"),
                 "{reason}"
             );
         }
@@ -239,13 +240,125 @@ async fn oversize_payload_is_permanent_with_size_and_neighbours_go() {
     );
 }
 
+/// A client of moto's S3 (served on the SQS port).
+async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Evolution's large messages: with `[s3]` on, an event over the limit is stored in S3
+/// (moto's) and arrives in order as a small `dataType: "s3"` message whose `fileUrl` serves
+/// the whole envelope; a re-send overwrites the same object; an upload that fails is a
+/// retry that holds its message group's later events.
+#[tokio::test]
+async fn oversize_payload_goes_to_s3_and_the_queue_gets_its_file_url() {
+    let mut cfg = config().await;
+    cfg.max_payload_size = 2_000;
+    let endpoint = cfg.endpoint_url.clone().unwrap();
+    let bucket = unique("large");
+    let s3 = |bucket: &str| S3Config {
+        enabled: true,
+        endpoint: endpoint.clone(),
+        bucket: bucket.into(),
+        access_key: Some("test".into()),
+        secret_key: Some("test".into()),
+        ..S3Config::default()
+    };
+    let client = s3_client(&endpoint).await;
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("moto's S3 at {endpoint} refused the bucket: {e:?}"));
+    let sink = sink(&cfg).await.with_s3(&s3(&bucket)).await;
+    let inst = unique("s3");
+    let sub = subscription(SinkTarget::Sqs(SqsTarget { global: false }), Some(&inst));
+    let big_data = format!(r#"{{"text":"{}"}}"#, "x".repeat(3_000));
+    let events = vec![
+        event(&inst, "call", 1, "{}"),
+        event(&inst, "call", 2, &big_data),
+        event(&inst, "call", 3, "{}"),
+    ];
+    let out = sink.send(&sub, &events).await;
+    assert_eq!(out, vec![Outcome::Delivered; 3]);
+    let got = receive(&sink, &format!("{inst}_call.fifo"), 3).await;
+    assert_eq!(received_ids(&got), ids(&events), "in order");
+    assert_eq!(got[0].body["dataType"], "json");
+    let pointer = &got[1].body;
+    assert!(pointer.to_string().len() < 2_000, "{pointer}");
+    assert_eq!(pointer["dataType"], "s3", "{pointer}");
+    assert_eq!(pointer["event"], "call");
+    assert_eq!(pointer["instance"], inst.as_str());
+    assert_eq!(pointer["server"], "switchyard-test");
+    let file_url = pointer["data"]["fileUrl"].as_str().expect("data.fileUrl");
+    let stored: Value = reqwest::get(file_url)
+        .await
+        .expect("the fileUrl answers")
+        .error_for_status()
+        .expect("the fileUrl serves the object")
+        .json()
+        .await
+        .expect("the object is JSON");
+    assert_eq!(stored["dataType"], "json");
+    assert_eq!(stored["id"], pointer["id"]);
+    assert_eq!(stored["sequence"], 2);
+    assert_eq!(stored["server_url"], SERVER_URL);
+    let big: Value = serde_json::from_str(&big_data).unwrap();
+    assert_eq!(stored["data"], big, "the whole envelope");
+
+    // A re-send (a redelivery) overwrites the object instead of adding one.
+    assert_eq!(sink.send(&sub, &events[1..2]).await, [Outcome::Delivered]);
+    let listed = client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(
+        keys,
+        [format!(
+            "evolution-api/messages/{inst}_call_{}.json",
+            events[1].event.id
+        )]
+    );
+
+    // No bucket: the upload is retried, and the group's next event waits behind it.
+    let missing = crate::sink(&cfg)
+        .await
+        .with_s3(&s3(&unique("absent")))
+        .await;
+    let held = vec![
+        event(&inst, "call", 4, &big_data),
+        event(&inst, "call", 5, "{}"),
+    ];
+    match &missing.send(&sub, &held).await[..] {
+        [Outcome::Retry { reason: first, .. }, Outcome::Retry { reason: next, .. }] => {
+            assert!(first.contains("S3 bucket"), "{first}");
+            assert!(next.contains("earlier event of message group"), "{next}");
+        }
+        other => panic!("expected two retries, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn group_id_by_chat_falls_back_to_instance() {
     let mut cfg = config().await;
     cfg.group_by = "chat".into();
     let sink = sink(&cfg).await;
     let inst = unique("chat");
-    let sub = subscription(SinkTarget::Sqs { global: false }, Some(&inst));
+    let sub = subscription(SinkTarget::Sqs(SqsTarget { global: false }), Some(&inst));
     let events = vec![
         event(
             &inst,
@@ -284,7 +397,7 @@ async fn global_queues_per_event_and_single() {
     let prefix = unique("g");
     cfg.global_prefix_name = prefix.clone();
     let per_event = sink(&cfg).await;
-    let sub = subscription(SinkTarget::Sqs { global: true }, None);
+    let sub = subscription(SinkTarget::Sqs(SqsTarget { global: true }), None);
     let ev = event(&unique("a"), "qrcode.updated", 1, "{}");
     assert_eq!(
         per_event.send(&sub, std::slice::from_ref(&ev)).await,
@@ -328,7 +441,7 @@ async fn eager_creation_and_custom_events() {
             .await
             .unwrap();
     }
-    let sub = subscription(SinkTarget::Sqs { global: false }, Some(&inst));
+    let sub = subscription(SinkTarget::Sqs(SqsTarget { global: false }), Some(&inst));
     let out = sink
         .send(&sub, &[event(&inst, "linq.custom", 1, "{}")])
         .await;
@@ -348,7 +461,7 @@ async fn many_events_over_three_instances_in_order_once() {
     let started = std::time::Instant::now();
     deliver_in_parallel(
         sink.clone(),
-        SinkTarget::Sqs { global: false },
+        SinkTarget::Sqs(SqsTarget { global: false }),
         &per_instance,
         Duration::from_millis(200),
         Duration::from_secs(300),

@@ -11,6 +11,7 @@
 //! - `tests/fixtures/stored/control/`: every `registry::records::ControlRecord` variant;
 //! - `tests/fixtures/stored/events/`: `envelope::StoredEvent`, including the older shape
 //!   without `instance_id`, `key` and `request` that older logs hold;
+//! - `tests/fixtures/stored/attempts/`: the attempt log's records (`attempts::AttemptRecord`);
 //! - `tests/fixtures/stored/delivery/`: the delivery-state log's records, checked by a unit
 //!   test in `src/delivery/state.rs` because that type is private to the crate.
 //!
@@ -30,14 +31,15 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use switchyard::attempts::{AttemptRecord, AttemptResult};
 use switchyard::catalog::EventKind;
-use switchyard::delivery::subscription::{
-    Scope, SigningScheme, SinkTarget, Subscription, WebhookTarget,
-};
+use switchyard::delivery::subscription::{Filter, Policy, Scope, SinkTarget, Subscription};
 use switchyard::envelope::StoredEvent;
 use switchyard::registry::records::{
     ControlRecord, InstanceCreated, MetaSettings, NamedMeta, ProviderSettings, SinkKind, SinkSet,
 };
+use switchyard::sinks::pusher::{PusherApp, PusherTarget};
+use switchyard::sinks::webhook::{SigningScheme, WebhookTarget};
 
 fn at(rfc3339: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(rfc3339)
@@ -74,9 +76,11 @@ fn sink_set(kind: SinkKind, events: Vec<EventKind>) -> SinkSet {
         enabled: true,
         events,
         webhook: None,
+        target: None,
         start_sequence: 1042,
         start_positions: Vec::new(),
         policy: Default::default(),
+        filter: Default::default(),
         at: at("2025-01-15T10:31:00.250Z"),
     }
 }
@@ -84,6 +88,7 @@ fn sink_set(kind: SinkKind, events: Vec<EventKind>) -> SinkSet {
 fn named_webhook(id: &str, scope: Scope, target: WebhookTarget) -> Subscription {
     Subscription {
         policy: Default::default(),
+        filter: Default::default(),
         id: id.into(),
         target: SinkTarget::Webhook(target),
         scope,
@@ -94,6 +99,25 @@ fn named_webhook(id: &str, scope: Scope, target: WebhookTarget) -> Subscription 
         start_positions: Vec::new(),
         enabled: true,
     }
+}
+
+/// A filter from its JSON shape (the samples' are valid).
+fn filter(value: serde_json::Value) -> Filter {
+    Filter::from_value(&value).expect("a valid filter")
+}
+
+/// A filter with every clause.
+fn full_filter() -> Filter {
+    filter(json!({
+        "from_me": false,
+        "chat_types": ["direct", "group", "broadcast", "newsletter"],
+        "chats": {"allow": ["+55 11 98888-7777", "120363025246125888@g.us"],
+                  "deny": ["status@broadcast"]},
+        "participants": {"allow": ["5511977776666@s.whatsapp.net"], "deny": ["123456789012345@lid"]},
+        "message_types": ["conversation", "imageMessage"],
+        "match": {"$and": [{"data.pushName": {"$startsWith": "A"}},
+                           {"data.messageTimestamp": {"$gte": 1736937000}}]}
+    }))
 }
 
 fn named_meta(api: &str, name: Option<&str>, fields: serde_json::Value) -> NamedMeta {
@@ -190,6 +214,7 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
     let codechat = ControlRecord::SubscriptionPut {
         subscription: Subscription {
             policy: Default::default(),
+            filter: Default::default(),
             events: vec![EventKind::MessagesUpsert, EventKind::SendMessage],
             enabled: false,
             ..named_webhook(
@@ -214,6 +239,7 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
     let linq = ControlRecord::SubscriptionPut {
         subscription: Subscription {
             policy: Default::default(),
+            filter: Default::default(),
             events: vec![EventKind::MessagesUpdate],
             custom_events: vec!["linq.phone_number.status_updated".into()],
             phone_numbers: vec!["+5511999990000".into()],
@@ -245,6 +271,7 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
     let ventia = ControlRecord::SubscriptionPut {
         subscription: Subscription {
             policy: Default::default(),
+            filter: Default::default(),
             custom_events: vec![String::new()],
             ..named_webhook(
                 "ventia:0194b3c2-7e1a-7c3d-9f00-00000000e001",
@@ -260,6 +287,7 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
     let ventia_topics = ControlRecord::SubscriptionPut {
         subscription: Subscription {
             policy: Default::default(),
+            filter: Default::default(),
             events: vec![EventKind::MessagesUpdate, EventKind::MessagesUpsert],
             ..named_webhook(
                 "ventia:0194b3c2-7e1a-7c3d-9f00-00000000e002",
@@ -326,6 +354,39 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
         ),
         ("sink_set_kafka_partitioned", ControlRecord::SinkSet(kafka)),
         (
+            "sink_set_nats",
+            ControlRecord::SinkSet(sink_set(
+                SinkKind::Nats,
+                vec![EventKind::MessagesUpsert, EventKind::Call],
+            )),
+        ),
+        (
+            "sink_set_pusher_own_app",
+            ControlRecord::SinkSet(SinkSet {
+                target: Some(SinkTarget::Pusher(PusherTarget {
+                    app: Some(PusherApp {
+                        app_id: "1700001".into(),
+                        key: "app-key".into(),
+                        secret: "app-secret".into(),
+                        cluster: "mt1".into(),
+                        use_tls: true,
+                        endpoint: Some("http://127.0.0.1:6001".into()),
+                    }),
+                })),
+                policy: switchyard::delivery::Policy {
+                    max_attempts: Some(3),
+                    retry_delays_ms: Some(vec![1000, 5000]),
+                    timeout_ms: Some(5000),
+                    non_retryable_status_codes: Some(vec![400, 422]),
+                    rate_per_second: Some(20),
+                    max_in_flight: Some(16),
+                    disable_after_failures: Some(0),
+                    ..Default::default()
+                },
+                ..sink_set(SinkKind::Pusher, vec![EventKind::MessagesUpsert])
+            }),
+        ),
+        (
             "providers_set",
             ControlRecord::ProvidersSet {
                 instance: "sales".into(),
@@ -340,6 +401,58 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
             },
         ),
         ("subscription_put_codechat", codechat),
+        // A content filter with every clause (issue 19), on a per-instance sink and on a
+        // named webhook, and the PATCH that reshapes any subscription.
+        (
+            "sink_set_webhook_filtered",
+            ControlRecord::SinkSet(SinkSet {
+                webhook: Some(WebhookTarget {
+                    url: "https://bot.example.com/hook".into(),
+                    ..WebhookTarget::default()
+                }),
+                filter: full_filter(),
+                ..sink_set(SinkKind::Webhook, Vec::new())
+            }),
+        ),
+        (
+            "subscription_put_ventia_filtered",
+            ControlRecord::SubscriptionPut {
+                subscription: Subscription {
+                    filter: filter(json!({"chats": {"allow": ["+55 11 98888-7777"]}})),
+                    ..named_webhook(
+                        "ventia:0194b3c2-7e1a-7c3d-9f00-00000000e002",
+                        Scope::AllInstances,
+                        WebhookTarget {
+                            url: "https://escalation.example.com/hook".into(),
+                            ..WebhookTarget::default()
+                        },
+                    )
+                },
+                meta: named_meta("ventia", Some("escalation"), json!({"topics": []})),
+            },
+        ),
+        (
+            "subscription_shaped",
+            ControlRecord::SubscriptionShaped {
+                id: "global:webhook".into(),
+                filter: Some(filter(json!({"chat_types": ["direct", "group"],
+                    "chats": {"deny": ["status@broadcast"]}}))),
+                policy: Some(Policy {
+                    rate_per_second: Some(20),
+                    ..Policy::default()
+                }),
+                at: at("2025-01-17T09:00:00.000Z"),
+            },
+        ),
+        (
+            "subscription_shaped_cleared",
+            ControlRecord::SubscriptionShaped {
+                id: "webhook:0194b3c2-7e1a-7c3d-9f00-00000000a001".into(),
+                filter: Some(Filter::default()),
+                policy: None,
+                at: at("2025-01-17T09:05:00.000Z"),
+            },
+        ),
         ("subscription_put_linq", linq),
         ("subscription_put_ventia_nothing", ventia),
         ("subscription_put_ventia_topics", ventia_topics),
@@ -504,20 +617,107 @@ fn control_records_keep_their_stored_shape() {
     });
 }
 
+/// The JSON part of an event record as `StoredEvent::to_bytes` writes it.
+fn event_json(event: &StoredEvent) -> Vec<u8> {
+    let record = event.to_bytes().expect("encode");
+    switchyard::envelope::event_json(&record)
+        .expect("a header that splits")
+        .to_vec()
+}
+
 #[test]
 fn event_records_keep_their_stored_shape() {
-    // Ingest appends `StoredEvent::to_bytes`.
+    // Ingest appends `StoredEvent::to_bytes`: a header (pinned below), then this JSON.
     let samples: Vec<(&str, Vec<u8>)> = event_samples()
         .into_iter()
-        .map(|(name, event)| (name, event.to_bytes().expect("encode").to_vec()))
+        .map(|(name, event)| (name, event_json(&event)))
         .collect();
     golden::check("events", "StoredEvent", &samples, |bytes| {
         let event: StoredEvent = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        event
-            .to_bytes()
-            .map(|b| b.to_vec())
-            .map_err(|e| e.to_string())
+        Ok(event_json(&event))
     });
+}
+
+/// The chat of the `with_chat` sample, hex.
+const CHAT_HEX: &str = "3535313139383838383737373740732e77686174736170702e6e6574";
+
+#[test]
+fn event_record_headers_keep_their_stored_bytes() {
+    // The header (format in `log/header.rs`, tags in `envelope::header_tag`), byte for
+    // byte: 0x01, the fields' length, then tag, length, value for the instance, the event
+    // name, the chat (absent for an event about no chat) and the filter facts
+    // (`EventFacts::to_bytes`: version 1, from_me false + direct, chat and messageType
+    // present, then each string with its length).
+    let facts = format!("042d00 01 05 11 1c{CHAT_HEX} 0c636f6e766572736174696f6e");
+    let pinned = [
+        (
+            "with_chat",
+            format!(
+                "016900 01050073616c6573 020f006d657373616765732e757073657274 031c00{CHAT_HEX} {facts}"
+            ),
+        ),
+        (
+            "canonical",
+            format!("014a00 01050073616c6573 020f006d657373616765732e757073657274 {facts}"),
+        ),
+    ];
+    let samples: std::collections::HashMap<_, _> = event_samples().into_iter().collect();
+    for (name, hex) in pinned {
+        let event = samples.get(name).expect("a sample of that name");
+        let record = event.to_bytes().expect("encode");
+        let json = switchyard::envelope::event_json(&record).expect("splits");
+        let header = &record[..record.len() - json.len()];
+        let expected: String = hex.split_whitespace().collect();
+        assert_eq!(hex_of(header), expected, "{name}");
+    }
+}
+
+#[test]
+fn event_record_headers_written_before_facts_still_read() {
+    // The headers as written before the facts field (tag 4): still split, and the facts
+    // are extracted from the JSON on read, equal to what ingest stores now.
+    let older = [
+        (
+            "with_chat",
+            format!(
+                "013900 01050073616c6573 020f006d657373616765732e757073657274 031c00{CHAT_HEX}"
+            ),
+        ),
+        (
+            "canonical",
+            "011a00 01050073616c6573 020f006d657373616765732e757073657274".to_string(),
+        ),
+    ];
+    let samples: std::collections::HashMap<_, _> = event_samples().into_iter().collect();
+    for (name, hex) in older {
+        let event = samples.get(name).expect("a sample of that name");
+        let hex: String = hex.split_whitespace().collect();
+        let mut payload: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        payload.extend_from_slice(&event_json(event));
+        let record = switchyard::log::Record {
+            sequence: 9,
+            timestamp_ms: 1_736_937_000_000,
+            payload: payload.clone().into(),
+        };
+        let logged = switchyard::envelope::LoggedEvent::decode(&record).expect("decodes");
+        assert_eq!(logged.event.instance, "sales", "{name}");
+        let facts = switchyard::envelope::record_facts(&payload, &logged.event);
+        let now = event.to_bytes().expect("encode");
+        assert_eq!(
+            facts,
+            switchyard::envelope::record_facts(&now, event),
+            "{name}: extracted on read as stored at ingest"
+        );
+        assert_eq!(facts.message_type(), Some("conversation"), "{name}");
+        assert_eq!(facts.from_me(), Some(false), "{name}");
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
@@ -549,4 +749,78 @@ fn old_event_records_decode_without_the_newer_fields() {
         logged.event.chat.as_deref(),
         Some("5511988887777@s.whatsapp.net")
     );
+}
+
+/// The attempt log's records (`src/attempts/record.rs`): a first try delivered with its
+/// answer, a retried HTTP failure with the body's start, a broker error that dead-lettered
+/// the event (no HTTP), and an event without a WhatsApp message id.
+fn attempt_samples() -> Vec<(&'static str, AttemptRecord)> {
+    let base = AttemptRecord {
+        v: switchyard::attempts::FORMAT_VERSION,
+        subscription: "webhook:0194b3c2-7e1a-7c3d-9f00-00000000a001".into(),
+        event_id: uuid("0194b3c2-7e1a-7c3d-9f00-00000000f001"),
+        sequence: 1043,
+        instance: "sales".into(),
+        message_id: Some("3EB0C431D5E0A3F2B1".into()),
+        attempt: 1,
+        at_ms: 1_736_937_000_000,
+        duration_ms: 12,
+        outcome: AttemptResult::Delivered,
+        http_status: Some(200),
+        error: None,
+        response: Some("{\"ok\":true}".into()),
+    };
+    vec![
+        ("delivered_first_try", base.clone()),
+        (
+            "retry_http_500",
+            AttemptRecord {
+                attempt: 2,
+                at_ms: 1_736_937_005_250,
+                duration_ms: 41,
+                outcome: AttemptResult::Retry,
+                http_status: Some(500),
+                error: Some("HTTP 500".into()),
+                response: Some("<html><body>Internal Server Error</body></html>".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "permanent_broker_error",
+            AttemptRecord {
+                subscription: "rabbitmq:0194b3c2-7e1a-7c3d-9f00-00000000b001".into(),
+                sequence: 562_949_953_421_400,
+                attempt: 10,
+                outcome: AttemptResult::Permanent,
+                http_status: None,
+                error: Some("the broker returned the message (NO_ROUTE)".into()),
+                response: None,
+                ..base.clone()
+            },
+        ),
+        (
+            "no_message_id",
+            AttemptRecord {
+                subscription: "global:nats".into(),
+                event_id: uuid("0194b3c2-7e1a-7c3d-9f00-00000000f002"),
+                instance: "support".into(),
+                message_id: None,
+                http_status: None,
+                response: None,
+                ..base
+            },
+        ),
+    ]
+}
+
+#[test]
+fn attempt_records_keep_their_stored_shape() {
+    let samples: Vec<(&str, Vec<u8>)> = attempt_samples()
+        .iter()
+        .map(|(name, record)| (*name, record.encode().expect("encodes")))
+        .collect();
+    golden::check("attempts", "AttemptRecord", &samples, |bytes| {
+        let record = AttemptRecord::decode(bytes).ok_or("does not decode")?;
+        record.encode().map_err(|e| e.to_string())
+    });
 }

@@ -49,6 +49,7 @@ async fn metrics(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require_global()?;
     state.metrics.observe_log(&state.events.stats());
+    state.delivery.observe_oldest_undelivered().await;
     state.metrics.observe_unreadable(
         state.registry.unreadable().len(),
         crate::envelope::unreadable_reads(),

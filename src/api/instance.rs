@@ -15,10 +15,14 @@ use super::error::{ApiError, ErrorCode};
 use super::instance_body::{parse_create, parse_providers};
 use super::json::JsonBody;
 use super::pagination::PageRequest;
-use super::sinks::{declare_topology, sink_view};
+use super::sinks::sink_view;
 use super::AppState;
 use crate::registry::records::{ControlRecord, InstanceCreated, SinkSet};
 use crate::registry::{token_digest, Instance};
+use crate::sinks::SinkKind;
+
+/// Tokens shorter than this are accepted (as Evolution does) but logged as a warning.
+const SHORT_TOKEN: usize = 8;
 
 async fn create(
     State(state): State<AppState>,
@@ -27,15 +31,19 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     principal.require_global()?;
     let req = parse_create(&body)?;
+    // Evolution takes any token (its own example is "123456") and makes one up for an
+    // absent or empty one; a short token is accepted as it does, with a warning.
     let token = req
         .token
         .clone()
+        .filter(|t| !t.is_empty())
         .unwrap_or_else(|| Uuid::new_v4().simple().to_string().to_uppercase());
-    if token.len() < 8 {
-        return Err(ApiError::validation(
-            "token",
-            "must be at least 8 characters",
-        ));
+    if token.chars().count() < SHORT_TOKEN {
+        tracing::warn!(
+            instance = %req.name,
+            length = token.chars().count(),
+            "instance created with a short token: anyone who guesses it can use the instance"
+        );
     }
     let now = Utc::now();
     let start_sequence = state.events.next_sequence();
@@ -74,10 +82,12 @@ async fn create(
                     kind: *kind,
                     enabled: sink.enabled,
                     events: sink.events.clone(),
-                    webhook: sink.webhook.clone(),
+                    webhook: SinkSet::stored_settings(sink.stored.clone()),
+                    target: SinkSet::stored_target(sink.stored.clone()),
                     start_sequence,
                     start_positions: start_positions.clone(),
                     policy: sink.policy.clone(),
+                    filter: sink.filter.clone(),
                     at: now,
                 })
             }));
@@ -85,9 +95,6 @@ async fn create(
         })
         .await?;
     tracing::info!(instance = %req.name, sinks = records.len() - 1, "instance created");
-    for (kind, sink) in req.sinks.iter().filter(|(_, sink)| sink.enabled) {
-        declare_topology(&state, *kind, &req.name, &sink.events).await;
-    }
     let view = state
         .registry
         .read(|s| s.instances.get(&req.name).map(|i| instance_view(i, true)))
@@ -104,14 +111,8 @@ async fn create(
         "hash": {"apikey": token},
         "settings": Value::Object(req.settings.clone()),
     });
-    for key in [
-        "webhook",
-        "rabbitmq",
-        "sqs",
-        "websocket",
-        "kafka",
-        "providers",
-    ] {
+    let sinks = SinkKind::ALL.iter().map(|kind| kind.as_str());
+    for key in sinks.chain(["providers"]) {
         if let Some(v) = view.get(key) {
             response[key] = v.clone();
         }

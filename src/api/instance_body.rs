@@ -1,6 +1,6 @@
 //! Reading Evolution's create-instance body, in both of its forms: v2 nests each sink in an
-//! object (`"rabbitmq":{"enabled":true,"events":[...]}`), v1 spreads them in flat fields
-//! (`rabbitmq_enabled`, `rabbitmq_events`, `webhook` as a URL string).
+//! object (`"{sink}":{"enabled":true,"events":[...]}`), v1 spreads them in flat fields
+//! (`{sink}_enabled`, `{sink}_events`, or the sink's own flat form, read by its descriptor).
 
 use std::collections::BTreeMap;
 
@@ -8,9 +8,11 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use crate::catalog::EventKind;
-use crate::delivery::subscription::{OrderBy, Policy, WebhookTarget};
-use crate::registry::records::{MetaSettings, ProviderSettings, SinkKind};
-use crate::sinks::webhook::SigningKey;
+use crate::delivery::subscription::{OrderBy, Policy};
+use crate::filter::{Filter, FilterError};
+use crate::registry::records::{MetaSettings, ProviderSettings};
+use crate::sinks::settings::{self, FieldError};
+use crate::sinks::{SinkKind, SinkTarget};
 
 /// Settings Evolution echoes under `settings`.
 const SETTINGS: &[&str] = &[
@@ -23,33 +25,33 @@ const SETTINGS: &[&str] = &[
     "sync_full_history",
 ];
 
-/// Fields this module reads itself; everything else is stored and echoed as `extra`.
+/// Fields this module reads itself besides each sink's (see [`handled`]); everything else
+/// is stored and echoed as `extra`.
 const HANDLED: &[&str] = &[
     "instanceName",
     "token",
     "number",
     "integration",
     "qrcode",
-    "webhook",
-    "webhook_by_events",
-    "webhook_base64",
-    "webhookByEvents",
-    "webhookBase64",
-    "events",
-    "rabbitmq",
-    "rabbitmq_enabled",
-    "rabbitmq_events",
-    "sqs",
-    "sqs_enabled",
-    "sqs_events",
-    "websocket",
-    "websocket_enabled",
-    "websocket_events",
-    "kafka",
-    "kafka_enabled",
-    "kafka_events",
     "providers",
 ];
+
+/// Whether the create body's field `name` is read here: ours, or a sink's (`{sink}`, and
+/// its flat v1 fields).
+fn handled(name: &str) -> bool {
+    HANDLED.contains(&name)
+        || SinkKind::ALL.iter().any(|kind| {
+            let sink = kind.as_str();
+            let flat_fields = kind.descriptor().filter(|d| d.read_flat.is_some());
+            name == sink
+                || match flat_fields {
+                    Some(d) => d.flat_fields.contains(&name),
+                    None => name
+                        .strip_prefix(sink)
+                        .is_some_and(|rest| rest == "_enabled" || rest == "_events"),
+                }
+        })
+}
 
 /// One sink's settings as given in a body.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,10 +60,12 @@ pub struct SinkRequest {
     pub enabled: bool,
     /// Events; empty = all.
     pub events: Vec<EventKind>,
-    /// Webhook target (webhook only).
-    pub webhook: Option<WebhookTarget>,
+    /// The sink's own settings, stored with it (a webhook's endpoint).
+    pub stored: Option<SinkTarget>,
     /// The sink object's `"policy"`.
     pub policy: Policy,
+    /// The sink object's `"filter"`.
+    pub filter: Filter,
 }
 
 /// A parsed create-instance body.
@@ -142,108 +146,136 @@ pub fn events_field(body: &Map<String, Value>, field: &str) -> Result<Vec<EventK
     }
 }
 
-fn headers_field(
-    body: &Map<String, Value>,
-    field: &str,
-) -> Result<BTreeMap<String, String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Ok((k.clone(), other.to_string())),
-            })
-            .collect(),
-        Some(_) => Err(ApiError::validation(
-            field,
-            "must be an object of header names to values",
-        )),
+/// Reads the settings object of sink `kind` (`/{kind}/set`, or the create body's
+/// `"{kind}": {...}`): the sink's own fields through its descriptor, then the `events` and
+/// `policy` every sink shares.
+pub fn sink_object(
+    kind: SinkKind,
+    obj: &Map<String, Value>,
+    prefix: &str,
+) -> Result<SinkRequest, ApiError> {
+    let own = match kind.descriptor() {
+        Some(sink) => (sink.read_settings)(obj, prefix),
+        None => settings::enabled_only(obj, prefix),
     }
-}
-
-/// Reads the webhook object of `/webhook/set` or of a v2 create body.
-pub fn webhook_object(obj: &Map<String, Value>, prefix: &str) -> Result<SinkRequest, ApiError> {
-    let field = |f: &str| format!("{prefix}.{f}");
-    let url = string_field(obj, "url")
-        .map_err(|_| ApiError::validation(&field("url"), "must be a string"))?;
-    let enabled = bool_field(obj, "enabled")?.unwrap_or(url.is_some());
-    if enabled && url.is_none() {
-        return Err(ApiError::validation(
-            &field("url"),
-            "is required when the webhook is enabled",
-        ));
-    }
-    if let Some(url) = &url {
-        match url::Url::parse(url) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            _ => {
-                return Err(ApiError::validation(
-                    &field("url"),
-                    "must be an absolute http(s) URL",
-                ))
-            }
-        }
-    }
-    let by_events = bool_field(obj, "byEvents")?
-        .or(bool_field(obj, "webhookByEvents")?)
-        .or(bool_field(obj, "webhook_by_events")?)
-        .unwrap_or(false);
-    let base64 = bool_field(obj, "base64")?
-        .or(bool_field(obj, "webhookBase64")?)
-        .or(bool_field(obj, "webhook_base64")?)
-        .unwrap_or(false);
-    let secret = string_field(obj, "secret")?;
-    if let Some(secret) = &secret {
-        SigningKey::from_secret(secret).map_err(|e| ApiError::validation(&field("secret"), e))?;
-    }
+    .map_err(field_error)?;
     Ok(SinkRequest {
-        enabled,
+        enabled: own.enabled,
         events: events_field(obj, "events").map_err(|e| prefixed(e, prefix))?,
-        webhook: Some(WebhookTarget {
-            url: url.unwrap_or_default(),
-            by_events,
-            base64,
-            headers: headers_field(obj, "headers")?,
-            secret,
-            ..WebhookTarget::default()
-        }),
+        stored: own.stored,
         policy: policy_field(obj, prefix)?,
+        filter: filter_value(obj.get("filter"), &format!("{prefix}.filter"))?,
     })
 }
 
-/// Reads a sink object's `"policy"` (`{"ordering": "chat" | "instance" | "none"}`);
-/// absent or null is the server's defaults. A key it does not know is refused, so a typo
-/// never silently means "default".
+/// Reads a `"filter"` value found at `name` (`{"from_me": false, "chat_types": [...], ...}`,
+/// see [`Filter`]); absent or null is no filter. A bad one is a 400 naming the full path
+/// (`webhook.filter.chats.allow[2]`) and the problem.
+pub fn filter_value(value: Option<&Value>, name: &str) -> Result<Filter, ApiError> {
+    let Some(value) = value else {
+        return Ok(Filter::default());
+    };
+    Filter::from_value(value).map_err(|e| filter_error(e, name))
+}
+
+/// A [`FilterError`] as the API answers it: its path (`filter...` or a query parameter's
+/// name) placed under `name`, where the filter was found.
+pub fn filter_error(e: FilterError, name: &str) -> ApiError {
+    let path = match e.path.strip_prefix("filter") {
+        Some(rest) => format!("{name}{rest}"),
+        None => e.path,
+    };
+    ApiError::validation(&path, e.problem)
+}
+
+/// A sink's field error as the API answers it.
+fn field_error(e: FieldError) -> ApiError {
+    ApiError::validation(&e.field, e.rule)
+}
+
+/// Reads a sink object's `"policy"` (`{"ordering": "chat", "max_attempts": 3, ...}`, see
+/// [`Policy`]); absent or null is the server's defaults. A key it does not know is refused,
+/// so a typo never silently means "default".
 pub fn policy_field(obj: &Map<String, Value>, prefix: &str) -> Result<Policy, ApiError> {
     policy_value(obj.get("policy"), &format!("{prefix}.policy"))
 }
 
+/// The policy settings, as the error for an unknown one lists them.
+const POLICY_KEYS: &str = "ordering, max_attempts, retry_delays_ms, timeout_ms, \
+                           non_retryable_status_codes, rate_per_second, max_in_flight, \
+                           disable_after_failures";
+
+/// Longest retry delay or request timeout a policy may ask for: one day.
+const MAX_POLICY_MS: u64 = 86_400_000;
+
 /// Reads a `"policy"` value found at `name` (see [`policy_field`]).
 pub fn policy_value(value: Option<&Value>, name: &str) -> Result<Policy, ApiError> {
-    let field = |f: &str| format!("{name}{f}");
+    let field = |f: &str| format!("{name}.{f}");
     let policy = match value {
         None | Some(Value::Null) => return Ok(Policy::default()),
         Some(Value::Object(policy)) => policy,
-        Some(_) => return Err(ApiError::validation(&field(""), "must be an object")),
+        Some(_) => return Err(ApiError::validation(name, "must be an object")),
+    };
+    // A whole number in `range`, or the error naming the field.
+    let number = |key: &str, value: &Value, range: std::ops::RangeInclusive<u64>| {
+        value.as_u64().filter(|n| range.contains(n)).ok_or_else(|| {
+            ApiError::validation(
+                &field(key),
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
     };
     let mut out = Policy::default();
     for (key, value) in policy {
-        match (key.as_str(), value) {
-            ("ordering", Value::Null) => {}
-            ("ordering", Value::String(name)) if OrderBy::parse(name).is_some() => {
-                out.ordering = OrderBy::parse(name);
+        if value.is_null() {
+            continue;
+        }
+        match key.as_str() {
+            "ordering" => {
+                out.ordering = Some(value.as_str().and_then(OrderBy::parse).ok_or_else(|| {
+                    ApiError::validation(&field(key), "must be \"chat\", \"instance\" or \"none\"")
+                })?);
             }
-            ("ordering", _) => {
-                return Err(ApiError::validation(
-                    &field(".ordering"),
-                    "must be \"chat\", \"instance\" or \"none\"",
-                ))
+            "max_attempts" => out.max_attempts = Some(number(key, value, 1..=1000)? as u32),
+            "retry_delays_ms" => {
+                let list = value.as_array().filter(|l| !l.is_empty() && l.len() <= 100);
+                let list = list.ok_or_else(|| {
+                    ApiError::validation(&field(key), "must be a list of 1 to 100 delays")
+                })?;
+                let delays = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| number(&format!("{key}[{i}]"), d, 0..=MAX_POLICY_MS))
+                    .collect::<Result<Vec<u64>, ApiError>>()?;
+                out.retry_delays_ms = Some(delays);
             }
-            (other, _) => {
+            "timeout_ms" => out.timeout_ms = Some(number(key, value, 1..=MAX_POLICY_MS)?),
+            "non_retryable_status_codes" => {
+                let list = value.as_array().ok_or_else(|| {
+                    ApiError::validation(&field(key), "must be a list of HTTP statuses")
+                })?;
+                let codes = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| number(&format!("{key}[{i}]"), c, 400..=599).map(|c| c as u16))
+                    .collect::<Result<Vec<u16>, ApiError>>()?;
+                out.non_retryable_status_codes = Some(codes);
+            }
+            "rate_per_second" => {
+                out.rate_per_second = Some(number(key, value, 1..=1_000_000)? as u32)
+            }
+            "max_in_flight" => out.max_in_flight = Some(number(key, value, 1..=10_000)? as u32),
+            "disable_after_failures" => {
+                out.disable_after_failures = Some(number(key, value, 0..=1_000_000)? as u32)
+            }
+            other => {
                 return Err(ApiError::validation(
-                    &field(&format!(".{other}")),
-                    "is not a policy setting (known: ordering)",
+                    &field(other),
+                    format!("is not a policy setting (known: {POLICY_KEYS})"),
                 ))
             }
         }
@@ -256,16 +288,6 @@ fn prefixed(mut e: ApiError, prefix: &str) -> ApiError {
     e
 }
 
-/// Reads a broker sink object (`{"enabled":true,"events":[...]}`).
-pub fn broker_object(obj: &Map<String, Value>, prefix: &str) -> Result<SinkRequest, ApiError> {
-    Ok(SinkRequest {
-        enabled: bool_field(obj, "enabled")?.unwrap_or(false),
-        events: events_field(obj, "events").map_err(|e| prefixed(e, prefix))?,
-        webhook: None,
-        policy: policy_field(obj, prefix)?,
-    })
-}
-
 /// Parses a create-instance body.
 pub fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
     let Value::Object(body) = body else {
@@ -275,46 +297,19 @@ pub fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
         .ok_or_else(|| ApiError::validation("instanceName", "is required"))?;
     validate_instance_name(&name)?;
     let mut sinks = BTreeMap::new();
-    match body.get("webhook") {
-        Some(Value::Object(obj)) => {
-            sinks.insert(SinkKind::Webhook, webhook_object(obj, "webhook")?);
-        }
-        Some(Value::String(url)) if !url.is_empty() => {
-            let mut flat = Map::new();
-            flat.insert("url".into(), Value::String(url.clone()));
-            for (from, to) in [
-                ("webhook_by_events", "byEvents"),
-                ("webhook_base64", "base64"),
-            ] {
-                if let Some(v) = body.get(from) {
-                    flat.insert(to.into(), v.clone());
+    for kind in SinkKind::ALL.iter().copied() {
+        let key = kind.as_str();
+        let read_flat = kind.descriptor().and_then(|d| d.read_flat);
+        match (body.get(key), read_flat) {
+            (Some(Value::Object(obj)), _) => {
+                sinks.insert(kind, sink_object(kind, obj, key)?);
+            }
+            (_, Some(read_flat)) => {
+                if let Some(obj) = read_flat(body).map_err(field_error)? {
+                    sinks.insert(kind, sink_object(kind, &obj, key)?);
                 }
             }
-            if let Some(events) = body.get("events") {
-                flat.insert("events".into(), events.clone());
-            }
-            sinks.insert(SinkKind::Webhook, webhook_object(&flat, "webhook")?);
-        }
-        None | Some(Value::Null) | Some(Value::String(_)) => {}
-        Some(_) => {
-            return Err(ApiError::validation(
-                "webhook",
-                "must be a URL string or an object",
-            ))
-        }
-    }
-    for kind in [
-        SinkKind::Rabbitmq,
-        SinkKind::Sqs,
-        SinkKind::Websocket,
-        SinkKind::Kafka,
-    ] {
-        let key = kind.as_str();
-        match body.get(key) {
-            Some(Value::Object(obj)) => {
-                sinks.insert(kind, broker_object(obj, key)?);
-            }
-            None | Some(Value::Null) => {
+            (None | Some(Value::Null), None) => {
                 let enabled = bool_field(body, &format!("{key}_enabled"))?;
                 if let Some(enabled) = enabled {
                     sinks.insert(
@@ -322,13 +317,14 @@ pub fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
                         SinkRequest {
                             enabled,
                             events: events_field(body, &format!("{key}_events"))?,
-                            webhook: None,
+                            stored: None,
                             policy: Policy::default(),
+                            filter: Default::default(),
                         },
                     );
                 }
             }
-            Some(_) => return Err(ApiError::validation(key, "must be an object")),
+            (Some(_), None) => return Err(ApiError::validation(key, "must be an object")),
         }
     }
     let settings = SETTINGS
@@ -337,7 +333,7 @@ pub fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
         .collect();
     let extra = body
         .iter()
-        .filter(|(k, _)| !HANDLED.contains(&k.as_str()) && !SETTINGS.contains(&k.as_str()))
+        .filter(|(k, _)| !handled(k) && !SETTINGS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Ok(CreateRequest {
@@ -398,7 +394,9 @@ mod tests {
         let hook = &req.sinks[&SinkKind::Webhook];
         assert!(hook.enabled);
         assert_eq!(hook.events, vec![EventKind::ApplicationStartup]);
-        let target = hook.webhook.as_ref().unwrap();
+        let Some(SinkTarget::Webhook(target)) = hook.stored.as_ref() else {
+            panic!("a webhook target")
+        };
         assert!(target.by_events);
         assert_eq!(target.url, "https://example.com/hook");
         assert_eq!(
@@ -424,7 +422,9 @@ mod tests {
             "providers": {"meta": {"appSecret": "s", "verifyToken": "v"}}
         });
         let req = parse_create(&body).unwrap();
-        let target = req.sinks[&SinkKind::Webhook].webhook.clone().unwrap();
+        let Some(SinkTarget::Webhook(target)) = req.sinks[&SinkKind::Webhook].stored.clone() else {
+            panic!("a webhook target")
+        };
         assert!(target.base64);
         assert_eq!(target.headers["authorization"], "Bearer x");
         assert!(req.sinks[&SinkKind::Kafka].enabled);

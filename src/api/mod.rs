@@ -4,11 +4,12 @@
 pub mod auth;
 pub mod error;
 pub use rate_limit::RateLimits;
+mod deliveries;
 mod events;
 mod health;
 mod ingest;
 mod instance;
-mod instance_body;
+pub(crate) mod instance_body;
 mod json;
 mod pagination;
 mod providers;
@@ -50,8 +51,6 @@ pub struct AppInner {
     /// The delivery engines of the partitions delivered here: status, dead letters,
     /// redrive, replay.
     pub delivery: Arc<PartitionedDelivery>,
-    /// Broker sinks, for declaring an instance's queues when its sink is set.
-    pub brokers: crate::app::BrokerSinks,
     /// The global API key.
     pub api_key: String,
     /// Prometheus metrics.
@@ -93,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sinks::router())
         .merge(websocket::router())
         .merge(subscriptions::router())
+        .merge(deliveries::router())
         .merge(webhooks_codechat::router())
         .merge(webhooks_linq::router())
         .merge(webhooks_ventia::router())

@@ -1,5 +1,5 @@
-//! `/{webhook|rabbitmq|sqs|websocket|kafka}/set/{instance}` and `/{sink}/find/{instance}`:
-//! Evolution's per-instance sink settings.
+//! `/{sink}/set/{instance}` and `/{sink}/find/{instance}` for every kind of the sinks'
+//! registration table: Evolution's per-instance sink settings.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,14 +10,14 @@ use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::instance_body::{broker_object, webhook_object};
+use super::instance_body::sink_object;
 use super::json::JsonBody;
 use super::AppState;
 use crate::catalog::EventKind;
 use crate::registry::records::{ControlRecord, InstanceCreated, SinkKind, SinkSet};
 
-/// A sink's settings as `find` and `set` return them (Evolution's record fields). A webhook
-/// secret is never echoed.
+/// A sink's settings as `find` and `set` return them (Evolution's record fields, and the
+/// sink's own, which never include a secret).
 pub fn sink_view(instance: &InstanceCreated, set: &SinkSet) -> Value {
     let events: Vec<String> = set.events.iter().map(|e| EventKind::upper(*e)).collect();
     let mut view = json!({
@@ -26,17 +26,16 @@ pub fn sink_view(instance: &InstanceCreated, set: &SinkSet) -> Value {
         "instanceId": instance.id,
         "updatedAt": set.at,
     });
-    if let Some(hook) = &set.webhook {
-        view["url"] = json!(hook.url);
-        view["headers"] = json!(hook.headers);
-        view["webhookByEvents"] = json!(hook.by_events);
-        view["webhookBase64"] = json!(hook.base64);
-        view["byEvents"] = json!(hook.by_events);
-        view["base64"] = json!(hook.base64);
-        view["signed"] = json!(hook.secret.is_some());
+    if let (Some(stored), Some(sink), Value::Object(fields)) =
+        (set.settings(), set.kind.descriptor(), &mut view)
+    {
+        (sink.show_settings)(&stored, fields);
     }
     if !set.policy.is_default() {
         view["policy"] = json!(set.policy);
+    }
+    if !set.filter.is_empty() {
+        view["filter"] = json!(set.filter);
     }
     view
 }
@@ -55,11 +54,7 @@ async fn set(
         Value::Object(obj) => obj.clone(),
         _ => return Err(ApiError::validation(key, "must be an object")),
     };
-    let req = if kind == SinkKind::Webhook {
-        webhook_object(&obj, key)?
-    } else {
-        broker_object(&obj, key)?
-    };
+    let req = sink_object(kind, &obj, key)?;
     let start_sequence = state.events.next_sequence();
     let start_positions = state.events.start_positions();
     state
@@ -81,53 +76,18 @@ async fn set(
                 kind,
                 enabled: req.enabled,
                 events: req.events.clone(),
-                webhook: req.webhook.clone(),
+                webhook: SinkSet::stored_settings(req.stored.clone()),
+                target: SinkSet::stored_target(req.stored.clone()),
                 start_sequence,
                 start_positions,
                 policy: req.policy.clone(),
+                filter: req.filter.clone(),
                 at: Utc::now(),
             })])
         })
         .await?;
-    if req.enabled {
-        declare_topology(&state, kind, &instance, &req.events).await;
-    }
     let view = find_view(&state, kind, &instance)?;
     Ok((StatusCode::CREATED, Json(view)))
-}
-
-/// Declares an instance's queues right away (Evolution declares them on first publish and
-/// loses that event). A broker that is down is not an error here: the settings are stored,
-/// and every send declares what it needs before publishing.
-pub(super) async fn declare_topology(
-    state: &AppState,
-    kind: SinkKind,
-    instance: &str,
-    events: &[EventKind],
-) {
-    let bound = std::time::Duration::from_secs(5);
-    let result = match (kind, &state.brokers.rabbitmq, &state.brokers.sqs) {
-        (SinkKind::Rabbitmq, Some(rabbitmq), _) => {
-            tokio::time::timeout(bound, rabbitmq.ensure_instance_topology(instance, events))
-                .await
-                .map(|r| r.map_err(|e| e.to_string()))
-        }
-        (SinkKind::Sqs, _, Some(sqs)) => {
-            tokio::time::timeout(bound, sqs.ensure_instance_queues(instance, events))
-                .await
-                .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
-        }
-        _ => return,
-    };
-    match result {
-        Ok(Ok(())) => tracing::info!(%instance, sink = kind.as_str(), "queues declared"),
-        Ok(Err(e)) => {
-            tracing::warn!(%instance, sink = kind.as_str(), error = %e, "declaring queues failed; retried on first send")
-        }
-        Err(_) => {
-            tracing::warn!(%instance, sink = kind.as_str(), "declaring queues timed out; retried on first send")
-        }
-    }
 }
 
 fn find_view(state: &AppState, kind: SinkKind, instance: &str) -> Result<Value, ApiError> {
@@ -156,7 +116,7 @@ async fn find(
 /// The set/find routes of every sink kind.
 pub fn router() -> Router<AppState> {
     let mut router = Router::new();
-    for kind in SinkKind::ALL {
+    for kind in SinkKind::ALL.iter().copied() {
         router = router
             .route(
                 &format!("/{}/set/{{instance}}", kind.as_str()),

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
+use super::instance_body::{filter_value, policy_value};
 use super::json::JsonBody;
 use super::pagination::PageRequest;
 use super::AppState;
@@ -60,6 +61,12 @@ fn view(state: &AppState, sub: &Subscription) -> Value {
         "events": sub.events,
         "enabled": sub.enabled,
     });
+    if !sub.filter.is_empty() {
+        v["filter"] = json!(sub.filter);
+    }
+    if !sub.policy.is_default() {
+        v["policy"] = json!(sub.policy);
+    }
     if let Some(status) = state.delivery.subscription_status(&sub.id) {
         v["status"] = serde_json::to_value(status).unwrap_or_default();
     }
@@ -204,11 +211,59 @@ async fn enable(
     Ok(Json(view(&state, &sub)))
 }
 
+/// `PATCH /subscriptions/{id}`: `{"filter": {...}, "policy": {...}}`, each optional, for
+/// any subscription the caller may see (per-instance sinks, named webhooks, the global
+/// ones config defines). A key present replaces that setting (null clears it); an absent
+/// one keeps it. Answers the subscription as `GET` shows it.
+async fn patch(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let Value::Object(body) = &body else {
+        return Err(ApiError::validation("body", "must be a JSON object"));
+    };
+    if let Some(key) = body
+        .keys()
+        .find(|k| !["filter", "policy"].contains(&k.as_str()))
+    {
+        return Err(ApiError::validation(
+            key,
+            "unknown field; known: filter, policy",
+        ));
+    }
+    let filter = body
+        .get("filter")
+        .map(|v| filter_value(Some(v), "filter"))
+        .transpose()?;
+    let policy = body
+        .get("policy")
+        .map(|v| policy_value(Some(v), "policy"))
+        .transpose()?;
+    visible(&state, &principal, &id)?;
+    if filter.is_some() || policy.is_some() {
+        state
+            .registry
+            .change(|_| {
+                Ok::<_, ApiError>(vec![ControlRecord::SubscriptionShaped {
+                    id: id.clone(),
+                    filter: filter.clone(),
+                    policy: policy.clone(),
+                    at: chrono::Utc::now(),
+                }])
+            })
+            .await?;
+    }
+    let sub = visible(&state, &principal, &id)?;
+    Ok(Json(view(&state, &sub)))
+}
+
 /// The subscription routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/subscriptions", get(list))
-        .route("/subscriptions/{id}", get(one))
+        .route("/subscriptions/{id}", get(one).patch(patch))
         .route("/subscriptions/{id}/dead-letters", get(dead_letters))
         .route("/subscriptions/{id}/dead-letters/redrive", post(redrive))
         .route("/subscriptions/{id}/replay", post(replay))

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::instance_body::policy_value;
+use super::instance_body::{filter_value, policy_value};
 use super::json::JsonBody;
 use super::webhooks_named::{self as named, Api};
 use super::AppState;
@@ -65,6 +65,9 @@ struct Body {
     events: Option<Map<String, Value>>,
     /// Switchyard's delivery policy (`{"ordering": ...}`), an addition to CodeChat's shape.
     policy: Option<Value>,
+    /// Switchyard's content filter (`{"from_me": false, ...}`), an addition to CodeChat's
+    /// shape.
+    filter: Option<Value>,
 }
 
 /// The instance named by `raw` (name or UUID) that `principal` may reach: (name, id).
@@ -171,12 +174,14 @@ async fn create(
         .ok_or_else(|| ApiError::validation("url", "is required"))?;
     let url = named::check_url(&url, "url", true)?;
     let policy = policy_value(body.policy.as_ref(), "policy")?;
+    let filter = filter_value(body.filter.as_ref(), "filter")?;
     let mut flags: Map<String, Value> =
         FLAGS.iter().map(|f| (f.to_string(), json!(true))).collect();
     apply_flags(&mut flags, &body.events.unwrap_or_default())?;
     let mut hook = named::draft(Api::CodeChat, Scope::Instance(instance.clone()), url);
     hook.subscription.enabled = body.enabled.unwrap_or(false);
     hook.subscription.policy = policy;
+    hook.subscription.filter = filter;
     named::select(&mut hook.subscription, selected(&flags), Vec::new());
     hook.meta.name = Some(name);
     let fields = &mut hook.meta.fields;
@@ -210,10 +215,17 @@ async fn update(
         Some(value) => Some(policy_value(Some(value), "policy")?),
         None => None,
     };
+    let filter = match &body.filter {
+        Some(value) => Some(filter_value(Some(value), "filter")?),
+        None => None,
+    };
     let hook = named::update(&state, Api::CodeChat, &id, |hook| {
         belongs(hook, &instance, &id)?;
         if let Some(policy) = policy.clone() {
             hook.subscription.policy = policy;
+        }
+        if let Some(filter) = filter.clone() {
+            hook.subscription.filter = filter;
         }
         let mut flags = match hook.meta.fields.get("WebhookEvents") {
             Some(Value::Object(flags)) => flags.clone(),

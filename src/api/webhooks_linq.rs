@@ -18,14 +18,14 @@ use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
-use super::instance_body::policy_value;
+use super::instance_body::{filter_value, policy_value};
 use super::webhooks_named::{self as named, Api};
 use super::AppState;
 use crate::catalog::EventKind;
-use crate::delivery::subscription::Policy;
-use crate::delivery::{Scope, SigningScheme};
+use crate::delivery::subscription::{Filter, Policy};
+use crate::delivery::Scope;
 use crate::registry::NamedSubscription;
-use crate::sinks::webhook::SigningKey;
+use crate::sinks::webhook::{SigningKey, SigningScheme};
 
 /// Linq's event names (its `WebhookEventType`) and the Evolution event each normalizes to;
 /// `None` = no counterpart, delivered as the custom event `linq.<name>`. Must agree with
@@ -128,6 +128,10 @@ struct Body {
     phone_numbers: Option<Option<Vec<String>>>,
     /// Switchyard's delivery policy (`{"ordering": ...}`), an addition to Linq's shape.
     policy: Option<Value>,
+    /// Switchyard's content filter (`{"chats": {"allow": [...]}, ...}`), an addition to
+    /// Linq's shape. `phone_numbers` stay Linq's own filter on the account's numbers (the
+    /// instance's own number), which the content filter's clauses do not cover.
+    filter: Option<Value>,
 }
 
 fn parse_body(bytes: &[u8]) -> Reply<Body> {
@@ -187,6 +191,7 @@ struct Patch {
     /// `Some(None)`: null, which clears the filter like `[]` but is echoed as null.
     phones: Option<Option<Vec<String>>>,
     policy: Option<Policy>,
+    filter: Option<Filter>,
 }
 
 /// Checks every field, so Linq's own codes (1002) are decided before the registry is touched.
@@ -213,12 +218,17 @@ fn check(body: Body) -> Reply<Patch> {
         Some(value) => Some(policy_value(Some(value), "policy")?),
         None => None,
     };
+    let filter = match &body.filter {
+        Some(value) => Some(filter_value(Some(value), "filter")?),
+        None => None,
+    };
     Ok(Patch {
         url,
         events,
         active: body.is_active,
         phones: body.phone_numbers,
         policy,
+        filter,
     })
 }
 
@@ -244,6 +254,9 @@ fn apply(hook: &mut NamedSubscription, patch: Patch) {
     }
     if let Some(policy) = patch.policy {
         hook.subscription.policy = policy;
+    }
+    if let Some(filter) = patch.filter {
+        hook.subscription.filter = filter;
     }
 }
 

@@ -12,9 +12,10 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::AppState;
 use crate::catalog::EventKind;
-use crate::delivery::subscription::{Scope, SinkTarget, Subscription, WebhookTarget};
+use crate::delivery::subscription::{Scope, SinkTarget, Subscription};
 use crate::registry::records::{ControlRecord, NamedMeta};
 use crate::registry::{NamedSubscription, Projection};
+use crate::sinks::webhook::WebhookTarget;
 
 /// A custom event name no event can carry (ingest never stores an empty name). A
 /// subscription whose API selected no event lists only this, so it receives nothing while
@@ -71,6 +72,7 @@ pub(super) fn draft(api: Api, scope: Scope, url: String) -> NamedSubscription {
     NamedSubscription {
         subscription: Subscription {
             policy: Default::default(),
+            filter: Default::default(),
             id: String::new(),
             target: SinkTarget::Webhook(WebhookTarget {
                 url,
@@ -95,12 +97,18 @@ pub(super) fn draft(api: Api, scope: Scope, url: String) -> NamedSubscription {
 }
 
 /// The webhook target of a named subscription (always a webhook; `None` would be a bug).
-/// `view` (an API's own shape) with the subscription's delivery policy added when it chose
-/// one, so a client sees what it set.
+/// `view` (an API's own shape) with the subscription's delivery policy and filter added
+/// when it chose them, so a client sees what it set, as stored.
 pub(super) fn with_policy(mut view: Value, named: &NamedSubscription) -> Value {
     let policy = &named.subscription.policy;
-    if let (false, Value::Object(map)) = (policy.is_default(), &mut view) {
-        map.insert("policy".into(), json!(policy));
+    let filter = &named.subscription.filter;
+    if let Value::Object(map) = &mut view {
+        if !policy.is_default() {
+            map.insert("policy".into(), json!(policy));
+        }
+        if !filter.is_empty() {
+            map.insert("filter".into(), json!(filter));
+        }
     }
     view
 }

@@ -16,13 +16,13 @@ use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::instance_body::policy_value;
+use super::instance_body::{filter_value, policy_value};
 use super::json::JsonBody;
 use super::pagination::PageRequest;
 use super::webhooks_named::{self as named, Api};
 use super::AppState;
 use crate::catalog::EventKind;
-use crate::delivery::subscription::Policy;
+use crate::delivery::subscription::{Filter, Policy};
 use crate::delivery::Scope;
 use crate::registry::NamedSubscription;
 
@@ -67,6 +67,8 @@ struct Patch {
     topics: Option<(Vec<String>, Vec<EventKind>)>,
     /// Switchyard's delivery policy, an addition to Ventia's shape.
     policy: Option<Policy>,
+    /// Switchyard's content filter, an addition to Ventia's shape.
+    filter: Option<Filter>,
 }
 
 /// Reads and checks a body; on create `active`, `name` and `callbackUrl` are required. Each
@@ -75,7 +77,14 @@ fn check(state: &AppState, body: &Value, create: bool) -> Result<Patch, ApiError
     let obj = body
         .as_object()
         .ok_or_else(|| ApiError::validation("body", "must be a JSON object"))?;
-    let known = ["active", "name", "callbackUrl", "topics", "policy"];
+    let known = [
+        "active",
+        "name",
+        "callbackUrl",
+        "topics",
+        "policy",
+        "filter",
+    ];
     if let Some(key) = obj.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError::validation(
             key,
@@ -93,6 +102,9 @@ fn check(state: &AppState, body: &Value, create: bool) -> Result<Patch, ApiError
     let mut patch = Patch::default();
     if let Some(v) = present("policy") {
         patch.policy = Some(policy_value(Some(v), "policy")?);
+    }
+    if let Some(v) = present("filter") {
+        patch.filter = Some(filter_value(Some(v), "filter")?);
     }
     if let Some(v) = present("active") {
         let active = v
@@ -163,6 +175,9 @@ fn apply(hook: &mut NamedSubscription, patch: Patch) {
     }
     if let Some(policy) = patch.policy {
         hook.subscription.policy = policy;
+    }
+    if let Some(filter) = patch.filter {
+        hook.subscription.filter = filter;
     }
 }
 

@@ -14,8 +14,10 @@ use axum::Router;
 
 use super::auth::{authenticate, presented_key, Principal};
 use super::error::{ApiError, ErrorCode};
+use super::instance_body::filter_error;
 use super::rate_limit::{authenticate_limited, peer_ip};
 use super::AppState;
+use crate::filter::Filter;
 use crate::websocket::engineio::{self, Handshake};
 use crate::websocket::filter::Selection;
 use crate::websocket::listener::{self, Request};
@@ -69,6 +71,13 @@ fn from_sequence(pairs: &[(String, String)]) -> Result<Option<u64>, ApiError> {
     })
 }
 
+/// The content filter of the query string: `from_me`, `chat_types`, `chats` and
+/// `message_types` (`Filter::from_query_params`); a bad one is a 400 naming the parameter.
+fn query_filter(pairs: &[(String, String)]) -> Result<Filter, ApiError> {
+    Filter::from_query_params(pairs.iter().map(|(k, v)| (k, v)))
+        .map_err(|e| filter_error(e, "filter"))
+}
+
 fn principal(state: &AppState, parts: &Parts) -> Result<Option<Principal>, ApiError> {
     match presented_key(parts) {
         None => Ok(None),
@@ -99,10 +108,11 @@ async fn plain(
         )
     })?;
     let pairs = query_pairs(&parts);
-    let selection = Selection::parse(
+    let mut selection = Selection::parse(
         &values(&pairs, &["instance", "instances"]),
         &values(&pairs, &["events", "event"]),
     )?;
+    selection.content = query_filter(&pairs)?;
     let selection = listener::authorize(&hub, &principal, selection)?;
     // A live-only listener starts at the log's end as of now, before the 101 goes out: every
     // event accepted after the client sees the upgrade reaches it.
@@ -144,6 +154,7 @@ async fn socket_io(
     let handshake = Handshake {
         principal: principal(&state, &parts)?,
         from: from_sequence(&pairs)?,
+        content: query_filter(&pairs)?,
         // A key sent in the CONNECT packet spends the same wrong-key budget as one in the
         // query string; over budget, every key is "invalid".
         authenticate: {

@@ -37,7 +37,13 @@ pub fn global_api_key(config: &Config) -> Result<String, AppError> {
 
 /// Takes an exclusive lock on `{data_dir}/LOCK`, held while the returned file lives.
 pub(super) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, AppError> {
-    let path = data_dir.join("LOCK");
+    lock_file(&data_dir.join("LOCK"))
+}
+
+/// Takes an exclusive lock on the file at `path` (created if missing), held while the
+/// returned file lives.
+pub(super) fn lock_file(path: &Path) -> Result<std::fs::File, AppError> {
+    let path = path.to_path_buf();
     let err = |source| AppError::DataDir {
         path: path.display().to_string(),
         source,

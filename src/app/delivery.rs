@@ -1,5 +1,6 @@
-//! Delivery wiring: the subscriptions config defines, the sinks config enables, the engine,
-//! and the path from the engine's disable requests to the registry.
+//! Delivery wiring: the subscriptions config defines and the sinks config enables (both from
+//! the sinks' registration table), the engine, and the path from the engine's disable
+//! requests to the registry.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -8,9 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::AppError;
+use crate::attempts::AttemptLog;
 use crate::catalog::EventKind;
 use crate::config::Config;
-use crate::delivery::subscription::{Scope, SinkTarget, Subscription, WebhookTarget};
+use crate::delivery::subscription::{Scope, Subscription};
 use crate::delivery::{
     DeliveryEngine, DeliveryError, DeliveryMetrics, DisableRequest, EngineDeps, EngineOptions,
     PartitionedDelivery, RetryPolicy,
@@ -20,116 +22,29 @@ use crate::log::{EventLog, EventPartitions};
 use crate::metrics::Metrics;
 use crate::registry::records::ControlRecord;
 use crate::registry::Registry;
-use crate::sinks::kafka::{KafkaOptions, KafkaSink};
-use crate::sinks::rabbitmq::RabbitmqSink;
-use crate::sinks::sqs::SqsSink;
-use crate::sinks::webhook::{WebhookOptions, WebhookSink};
-use crate::sinks::{SinkKind, SinkRegistry};
+use crate::sinks::{BuildContext, SinkRegistry, SINKS};
 
-/// The broker sinks the API also calls directly, to declare an instance's queues when its
-/// sink is set (so the first event of a type never races the declaration).
-#[derive(Clone, Default)]
-pub struct BrokerSinks {
-    /// RabbitMQ, when `rabbitmq.enabled`.
-    pub rabbitmq: Option<Arc<RabbitmqSink>>,
-    /// SQS, when `sqs.enabled`.
-    pub sqs: Option<Arc<SqsSink>>,
-}
-
-/// The subscriptions config defines (global sinks), starting at `start` when new.
+/// The subscriptions config defines (each sink's global mode), starting at `start` when new.
 pub fn global_subscriptions(config: &Config, start: u64) -> Vec<Subscription> {
-    let events = |names: &[String]| EventKind::parse_list(names).unwrap_or_default();
-    let global = |id: &str, target: SinkTarget, names: &[String]| Subscription {
-        policy: Default::default(),
-        id: id.to_string(),
-        target,
-        scope: Scope::AllInstances,
-        events: events(names),
-        custom_events: Vec::new(),
-        phone_numbers: Vec::new(),
-        start_sequence: start,
-        start_positions: Vec::new(),
-        enabled: true,
-    };
-    let mut out = Vec::new();
-    let w = &config.webhook;
-    if w.global_enabled && !w.global_url.is_empty() {
-        let target = SinkTarget::Webhook(WebhookTarget {
-            url: w.global_url.clone(),
-            by_events: w.global_by_events,
-            ..WebhookTarget::default()
-        });
-        out.push(global("global:webhook", target, &w.global_events));
-    }
-    if config.rabbitmq.enabled && config.rabbitmq.global_enabled {
-        let target = SinkTarget::Rabbitmq { global: true };
-        out.push(global(
-            "global:rabbitmq",
-            target,
-            &config.rabbitmq.global_events,
-        ));
-    }
-    if config.sqs.enabled && config.sqs.global_enabled {
-        let target = SinkTarget::Sqs { global: true };
-        out.push(global("global:sqs", target, &config.sqs.global_events));
-    }
-    if config.kafka.enabled && config.kafka.global_enabled {
-        let target = SinkTarget::Kafka { global: true };
-        out.push(global("global:kafka", target, &config.kafka.global_events));
-    }
-    out
-}
-
-/// Builds every sink config enables. Global topologies are declared in the background: a
-/// broker that is down at start must not keep the server from starting (events wait in the
-/// log, and each send declares what it needs anyway).
-async fn build_sinks(
-    config: &Config,
-    shutdown: &CancellationToken,
-    tasks: &TaskTracker,
-) -> Result<(SinkRegistry, BrokerSinks), AppError> {
-    let webhook = WebhookSink::new(WebhookOptions::from_config(config))?;
-    let mut sinks = SinkRegistry::new().with(SinkKind::Webhook, Arc::new(webhook));
-    let mut brokers = BrokerSinks::default();
-    let server_url = config.server.url.clone();
-    if config.rabbitmq.enabled {
-        let sink = Arc::new(RabbitmqSink::new(
-            &config.rabbitmq,
-            server_url.clone(),
-            shutdown.clone(),
-        )?);
-        if config.rabbitmq.global_enabled {
-            let events = EventKind::parse_list(&config.rabbitmq.global_events).unwrap_or_default();
-            let declaring = sink.clone();
-            tasks.spawn(async move {
-                if let Err(e) = declaring.ensure_global_topology(&events).await {
-                    tracing::warn!(error = %e, "declaring the global RabbitMQ topology failed; it is retried on first use");
-                }
-            });
-        }
-        sinks = sinks.with(SinkKind::Rabbitmq, sink.clone());
-        brokers.rabbitmq = Some(sink);
-    }
-    if config.kafka.enabled {
-        let kafka = KafkaSink::new(KafkaOptions::from_config(config))?;
-        sinks = sinks.with(SinkKind::Kafka, Arc::new(kafka));
-    }
-    if config.sqs.enabled {
-        let sink =
-            Arc::new(SqsSink::new(&config.sqs, server_url, config.server.name.clone()).await?);
-        if config.sqs.global_enabled {
-            let events = EventKind::parse_list(&config.sqs.global_events).unwrap_or_default();
-            let creating = sink.clone();
-            tasks.spawn(async move {
-                if let Err(e) = creating.ensure_global_queues(&events).await {
-                    tracing::warn!(error = %e, "creating the global SQS queues failed; they are created on first use");
-                }
-            });
-        }
-        sinks = sinks.with(SinkKind::Sqs, sink.clone());
-        brokers.sqs = Some(sink);
-    }
-    Ok((sinks, brokers))
+    SINKS
+        .iter()
+        .filter_map(|sink| {
+            let global = (sink.global)(config)?;
+            Some(Subscription {
+                policy: Default::default(),
+                filter: Default::default(),
+                id: format!("global:{}", sink.name),
+                target: global.target,
+                scope: Scope::AllInstances,
+                events: EventKind::parse_list(&global.events).unwrap_or_default(),
+                custom_events: Vec::new(),
+                phone_numbers: Vec::new(),
+                start_sequence: start,
+                start_positions: Vec::new(),
+                enabled: true,
+            })
+        })
+        .collect()
 }
 
 /// What every delivery engine of the process shares: the sinks, the retry policy, the
@@ -141,6 +56,7 @@ pub(super) struct EngineKit {
     subscriptions: tokio::sync::watch::Receiver<Arc<crate::delivery::SubscriptionSet>>,
     disable_requests: tokio::sync::mpsc::UnboundedSender<DisableRequest>,
     metrics: DeliveryMetrics,
+    attempts: Option<Arc<AttemptLog>>,
 }
 
 impl EngineKit {
@@ -163,6 +79,7 @@ impl EngineKit {
             metrics: self.metrics.clone(),
             cancel,
             tracker,
+            attempts: self.attempts.clone(),
         })
         .await
     }
@@ -174,10 +91,16 @@ pub(super) async fn delivery_kit(
     config: &Config,
     registry: &Arc<Registry>,
     metrics: &Metrics,
+    attempts: &Option<Arc<AttemptLog>>,
     shutdown: CancellationToken,
     tasks: &TaskTracker,
-) -> Result<(EngineKit, BrokerSinks), AppError> {
-    let (sinks, brokers) = build_sinks(config, &shutdown, tasks).await?;
+) -> Result<EngineKit, AppError> {
+    let sinks = SinkRegistry::build(&BuildContext {
+        config,
+        shutdown: &shutdown,
+        tasks,
+    })
+    .await?;
     let (disable_requests, mut disabled) = tokio::sync::mpsc::unbounded_channel::<DisableRequest>();
     let kit = EngineKit {
         sinks,
@@ -187,6 +110,7 @@ pub(super) async fn delivery_kit(
         disable_requests,
         metrics: DeliveryMetrics::register(metrics.registry())
             .map_err(|e| AppError::Delivery(e.into()))?,
+        attempts: attempts.clone(),
     };
     let registry = registry.clone();
     tasks.spawn(async move {
@@ -208,7 +132,7 @@ pub(super) async fn delivery_kit(
             }
         }
     });
-    Ok((kit, brokers))
+    Ok(kit)
 }
 
 /// A running engine of one partition, with what stops it.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppInner, AppState};
+use crate::attempts::{AttemptLog, AttemptOptions};
 use crate::config::Config;
 use crate::config::LogEngine;
 use crate::delivery::DeliveryError;
@@ -20,17 +21,15 @@ use crate::ingest::idempotency::Idempotency;
 use crate::log::embedded::EmbeddedLog;
 use crate::log::kafka::{KafkaLog, KafkaLogOptions};
 use crate::log::{EventLog, EventPartitions, FsyncPolicy, LogError};
+use crate::metrics::AttemptMetrics;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
-use crate::sinks::kafka::KafkaSinkError;
-use crate::sinks::rabbitmq::RabbitmqError;
-use crate::sinks::sqs::SqsError;
-use crate::sinks::webhook::WebhookSinkError;
+use crate::sinks::BuildError;
 use crate::websocket::{Hub, WsMetrics};
 pub use data_dir::global_api_key;
-use data_dir::{lock_data_dir, open_log};
+use data_dir::{lock_data_dir, lock_file, open_log};
+pub use delivery::global_subscriptions;
 use delivery::{delivery_kit, own_partitions};
-pub use delivery::{global_subscriptions, BrokerSinks};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -65,18 +64,9 @@ pub enum AppError {
     /// The delivery engine failed to start.
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
-    /// The webhook sink's HTTP client could not be built.
+    /// A sink's settings are unusable (a bad `RABBITMQ_URI`, bad `kafka.properties`, ...).
     #[error(transparent)]
-    Webhook(#[from] WebhookSinkError),
-    /// The Kafka sink's client could not be created (bad `kafka.properties`).
-    #[error(transparent)]
-    Kafka(#[from] KafkaSinkError),
-    /// The RabbitMQ sink's settings are unusable (a bad `RABBITMQ_URI`).
-    #[error(transparent)]
-    Rabbitmq(#[from] RabbitmqError),
-    /// The SQS sink's settings are unusable.
-    #[error(transparent)]
-    Sqs(#[from] SqsError),
+    Sink(#[from] BuildError),
     /// Metrics registration failed (a programming error: duplicate names).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -91,28 +81,43 @@ pub async fn serve(
 ) -> Result<(), AppError> {
     let metrics = Arc::new(Metrics::new(config.log.engine == LogEngine::Embedded)?);
     let tasks = tokio_util::task::TaskTracker::new();
-    let delivery = Arc::new(PartitionedDelivery::new());
     // Held until the server stops: one process per embedded data dir.
     let mut _lock = None;
-    let (events, registry, api_key, brokers) = match config.log.engine {
+    if config.log.engine == LogEngine::Embedded {
+        let data_dir = config.server.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        // One process per data dir: two writers on one log would interleave records.
+        _lock = Some(lock_data_dir(&data_dir)?);
+    }
+    let attempts = open_attempts(&config).await?;
+    if let Some(log) = &attempts {
+        tasks.spawn(log.clone().run(shutdown.clone()));
+        AttemptMetrics::register(metrics.registry(), log.clone())?;
+    }
+    let delivery = Arc::new(PartitionedDelivery::with_attempts(attempts.clone()));
+    let (events, registry, api_key) = match config.log.engine {
         LogEngine::Embedded => {
-            let data_dir = config.server.data_dir.clone();
-            std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
-                path: data_dir.display().to_string(),
-                source,
-            })?;
-            // One process per data dir: two writers on one log would interleave records.
-            _lock = Some(lock_data_dir(&data_dir)?);
             let api_key = global_api_key(&config)?;
             let events_log = open_log(&config, "events", config.log.fsync.policy())?;
             // Control records are rare and precious: always fsync, whatever the event log does.
             let control_log = open_log(&config, "control", FsyncPolicy::Always)?;
             let events_dyn: Arc<dyn EventLog> = events_log.clone();
             let globals = global_subscriptions(&config, events_dyn.next_sequence());
-            let registry = Registry::open(control_log, globals).await?;
+            let registry =
+                Registry::open(control_log, globals, config.auth.expose_in_envelope).await?;
             tasks.spawn(retention_loop(events_log, shutdown.clone()));
-            let (kit, brokers) =
-                delivery_kit(&config, &registry, &metrics, shutdown.clone(), &tasks).await?;
+            let kit = delivery_kit(
+                &config,
+                &registry,
+                &metrics,
+                &attempts,
+                shutdown.clone(),
+                &tasks,
+            )
+            .await?;
             let state_log = open_log(&config, "delivery", FsyncPolicy::Always)?;
             let engine = kit
                 .start(
@@ -123,12 +128,7 @@ pub async fn serve(
                 )
                 .await?;
             delivery.insert(0, engine);
-            (
-                EventPartitions::single(events_dyn),
-                registry,
-                api_key,
-                brokers,
-            )
+            (EventPartitions::single(events_dyn), registry, api_key)
         }
         LogEngine::Kafka => {
             // Every process must accept the same key, so none may generate its own.
@@ -148,10 +148,22 @@ pub async fn serve(
             let events = EventPartitions::new(partitions)
                 .ok_or_else(|| LogError::Engine("the events topic has no partitions".into()))?;
             let globals = global_subscriptions(&config, events.next_sequence());
-            let registry = Registry::open(kafka.control.clone(), globals).await?;
+            let registry = Registry::open(
+                kafka.control.clone(),
+                globals,
+                config.auth.expose_in_envelope,
+            )
+            .await?;
             tasks.spawn(registry.clone().follow(shutdown.clone()));
-            let (kit, brokers) =
-                delivery_kit(&config, &registry, &metrics, shutdown.clone(), &tasks).await?;
+            let kit = delivery_kit(
+                &config,
+                &registry,
+                &metrics,
+                &attempts,
+                shutdown.clone(),
+                &tasks,
+            )
+            .await?;
             let membership = kafka.join_delivery_group(shutdown.clone())?;
             let state_logs = kafka
                 .delivery
@@ -166,7 +178,7 @@ pub async fn serve(
                 delivery.clone(),
                 shutdown.clone(),
             ));
-            (events, registry, api_key, brokers)
+            (events, registry, api_key)
         }
     };
 
@@ -215,7 +227,6 @@ pub async fn serve(
         events,
         registry,
         delivery,
-        brokers,
         api_key,
         metrics,
         idempotency: Idempotency::new(dedupe_window, 1_000_000, shared_log),
@@ -238,7 +249,44 @@ pub async fn serve(
             "background work did not finish within the grace period"
         );
     }
+    // What the engines recorded after the flusher's last round.
+    if let Some(log) = &attempts {
+        log.flush().await;
+    }
     Ok(())
+}
+
+/// Opens the attempt log (`attempts.enabled`) in `{data_dir}/attempts`. With the Kafka
+/// engine the data dir is not locked, so the attempt log takes its own lock: a second
+/// process on the same data dir runs without one (and says so).
+async fn open_attempts(config: &Config) -> Result<Option<Arc<AttemptLog>>, AppError> {
+    let a = &config.attempts;
+    if !a.enabled {
+        return Ok(None);
+    }
+    let dir = config.server.data_dir.join("attempts");
+    std::fs::create_dir_all(&dir).map_err(|source| AppError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    if config.log.engine == LogEngine::Kafka {
+        match lock_file(&dir.join("LOCK")) {
+            // Held for the process's life: leaked on purpose, released at exit.
+            Ok(file) => std::mem::forget(file),
+            Err(e) => {
+                tracing::warn!(error = %e, "another process records attempts in this data dir; this one keeps none");
+                return Ok(None);
+            }
+        }
+    }
+    let options = AttemptOptions {
+        dir,
+        retention_bytes: a.retention_bytes,
+        retention_age: (a.retention_hours > 0.0)
+            .then(|| Duration::from_secs_f64(a.retention_hours * 3600.0)),
+        flush_interval: Duration::from_millis(a.flush_ms),
+    };
+    Ok(Some(AttemptLog::open(options).await?))
 }
 
 /// The Kafka engine's settings: connection from `[kafka]`, topics from `[log]`.

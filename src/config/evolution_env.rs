@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 
 use crate::catalog::EventKind;
+use crate::sinks::SINKS;
 
-/// Evolution env name -> our dotted config key. The README's config table is rendered from
-/// this list (`config::reference`) and a test checks it, so it cannot drift.
-pub const EVOLUTION_ENV: &[(&str, &str)] = &[
+/// Evolution env name -> our dotted config key, for the sections that are not a sink's (each
+/// sink's are in its `config.rs`, see [`evolution_env`]).
+const EVOLUTION_ENV: &[(&str, &str)] = &[
     ("AUTHENTICATION_API_KEY", "auth.api_key"),
     (
         "AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES",
@@ -17,13 +18,6 @@ pub const EVOLUTION_ENV: &[(&str, &str)] = &[
     ),
     ("SERVER_URL", "server.url"),
     ("SERVER_NAME", "server.name"),
-    ("WEBHOOK_GLOBAL_ENABLED", "webhook.global_enabled"),
-    ("WEBHOOK_GLOBAL_URL", "webhook.global_url"),
-    (
-        "WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS",
-        "webhook.global_by_events",
-    ),
-    ("WEBHOOK_REQUEST_TIMEOUT_MS", "webhook.request_timeout_ms"),
     ("WEBHOOK_RETRY_MAX_ATTEMPTS", "delivery.max_attempts"),
     (
         "WEBHOOK_RETRY_INITIAL_DELAY_SECONDS",
@@ -34,46 +28,31 @@ pub const EVOLUTION_ENV: &[(&str, &str)] = &[
         "delivery.max_delay_seconds",
     ),
     ("WEBHOOK_RETRY_JITTER_FACTOR", "delivery.jitter_factor"),
-    (
-        "WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES",
-        "webhook.non_retryable_status_codes",
-    ),
-    ("RABBITMQ_ENABLED", "rabbitmq.enabled"),
-    ("RABBITMQ_URI", "rabbitmq.uri"),
-    ("RABBITMQ_EXCHANGE_NAME", "rabbitmq.exchange_name"),
-    ("RABBITMQ_GLOBAL_ENABLED", "rabbitmq.global_enabled"),
-    ("RABBITMQ_PREFIX_KEY", "rabbitmq.prefix_key"),
-    ("SQS_ENABLED", "sqs.enabled"),
-    ("SQS_ACCESS_KEY_ID", "sqs.access_key_id"),
-    ("SQS_SECRET_ACCESS_KEY", "sqs.secret_access_key"),
-    ("SQS_ACCOUNT_ID", "sqs.account_id"),
-    ("SQS_REGION", "sqs.region"),
-    ("SQS_GLOBAL_ENABLED", "sqs.global_enabled"),
-    (
-        "SQS_GLOBAL_FORCE_SINGLE_QUEUE",
-        "sqs.global_force_single_queue",
-    ),
-    ("SQS_GLOBAL_PREFIX_NAME", "sqs.global_prefix_name"),
-    ("SQS_MAX_PAYLOAD_SIZE", "sqs.max_payload_size"),
+    ("S3_ENABLED", "s3.enabled"),
+    ("S3_ACCESS_KEY", "s3.access_key"),
+    ("S3_SECRET_KEY", "s3.secret_key"),
+    ("S3_BUCKET", "s3.bucket"),
+    ("S3_ENDPOINT", "s3.endpoint"),
+    ("S3_PORT", "s3.port"),
+    ("S3_USE_SSL", "s3.use_ssl"),
+    ("S3_REGION", "s3.region"),
     ("WEBSOCKET_ENABLED", "websocket.enabled"),
     ("WEBSOCKET_GLOBAL_EVENTS", "websocket.global_events"),
-    ("KAFKA_ENABLED", "kafka.enabled"),
-    ("KAFKA_BROKERS", "kafka.brokers"),
-    ("KAFKA_CLIENT_ID", "kafka.client_id"),
-    ("KAFKA_TOPIC_PREFIX", "kafka.topic_prefix"),
-    ("KAFKA_GLOBAL_ENABLED", "kafka.global_enabled"),
-    ("KAFKA_NUM_PARTITIONS", "kafka.num_partitions"),
-    ("KAFKA_REPLICATION_FACTOR", "kafka.replication_factor"),
-    ("KAFKA_AUTO_CREATE_TOPICS", "kafka.auto_create_topics"),
 ];
 
-/// Env prefixes whose `<PREFIX><UPPER_EVENT>=true` entries build a global events list.
-pub(crate) const EVENT_LISTS: &[(&str, &str)] = &[
-    ("WEBHOOK_EVENTS_", "webhook.global_events"),
-    ("RABBITMQ_EVENTS_", "rabbitmq.global_events"),
-    ("SQS_EVENTS_", "sqs.global_events"),
-    ("KAFKA_EVENTS_", "kafka.global_events"),
-];
+/// Every Evolution env name the binary reads, with the dotted config key it sets: the
+/// README's config table is rendered from these (`config::reference`) and a test checks
+/// them, so they cannot drift.
+pub fn evolution_env() -> impl Iterator<Item = (&'static str, &'static str)> {
+    let sinks = SINKS.iter().flat_map(|sink| sink.config.evolution_env);
+    EVOLUTION_ENV.iter().chain(sinks).copied()
+}
+
+/// Env prefixes whose `<PREFIX><UPPER_EVENT>=true` entries build a global events list (each
+/// sink's), with the list key.
+pub(crate) fn event_lists() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SINKS.iter().filter_map(|sink| sink.config.event_list)
+}
 
 /// Evolution's env names as a config source, layered above the file and below
 /// `SWITCHYARD_*` env.
@@ -104,8 +83,8 @@ impl config::Source for EvolutionEnv {
 /// The config values Evolution's env names imply, as (dotted key, value).
 fn overrides(env: &HashMap<String, String>) -> Vec<(String, config::Value)> {
     let mut out = Vec::new();
-    for (name, key) in EVOLUTION_ENV {
-        if let Some(value) = env.get(*name) {
+    for (name, key) in evolution_env() {
+        if let Some(value) = env.get(name) {
             let value = value.trim();
             let parsed: config::Value = if key.ends_with("non_retryable_status_codes") {
                 let codes: Vec<config::Value> = value
@@ -118,10 +97,10 @@ fn overrides(env: &HashMap<String, String>) -> Vec<(String, config::Value)> {
             } else {
                 config::Value::from(value.to_string())
             };
-            out.push(((*key).to_string(), parsed));
+            out.push((key.to_string(), parsed));
         }
     }
-    for (prefix, key) in EVENT_LISTS {
+    for (prefix, key) in event_lists() {
         let mut events: Vec<(usize, String)> = env
             .iter()
             .filter_map(|(name, value)| {
@@ -143,7 +122,7 @@ fn overrides(env: &HashMap<String, String>) -> Vec<(String, config::Value)> {
                 .into_iter()
                 .map(|(_, e)| config::Value::from(e))
                 .collect();
-            out.push(((*key).to_string(), config::Value::from(list)));
+            out.push((key.to_string(), config::Value::from(list)));
         }
     }
     out

@@ -14,8 +14,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::EventKind;
-pub use evolution_env::EVOLUTION_ENV;
+use crate::sinks::kafka::KafkaConfig;
+use crate::sinks::nats::NatsConfig;
+use crate::sinks::pusher::PusherConfig;
+use crate::sinks::rabbitmq::RabbitmqConfig;
+use crate::sinks::sqs::SqsConfig;
+use crate::sinks::webhook::WebhookConfig;
+use crate::sinks::SINKS;
+pub use evolution_env::evolution_env;
 pub use fsync::FsyncSetting;
 pub use sections::*;
 
@@ -38,6 +44,16 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The value of `key` breaks a rule; `message` says what is allowed.
+    pub fn rule(key: &str, message: impl std::fmt::Display) -> ConfigError {
+        ConfigError::Rule {
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +68,10 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Delivery engine settings shared by all sinks.
     pub delivery: DeliveryConfig,
+    /// The attempt log.
+    pub attempts: AttemptsConfig,
+    // Each sink's section, named after it; the struct and everything else about the section
+    // are in the sink's folder (`config.rs`, reached through the registration table).
     /// Webhook sink.
     pub webhook: WebhookConfig,
     /// RabbitMQ sink.
@@ -60,6 +80,12 @@ pub struct Config {
     pub sqs: SqsConfig,
     /// Kafka sink.
     pub kafka: KafkaConfig,
+    /// Pusher sink.
+    pub pusher: PusherConfig,
+    /// S3 storage for SQS messages over the size limit.
+    pub s3: S3Config,
+    /// NATS sink.
+    pub nats: NatsConfig,
     /// WebSocket listeners.
     pub websocket: WebsocketConfig,
     /// Per-account rate limits.
@@ -80,17 +106,15 @@ impl Config {
             builder = builder.add_source(config::File::from(path).required(true));
         }
         builder = builder.add_source(evolution_env::EvolutionEnv::new(&env));
-        let switchyard_env = config::Environment::with_prefix(ENV_PREFIX)
+        let mut switchyard_env = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("_")
             .separator("__")
             .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("webhook.non_retryable_status_codes")
-            .with_list_parse_key("webhook.global_events")
-            .with_list_parse_key("rabbitmq.global_events")
-            .with_list_parse_key("sqs.global_events")
-            .with_list_parse_key("kafka.global_events")
-            .source(Some(section_keys(env)));
+            .list_separator(",");
+        for key in SINKS.iter().flat_map(|sink| sink.config.list_keys) {
+            switchyard_env = switchyard_env.with_list_parse_key(key);
+        }
+        let switchyard_env = switchyard_env.source(Some(section_keys(env)));
         let cfg: Config = builder
             .add_source(switchyard_env)
             .build()?
@@ -128,6 +152,13 @@ impl Config {
             if value.is_nan() || value < 0.1 {
                 return Err(rule(key, "must be at least 0.1"));
             }
+        }
+        let hours = self.attempts.retention_hours;
+        if !hours.is_finite() || hours < 0.0 {
+            return Err(rule("attempts.retention_hours", "must be 0 or more"));
+        }
+        if self.attempts.flush_ms == 0 || self.attempts.flush_ms > 60_000 {
+            return Err(rule("attempts.flush_ms", "must be between 1 and 60000"));
         }
         if self.server.max_connections == 0 {
             return Err(rule("server.max_connections", "must be at least 1"));
@@ -183,32 +214,29 @@ impl Config {
                 "ping_interval_seconds, ping_timeout_seconds and slow_timeout_seconds must be more than 0",
             ));
         }
-        if self.webhook.request_timeout_ms == 0 {
-            return Err(rule("webhook.request_timeout_ms", "must be at least 1"));
-        }
-        if self.webhook.global_enabled && url::Url::parse(&self.webhook.global_url).is_err() {
+        let s3 = &self.s3;
+        if s3.enabled && s3.bucket.trim().is_empty() {
             return Err(rule(
-                "webhook.global_url",
-                "must be an absolute URL when webhook.global_enabled is true",
+                "s3.bucket",
+                "must be set when s3.enabled (S3_ENABLED) is on",
             ));
         }
-        for (key, list) in [
-            ("webhook.global_events", &self.webhook.global_events),
-            ("rabbitmq.global_events", &self.rabbitmq.global_events),
-            ("sqs.global_events", &self.sqs.global_events),
-            ("kafka.global_events", &self.kafka.global_events),
-        ] {
-            if let Err(e) = EventKind::parse_list(list) {
-                return Err(rule(key, &e.to_string()));
+        if let Some(url) = s3.endpoint_url() {
+            if url::Url::parse(&url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+                return Err(rule(
+                    "s3.endpoint",
+                    "must be a host name (with s3.port and s3.use_ssl) or an http(s) URL",
+                ));
             }
         }
-        for (key, value) in [
-            ("sqs.group_by", &self.sqs.group_by),
-            ("kafka.key_by", &self.kafka.key_by),
-        ] {
-            if value != "instance" && value != "chat" {
-                return Err(rule(key, "must be `instance` or `chat`"));
-            }
+        if !(1..=604_800).contains(&s3.url_expiry_seconds) {
+            return Err(rule(
+                "s3.url_expiry_seconds",
+                "must be 1 to 604800 (7 days, the longest a presigned S3 URL lives)",
+            ));
+        }
+        for sink in SINKS {
+            (sink.config.validate)(self)?;
         }
         Ok(())
     }

@@ -2,9 +2,9 @@
 //! doc line, rendered from the code itself so the README's table cannot drift.
 //!
 //! The keys and defaults come from `Config::default()` serialized; the descriptions are the
-//! `///` lines of the fields in `config/mod.rs` and `config/sections.rs`, read from the
-//! source compiled into the binary (`include_str!`), so the doc comment stays the one place
-//! a key is described.
+//! `///` lines of the fields in `config/mod.rs`, `config/sections.rs` and each sink's
+//! `config.rs` (from the sinks' registration table), read from the source compiled into the
+//! binary (`include_str!`), so the doc comment stays the one place a key is described.
 //! `switchyard config-reference` prints the table; `tests/config_reference.rs` checks that
 //! the README holds exactly this rendering.
 
@@ -12,12 +12,17 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::evolution_env::{EVENT_LISTS, EVOLUTION_ENV};
+use super::evolution_env::{event_lists, evolution_env};
 use super::{Config, ENV_PREFIX};
 use crate::catalog::EventKind;
+use crate::sinks::SINKS;
 
 /// The sources of the config structs, whose `///` lines are the descriptions.
-const SOURCES: &[&str] = &[include_str!("mod.rs"), include_str!("sections.rs")];
+fn sources() -> impl Iterator<Item = &'static str> {
+    let own = [include_str!("mod.rs"), include_str!("sections.rs")];
+    own.into_iter()
+        .chain(SINKS.iter().map(|sink| sink.config.source))
+}
 
 /// Environment variables the binary reads that are not config keys.
 pub const PROCESS_ENV: &[(&str, &str)] = &[
@@ -70,9 +75,12 @@ fn parse_structs(source: &str) -> HashMap<String, Vec<Field>> {
             current = None;
         } else if let (Some(name), Some(rest)) = (&current, line.strip_prefix("pub ")) {
             if let Some((field, ty)) = rest.split_once(':') {
+                let ty = ty.trim().trim_end_matches(',').trim();
+                // A type named by its path is found by its name.
+                let ty = ty.rsplit("::").next().unwrap_or(ty);
                 out.entry(name.clone()).or_default().push(Field {
                     name: field.trim().to_string(),
-                    ty: ty.trim().trim_end_matches(',').trim().to_string(),
+                    ty: ty.to_string(),
                     doc: doc.join(" "),
                 });
             }
@@ -112,14 +120,12 @@ fn env_names(section: &str, field: &str, default: &Value) -> Vec<String> {
         ));
     }
     env.extend(
-        EVOLUTION_ENV
-            .iter()
+        evolution_env()
             .filter(|(_, k)| *k == key)
-            .map(|(name, _)| (*name).to_string()),
+            .map(|(name, _)| name.to_string()),
     );
     env.extend(
-        EVENT_LISTS
-            .iter()
+        event_lists()
             .filter(|(_, k)| *k == key)
             .map(|(prefix, _)| format!("{prefix}<EVENT>")),
     );
@@ -128,8 +134,7 @@ fn env_names(section: &str, field: &str, default: &Value) -> Vec<String> {
 
 /// Every configuration key in source order, with env names, default and description.
 pub fn keys() -> Vec<KeyReference> {
-    let structs: HashMap<String, Vec<Field>> =
-        SOURCES.iter().flat_map(|s| parse_structs(s)).collect();
+    let structs: HashMap<String, Vec<Field>> = sources().flat_map(parse_structs).collect();
     let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
     let Some(sections) = defaults.as_object() else {
         return Vec::new();
@@ -187,10 +192,10 @@ pub fn reads_env(name: &str) -> bool {
     if PROCESS_ENV.iter().any(|(n, _)| *n == name) {
         return true;
     }
-    if EVOLUTION_ENV.iter().any(|(n, _)| *n == name) {
+    if evolution_env().any(|(n, _)| n == name) {
         return true;
     }
-    if EVENT_LISTS.iter().any(|(prefix, _)| {
+    if event_lists().any(|(prefix, _)| {
         name.strip_prefix(prefix)
             .is_some_and(|event| EventKind::parse(event).is_ok())
     }) {
@@ -251,9 +256,9 @@ mod tests {
     #[test]
     fn every_evolution_name_maps_to_a_real_key() {
         let keys = keys();
-        for (name, key) in EVOLUTION_ENV.iter().chain(EVENT_LISTS) {
+        for (name, key) in evolution_env().chain(event_lists()) {
             assert!(
-                keys.iter().any(|k| k.key == *key),
+                keys.iter().any(|k| k.key == key),
                 "{name} maps to unknown key {key}"
             );
         }

@@ -1,7 +1,6 @@
 //! The configuration sections: one struct per `[section]`, each field's doc line being the
 //! user-facing reference, each with its defaults.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -188,165 +187,28 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// Webhook sink.
+/// The attempt log: every delivery attempt, successes included, for `GET /deliveries`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct WebhookConfig {
-    /// Allow private, loopback and link-local targets (refused by default: SSRF).
-    pub allow_private_targets: bool,
-    /// Request timeout in milliseconds (`WEBHOOK_REQUEST_TIMEOUT_MS`).
-    pub request_timeout_ms: u64,
-    /// Status codes never retried (`WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES`).
-    pub non_retryable_status_codes: Vec<u16>,
-    /// Concurrent requests per endpoint host.
-    pub max_concurrency_per_endpoint: usize,
-    /// Global webhook on (`WEBHOOK_GLOBAL_ENABLED`).
-    pub global_enabled: bool,
-    /// Global webhook URL (`WEBHOOK_GLOBAL_URL`).
-    pub global_url: String,
-    /// Append the kebab event to the global URL (`WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS`).
-    pub global_by_events: bool,
-    /// Events for the global webhook (`WEBHOOK_EVENTS_<UPPER>=true`); empty = all.
-    pub global_events: Vec<String>,
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        Self {
-            allow_private_targets: false,
-            request_timeout_ms: 30_000,
-            non_retryable_status_codes: vec![400, 401, 403, 404, 422],
-            max_concurrency_per_endpoint: 32,
-            global_enabled: false,
-            global_url: String::new(),
-            global_by_events: false,
-            global_events: Vec::new(),
-        }
-    }
-}
-
-/// RabbitMQ sink.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RabbitmqConfig {
-    /// Sink available (`RABBITMQ_ENABLED`).
+pub struct AttemptsConfig {
+    /// Record every delivery attempt in `{data_dir}/attempts` (the delivery lookups need it).
     pub enabled: bool,
-    /// AMQP URI (`RABBITMQ_URI`).
-    pub uri: String,
-    /// Global exchange (`RABBITMQ_EXCHANGE_NAME`).
-    pub exchange_name: String,
-    /// Global mode (`RABBITMQ_GLOBAL_ENABLED`).
-    pub global_enabled: bool,
-    /// Global queue prefix (`RABBITMQ_PREFIX_KEY`); unset = no prefix.
-    pub prefix_key: Option<String>,
-    /// Global mode events (`RABBITMQ_EVENTS_<UPPER>=true`); empty = all.
-    pub global_events: Vec<String>,
+    /// Keep at most about this many bytes of attempts (the oldest go first); 0 = no limit.
+    /// The lookup index in memory takes about 100 bytes per kept attempt.
+    pub retention_bytes: u64,
+    /// Keep attempts at most this many hours; 0 = no limit.
+    pub retention_hours: f64,
+    /// Milliseconds between writes of the attempts recorded meanwhile (one append each).
+    pub flush_ms: u64,
 }
 
-impl Default for RabbitmqConfig {
+impl Default for AttemptsConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
-            uri: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            exchange_name: "evolution_exchange".into(),
-            global_enabled: false,
-            prefix_key: None,
-            global_events: Vec::new(),
-        }
-    }
-}
-
-/// SQS sink.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SqsConfig {
-    /// Sink available (`SQS_ENABLED`).
-    pub enabled: bool,
-    /// Endpoint override for SQS-compatible servers (moto, ElasticMQ, LocalStack).
-    pub endpoint_url: Option<String>,
-    /// Access key (`SQS_ACCESS_KEY_ID`); unset = the usual AWS chain.
-    pub access_key_id: Option<String>,
-    /// Secret key (`SQS_SECRET_ACCESS_KEY`).
-    pub secret_access_key: Option<String>,
-    /// Account id (`SQS_ACCOUNT_ID`).
-    pub account_id: Option<String>,
-    /// Region (`SQS_REGION`).
-    pub region: String,
-    /// Global mode (`SQS_GLOBAL_ENABLED`).
-    pub global_enabled: bool,
-    /// One queue for every event in global mode (`SQS_GLOBAL_FORCE_SINGLE_QUEUE`).
-    pub global_force_single_queue: bool,
-    /// Global queue prefix (`SQS_GLOBAL_PREFIX_NAME`).
-    pub global_prefix_name: String,
-    /// Largest message body in bytes (`SQS_MAX_PAYLOAD_SIZE`); larger ones are dead-lettered.
-    pub max_payload_size: usize,
-    /// FIFO `MessageGroupId`: `instance` or `chat`.
-    pub group_by: String,
-    /// Global mode events; empty = all.
-    pub global_events: Vec<String>,
-}
-
-impl Default for SqsConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            endpoint_url: None,
-            access_key_id: None,
-            secret_access_key: None,
-            account_id: None,
-            region: "us-east-1".into(),
-            global_enabled: false,
-            global_force_single_queue: false,
-            global_prefix_name: "global".into(),
-            max_payload_size: 262_144,
-            group_by: "instance".into(),
-            global_events: Vec::new(),
-        }
-    }
-}
-
-/// Kafka sink (and engine brokers).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    /// Sink available (`KAFKA_ENABLED`).
-    pub enabled: bool,
-    /// Bootstrap servers, comma-separated (`KAFKA_BROKERS`).
-    pub brokers: String,
-    /// Client id (`KAFKA_CLIENT_ID`).
-    pub client_id: String,
-    /// Topic prefix (`KAFKA_TOPIC_PREFIX`).
-    pub topic_prefix: String,
-    /// Global mode (`KAFKA_GLOBAL_ENABLED`).
-    pub global_enabled: bool,
-    /// Partitions of auto-created topics (`KAFKA_NUM_PARTITIONS`).
-    pub num_partitions: i32,
-    /// Replication factor of auto-created topics (`KAFKA_REPLICATION_FACTOR`).
-    pub replication_factor: i32,
-    /// Create topics before producing (`KAFKA_AUTO_CREATE_TOPICS`).
-    pub auto_create_topics: bool,
-    /// Message key: `instance` or `chat`.
-    pub key_by: String,
-    /// Global mode events (`KAFKA_EVENTS_<UPPER>=true`); empty = all.
-    pub global_events: Vec<String>,
-    /// Extra librdkafka properties passed through (SASL/SSL: `security.protocol`, ...).
-    pub properties: HashMap<String, String>,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            brokers: "127.0.0.1:9092".into(),
-            client_id: "switchyard".into(),
-            topic_prefix: "evolution".into(),
-            global_enabled: false,
-            num_partitions: 1,
-            replication_factor: 1,
-            auto_create_topics: true,
-            key_by: "instance".into(),
-            global_events: Vec::new(),
-            properties: HashMap::new(),
+            enabled: true,
+            retention_bytes: 128 * 1024 * 1024,
+            retention_hours: 168.0,
+            flush_ms: 100,
         }
     }
 }
@@ -408,6 +270,85 @@ impl Default for RateLimitConfig {
             ingest_per_minute: 600_000,
             auth_failures_burst: 30,
             auth_failures_per_minute: 10,
+        }
+    }
+}
+
+/// S3 storage for SQS messages over `sqs.max_payload_size`, with Evolution's `S3_*` names.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Store SQS messages over `sqs.max_payload_size` in S3 and send a `dataType: "s3"`
+    /// message with their `fileUrl` instead of dead-lettering them (`S3_ENABLED`).
+    pub enabled: bool,
+    /// Access key (`S3_ACCESS_KEY`); unset = the usual AWS chain.
+    pub access_key: Option<String>,
+    /// Secret key (`S3_SECRET_KEY`).
+    pub secret_key: Option<String>,
+    /// Bucket the messages are stored in, which must exist (`S3_BUCKET`).
+    pub bucket: String,
+    /// Host name of an S3-compatible store (MinIO...), used with `s3.port` and `s3.use_ssl`
+    /// (`S3_ENDPOINT`); a full `http(s)://` URL is taken as it is; empty = AWS S3.
+    pub endpoint: String,
+    /// Port of `s3.endpoint` (`S3_PORT`).
+    pub port: u16,
+    /// Reach `s3.endpoint` over HTTPS (`S3_USE_SSL`).
+    pub use_ssl: bool,
+    /// Region (`S3_REGION`).
+    pub region: String,
+    /// Seconds a message's presigned `fileUrl` stays valid (S3 allows at most 7 days).
+    pub url_expiry_seconds: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            access_key: None,
+            secret_key: None,
+            bucket: String::new(),
+            endpoint: String::new(),
+            // Evolution's defaults: MinIO's port, plain HTTP.
+            port: 9000,
+            use_ssl: false,
+            region: "us-east-1".into(),
+            url_expiry_seconds: 604_800,
+        }
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("enabled", &self.enabled)
+            .field("access_key", &self.access_key)
+            // Never print key material.
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("port", &self.port)
+            .field("use_ssl", &self.use_ssl)
+            .field("region", &self.region)
+            .field("url_expiry_seconds", &self.url_expiry_seconds)
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// The endpoint URL: `s3.endpoint` as it is when it has a scheme, else made from it,
+    /// `s3.port` and `s3.use_ssl` as Evolution's MinIO client does; `None` for AWS S3.
+    pub fn endpoint_url(&self) -> Option<String> {
+        let endpoint = self.endpoint.trim();
+        if endpoint.is_empty() {
+            None
+        } else if endpoint.contains("://") {
+            Some(endpoint.to_owned())
+        } else {
+            let scheme = if self.use_ssl { "https" } else { "http" };
+            Some(format!("{scheme}://{endpoint}:{}", self.port))
         }
     }
 }

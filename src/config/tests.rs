@@ -135,3 +135,40 @@ fn kafka_properties_with_dotted_names_pass_through_from_the_file() {
         Some("SCRAM-SHA-512")
     );
 }
+
+#[test]
+fn evolutions_s3_names_make_the_endpoint_url() {
+    let cfg = Config::load(
+        None,
+        env(&[
+            ("S3_ENABLED", "true"),
+            ("S3_BUCKET", "evolution"),
+            ("S3_ENDPOINT", "minio.internal"),
+            ("S3_PORT", "9001"),
+            ("S3_USE_SSL", "true"),
+            ("S3_ACCESS_KEY", "ak"),
+            ("S3_SECRET_KEY", "very-secret-s3-key"),
+            ("S3_REGION", "sa-east-1"),
+        ]),
+    )
+    .unwrap();
+    assert!(cfg.s3.enabled);
+    assert_eq!(cfg.s3.bucket, "evolution");
+    assert_eq!(
+        cfg.s3.endpoint_url().as_deref(),
+        Some("https://minio.internal:9001")
+    );
+    assert_eq!(cfg.s3.region, "sa-east-1");
+    assert_eq!(cfg.s3.access_key.as_deref(), Some("ak"));
+    assert_eq!(cfg.s3.secret_key.as_deref(), Some("very-secret-s3-key"));
+    assert!(
+        !format!("{:?}", cfg.s3).contains("very-secret-s3-key"),
+        "the secret key is never printed"
+    );
+    assert_eq!(Config::default().s3.endpoint_url(), None, "AWS S3");
+    let missing_bucket = Config::load(None, env(&[("S3_ENABLED", "true")]));
+    assert!(missing_bucket
+        .unwrap_err()
+        .to_string()
+        .contains("s3.bucket"));
+}

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::attempts::AttemptLog;
 use crate::config::DeliveryConfig;
 use crate::delivery::cursors::{self, CursorStager};
 use crate::delivery::error::DeliveryError;
@@ -119,6 +120,8 @@ pub struct EngineDeps {
     pub cancel: CancellationToken,
     /// Tracks every engine task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Where every attempt is recorded (`attempts.enabled`); `None` keeps no record.
+    pub attempts: Option<Arc<AttemptLog>>,
 }
 
 /// State every engine task shares.
@@ -136,6 +139,7 @@ pub(crate) struct Shared {
     pub disable_requests: mpsc::UnboundedSender<DisableRequest>,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
+    pub attempts: Option<Arc<AttemptLog>>,
 }
 
 impl Shared {
@@ -165,8 +169,8 @@ impl Shared {
 /// The delivery engine: one cursor, one runner and one dead-letter list per subscription.
 #[derive(Clone)]
 pub struct DeliveryEngine {
-    shared: Arc<Shared>,
-    subscriptions: watch::Receiver<Arc<SubscriptionSet>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) subscriptions: watch::Receiver<Arc<SubscriptionSet>>,
     commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -197,6 +201,7 @@ impl DeliveryEngine {
             disable_requests: deps.disable_requests,
             cancel: deps.cancel,
             tracker: deps.tracker,
+            attempts: deps.attempts,
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
         let supervisor = Supervisor::new(
@@ -254,11 +259,40 @@ impl DeliveryEngine {
             attempts: stats.attempts.load(Ordering::Relaxed),
             failures: stats.failures.load(Ordering::Relaxed),
             delivered: stats.delivered.load(Ordering::Relaxed),
+            filtered: stats.filtered.load(Ordering::Relaxed),
             dead_letters: self.shared.state.dead_letter_count(id) as u64,
             parked: stats.parked.load(Ordering::Relaxed),
             last_error: SubStats::text(&stats.last_error),
             stopped_reason: SubStats::text(&stats.stopped_reason),
         }
+    }
+
+    /// For each enabled subscription, when its oldest undelivered event (its oldest
+    /// parked one, or the one at its position) was received, UTC milliseconds; `None` when
+    /// it has caught up.
+    pub async fn oldest_undelivered_ms(&self) -> Vec<(String, Option<i64>)> {
+        let set = self.subscriptions.borrow().clone();
+        let mut out = Vec::with_capacity(set.subscriptions.len());
+        let end = self.shared.log.next_sequence();
+        for sub in set.subscriptions.iter().filter(|s| s.enabled) {
+            let stats = self.shared.stats_for(&sub.id);
+            let running = stats.running.load(Ordering::Relaxed);
+            let position = match stats.position.load(Ordering::Relaxed) {
+                p if p > 0 && running => p,
+                _ => known_cursor(&stats, sub.start_sequence),
+            };
+            let oldest = stats.oldest(position).max(self.shared.log.first_sequence());
+            let at = if oldest < end {
+                match self.shared.log.read(oldest, 1, usize::MAX).await {
+                    Ok(records) => records.first().map(|r| r.timestamp_ms),
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
+            out.push((sub.id.clone(), at));
+        }
+        out
     }
 
     /// The subscription's dead letters, oldest sequence first, with attempt histories.
@@ -297,6 +331,14 @@ impl DeliveryEngine {
         self.commands
             .send(command)
             .map_err(|_| DeliveryError::ShuttingDown)
+    }
+}
+
+/// The committed cursor the runner last reported, else the subscription's start.
+fn known_cursor(stats: &SubStats, start: u64) -> u64 {
+    match stats.cursor.load(Ordering::Relaxed) {
+        0 => start,
+        cursor => cursor,
     }
 }
 

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the delivery engine, per subscription and per sink kind.
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry,
+    exponential_buckets, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// One subscription's hot-path series, looked up once per runner.
@@ -46,6 +46,8 @@ pub(crate) struct Metrics {
     pub dead_letters: IntGaugeVec,
     /// Events waiting in parked lanes, per subscription.
     pub parked: IntGaugeVec,
+    /// Age of the subscription's oldest undelivered event (set at scrape time).
+    pub oldest_undelivered: GaugeVec,
     /// Duration of one send call, per sink kind.
     pub send_seconds: HistogramVec,
     /// From the log's receive time to the successful delivery, per sink kind.
@@ -92,6 +94,13 @@ impl Metrics {
                 "switchyard_delivery_parked",
                 "Events waiting behind a parked (failing) lane of the subscription",
             )?,
+            oldest_undelivered: GaugeVec::new(
+                Opts::new(
+                    "switchyard_delivery_oldest_undelivered_age_seconds",
+                    "Seconds since the subscription's oldest undelivered event (in flight or parked; not dead letters) was received; 0 when none",
+                ),
+                sub,
+            )?,
             send_seconds: histogram(
                 "switchyard_delivery_send_seconds",
                 "Duration of one send to the destination",
@@ -108,6 +117,7 @@ impl Metrics {
         registry.register(Box::new(metrics.delivered.clone()))?;
         registry.register(Box::new(metrics.dead_letters.clone()))?;
         registry.register(Box::new(metrics.parked.clone()))?;
+        registry.register(Box::new(metrics.oldest_undelivered.clone()))?;
         registry.register(Box::new(metrics.send_seconds.clone()))?;
         registry.register(Box::new(metrics.end_to_end_seconds.clone()))?;
         Ok(metrics)
@@ -137,5 +147,6 @@ impl Metrics {
         let _ = self.delivered.remove_label_values(labels);
         let _ = self.dead_letters.remove_label_values(labels);
         let _ = self.parked.remove_label_values(labels);
+        let _ = self.oldest_undelivered.remove_label_values(labels);
     }
 }

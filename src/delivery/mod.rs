@@ -46,7 +46,11 @@
 //! - **Worker** (`worker.rs`): sends a batch, classifies each outcome, and retries on the
 //!   [`RetryPolicy`] schedule (`policy.rs`) until delivered or dead-lettered. Only then
 //!   does the lane's next batch start: within a subscription a lane's events are delivered
-//!   in sequence order, while different lanes proceed in parallel.
+//!   in sequence order, while different lanes proceed in parallel. A sink that keeps order
+//!   between outstanding sends (`Sink::pipelines`: Kafka) gets a lane's next batches
+//!   while earlier ones wait for their answers (at most 4 out); once one of them fails,
+//!   nothing more is handed over and the failed events of all of them are retried
+//!   together, as one batch would be.
 //! - **Parking** (`parking.rs`): an event still failing after `park_after_attempts` parks
 //!   its lane instead of waiting in memory: a durable `Parked` record, then the lane's
 //!   events (this one first, later ones as they are read) wait as sequences while the
@@ -72,7 +76,9 @@
 //!   again (re-enabled), delivery resumes from the cursor, that event first.
 //! - **Replay**: [`DeliveryEngine::replay`] moves the cursor to a sequence or a time
 //!   (`EventLog::sequence_at`) and restarts the runner there.
-//! - **Visibility**: [`DeliveryEngine::status`] and Prometheus metrics (`metrics.rs`).
+//! - **Visibility**: [`DeliveryEngine::status`] and Prometheus metrics (`metrics.rs`); every
+//!   attempt goes to the attempt log (`src/attempts/`, when the engine has one), which the
+//!   delivery lookups (`lookup.rs`) read with the engine's state.
 //!
 //! **Architecture Invariant:** the engine knows no HTTP and no registry module: it reads a
 //! watch of [`SubscriptionSet`] and writes [`DisableRequest`]s to a channel.
@@ -87,11 +93,13 @@
 //!
 //! **Batch sinks** (`max_batch > 1`): outcomes are per event; delivered events of a batch
 //! finish, failed ones are retried together, so within a batch a later event may succeed
-//! before an earlier one.
+//! before an earlier one. The batches a pipelining sink has out at once count as one
+//! batch here.
 
 mod cursors;
 mod engine;
 mod error;
+pub mod lookup;
 mod metrics;
 mod parking;
 mod partitioned;
@@ -112,6 +120,4 @@ pub use partitioned::PartitionedDelivery;
 pub use policy::RetryPolicy;
 pub use state::{Attempt, AttemptOutcome, DeadLetter, RetryState};
 pub use status::SubscriptionStatus;
-pub use subscription::{
-    OrderBy, Policy, Scope, SigningScheme, SinkTarget, Subscription, SubscriptionSet, WebhookTarget,
-};
+pub use subscription::{OrderBy, Policy, Scope, SinkTarget, Subscription, SubscriptionSet};

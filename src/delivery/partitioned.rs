@@ -4,7 +4,9 @@
 //! to this, never to a single engine.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+
+use crate::attempts::AttemptLog;
 
 use crate::delivery::engine::{DeliveryEngine, Redrive, ReplayFrom};
 use crate::delivery::error::DeliveryError;
@@ -16,12 +18,27 @@ use crate::log::partition_of;
 #[derive(Default)]
 pub struct PartitionedDelivery {
     engines: RwLock<BTreeMap<usize, DeliveryEngine>>,
+    /// The process's attempt log, which the lookups read (`lookup.rs`).
+    attempts: Option<Arc<AttemptLog>>,
 }
 
 impl PartitionedDelivery {
     /// No engines yet.
     pub fn new() -> PartitionedDelivery {
         PartitionedDelivery::default()
+    }
+
+    /// No engines yet; the lookups read `attempts`.
+    pub fn with_attempts(attempts: Option<Arc<AttemptLog>>) -> PartitionedDelivery {
+        PartitionedDelivery {
+            attempts,
+            ..PartitionedDelivery::default()
+        }
+    }
+
+    /// The attempt log, when the process keeps one.
+    pub fn attempts(&self) -> Option<Arc<AttemptLog>> {
+        self.attempts.clone()
     }
 
     /// Adds the engine of partition `p`.
@@ -47,7 +64,7 @@ impl PartitionedDelivery {
         self.engines.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn engines(&self) -> Vec<(usize, DeliveryEngine)> {
+    pub(crate) fn engines(&self) -> Vec<(usize, DeliveryEngine)> {
         self.read().iter().map(|(p, e)| (*p, e.clone())).collect()
     }
 
@@ -84,6 +101,32 @@ impl PartitionedDelivery {
             }
         }
         merged
+    }
+
+    /// Sets `switchyard_delivery_oldest_undelivered_age_seconds` of every enabled
+    /// subscription (the oldest across the partitions delivered here); called at scrape
+    /// time. A per-instance silence gauge would be refreshed here too (not kept yet).
+    pub async fn observe_oldest_undelivered(&self) {
+        let engines = self.engines();
+        let Some((_, first)) = engines.first() else {
+            return;
+        };
+        let gauge = first.shared.metrics.oldest_undelivered.clone();
+        let mut oldest: BTreeMap<String, Option<i64>> = BTreeMap::new();
+        for (_, engine) in &engines {
+            for (id, at) in engine.oldest_undelivered_ms().await {
+                let entry = oldest.entry(id).or_insert(None);
+                *entry = match (*entry, at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        for (id, at) in oldest {
+            let age = at.map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+            gauge.with_label_values(&[id.as_str()]).set(age);
+        }
     }
 
     /// The subscription's dead letters in every partition delivered here, by sequence.
@@ -151,6 +194,7 @@ fn merge(into: &mut SubscriptionStatus, other: &SubscriptionStatus) {
     into.attempts += other.attempts;
     into.failures += other.failures;
     into.delivered += other.delivered;
+    into.filtered += other.filtered;
     into.dead_letters += other.dead_letters;
     into.parked += other.parked;
     if into.last_error.is_none() {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::config::DeliveryConfig;
+use crate::delivery::subscription::Policy;
 
 /// How failed deliveries are retried and when a subscription gives up.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,9 @@ pub struct RetryPolicy {
     /// Attempts (first try included) after which a still-failing event's lane is parked
     /// durably instead of retried in memory; 0 = never park.
     pub park_after_attempts: u32,
+    /// An explicit schedule (a subscription's `policy.retry_delays_ms`): the wait after the
+    /// n-th failed attempt is the n-th entry, the last one repeating. Empty: exponential.
+    pub delays: Vec<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -49,12 +53,34 @@ impl RetryPolicy {
             },
             disable_after_failures: cfg.disable_after_failures,
             park_after_attempts: cfg.park_after_attempts,
+            delays: Vec::new(),
         }
     }
 
-    /// The delay after the `failed`-th failed attempt (1-based), before jitter:
-    /// `min(initial * 2^(failed-1), max)`.
+    /// This policy with a subscription's own choices (`policy` in its sink object) over it.
+    pub fn with(&self, policy: &Policy) -> RetryPolicy {
+        let mut out = self.clone();
+        if let Some(max) = policy.max_attempts {
+            out.max_attempts = max.max(1);
+        }
+        if let Some(delays) = &policy.retry_delays_ms {
+            out.delays = delays.iter().map(|ms| Duration::from_millis(*ms)).collect();
+            // Parked lanes wait at most the longest delay (see `max_delay`'s users).
+            out.max_delay = out.delays.iter().copied().max().unwrap_or(out.max_delay);
+        }
+        if let Some(limit) = policy.disable_after_failures {
+            out.disable_after_failures = limit;
+        }
+        out
+    }
+
+    /// The delay after the `failed`-th failed attempt (1-based), before jitter: the
+    /// explicit schedule's entry, else `min(initial * 2^(failed-1), max)`.
     pub fn scheduled_delay(&self, failed: u32) -> Duration {
+        if let Some(last) = self.delays.last() {
+            let index = failed.saturating_sub(1) as usize;
+            return self.delays.get(index).copied().unwrap_or(*last);
+        }
         let exponent = failed.saturating_sub(1).min(31);
         self.initial_delay
             .checked_mul(1u32 << exponent)
@@ -68,7 +94,8 @@ impl RetryPolicy {
     /// make us hammer it nor park an event for a year.
     pub fn delay_with(&self, failed: u32, hint: Option<Duration>, unit: f64) -> Duration {
         let base = self.scheduled_delay(failed).as_secs_f64();
-        let unit = if unit.is_finite() {
+        // An explicit schedule is kept as written.
+        let unit = if unit.is_finite() && self.delays.is_empty() {
             unit.clamp(-1.0, 1.0)
         } else {
             0.0
@@ -98,6 +125,34 @@ impl RetryPolicy {
     }
 }
 
+/// A subscription's events-per-second limit (`policy.rate_per_second`): a token bucket
+/// that holds one second's worth, shared by all of the subscription's lanes, so a burst
+/// after a quiet spell goes at once and a backlog drains at the rate.
+pub struct Throttle(governor::DefaultDirectRateLimiter);
+
+impl Throttle {
+    /// A limit of `rate` events per second (at least 1).
+    pub fn per_second(rate: u32) -> Throttle {
+        let rate = std::num::NonZeroU32::new(rate).unwrap_or(std::num::NonZeroU32::MIN);
+        Throttle(governor::RateLimiter::direct(governor::Quota::per_second(
+            rate,
+        )))
+    }
+
+    /// Waits until `events` more events may be sent.
+    pub async fn admit(&self, events: usize) {
+        for _ in 0..events {
+            self.0.until_ready().await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Throttle")
+    }
+}
+
 /// Seconds (fractions allowed) as a `Duration`; anything not finite or negative is zero.
 fn seconds(value: f64) -> Duration {
     if value.is_finite() && value > 0.0 {
@@ -119,6 +174,7 @@ mod tests {
             jitter_factor: 0.2,
             disable_after_failures: 0,
             park_after_attempts: 3,
+            delays: Vec::new(),
         }
     }
 

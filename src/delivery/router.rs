@@ -21,6 +21,7 @@
 //! on, and an inbox's drained state plus the router position tell the runner how far it
 //! has seen (for cursor commits over stretches it wants nothing of).
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,11 +30,14 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::delivery::runner::View;
+use crate::delivery::status::SubStats;
 use crate::delivery::subscription::Scope;
-use crate::envelope::LoggedEvent;
+use crate::envelope::{record_facts, LoggedEvent};
+use crate::filter::LazyData;
 use crate::log::{EventLog, Record};
 
-/// The one field of a stored event the tail reads before deciding to decode it.
+/// The one field of a stored event without a header (written before headers existed) the
+/// tail reads before deciding to decode it.
 #[derive(serde::Deserialize)]
 struct InstanceOnly<'a> {
     #[serde(borrow)]
@@ -66,6 +70,8 @@ pub(crate) struct Inbox {
     view: watch::Receiver<Arc<View>>,
     /// The first sequence routed here (the runner's read position when it attached).
     from: u64,
+    /// The subscription's counters (the tail counts the events its filter drops).
+    stats: Arc<SubStats>,
     /// The router position when the runner was last woken, for [`PROGRESS_STRIDE`].
     woken_at: AtomicU64,
 }
@@ -195,6 +201,7 @@ impl Router {
         read_pos: u64,
         view: watch::Receiver<Arc<View>>,
         wake: Arc<Notify>,
+        stats: Arc<SubStats>,
     ) -> Option<Arc<Inbox>> {
         let mut index = self.lock();
         if read_pos < index.position {
@@ -208,6 +215,7 @@ impl Router {
             wake,
             view,
             from: read_pos,
+            stats,
             woken_at: AtomicU64::new(index.position),
         });
         let entry = (sub_id.clone(), inbox.clone());
@@ -232,6 +240,9 @@ impl Router {
         let mut index = self.lock();
         let mut woken: Vec<Arc<Inbox>> = Vec::new();
         let mut overflowed: Vec<Arc<str>> = Vec::new();
+        // Inboxes whose filter dropped an event in this batch: woken once at the end when
+        // nothing else wakes them, so their cursors pass what they filtered.
+        let mut filtered: Vec<Arc<Inbox>> = Vec::new();
         let routed = |index: &Index, record: &Record| {
             if !index.all_instances.is_empty() {
                 return true;
@@ -239,9 +250,15 @@ impl Router {
             if index.by_instance.is_empty() {
                 return false;
             }
-            // An undecodable record reads as "routed", so the decode below reports it.
-            serde_json::from_slice::<InstanceOnly>(&record.payload)
-                .map_or(true, |peek| index.by_instance.contains_key(peek.instance))
+            // The header names the instance; older records are peeked at as JSON. An
+            // undecodable record reads as "routed", so the decode below reports it.
+            if let Some(instance) = crate::envelope::header_instance(&record.payload) {
+                return index.by_instance.contains_key(instance);
+            }
+            crate::envelope::event_json(&record.payload)
+                .ok()
+                .and_then(|json| serde_json::from_slice::<InstanceOnly>(json).ok())
+                .is_none_or(|peek| index.by_instance.contains_key(peek.instance))
         };
         for record in records {
             if !routed(&index, record) {
@@ -255,12 +272,33 @@ impl Router {
                 }
             };
             let specific = index.by_instance.get(&event.event.instance);
+            // Filters read the event's facts, decoded (or, for older records, extracted)
+            // once for every subscription, and its `data`, parsed at most once.
+            let facts = OnceCell::new();
+            let facts = || facts.get_or_init(|| record_facts(&record.payload, &event.event));
+            let data = LazyData::new(&event.event.data);
             let targets: Vec<&Route> = specific
                 .into_iter()
                 .flatten()
                 .chain(index.all_instances.iter())
                 .filter(|(_, inbox)| {
-                    event.sequence >= inbox.from && inbox.view.borrow().wants(&event)
+                    if event.sequence < inbox.from {
+                        return false;
+                    }
+                    let view = inbox.view.borrow();
+                    if !view.wants(&event) {
+                        return false;
+                    }
+                    let passes = view.passes(facts, &data);
+                    if !passes {
+                        // Filtered, not undelivered: its cursor moves on with the router's
+                        // position (the runner is woken below when nothing else wakes it).
+                        inbox.stats.filtered.fetch_add(1, Ordering::Relaxed);
+                        if !filtered.last().is_some_and(|last| Arc::ptr_eq(last, inbox)) {
+                            filtered.push(inbox.clone());
+                        }
+                    }
+                    passes
                 })
                 .collect();
             let Some((last, rest)) = targets.split_last() else {
@@ -274,6 +312,14 @@ impl Router {
         }
         for id in overflowed {
             index.remove(&id);
+        }
+        filtered.sort_unstable_by_key(|inbox| Arc::as_ptr(inbox) as usize);
+        filtered.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        for inbox in filtered {
+            // One with events waiting is woken for them and advances past these too.
+            if inbox.is_empty() && !inbox.is_detached() {
+                woken.push(inbox);
+            }
         }
         let previous = std::mem::replace(&mut index.position, next);
         self.position.store(next, Ordering::Release);
@@ -385,15 +431,21 @@ mod tests {
     use super::*;
     use crate::delivery::subscription::{SinkTarget, Subscription};
     use crate::envelope::StoredEvent;
+    use crate::sinks::rabbitmq::RabbitmqTarget;
 
     fn record(sequence: u64, instance: &str) -> Record {
+        stored_record(sequence, instance, "call", "{}".into())
+    }
+
+    /// A record of `event` with `data` in `instance`.
+    fn stored_record(sequence: u64, instance: &str, event: &str, data: String) -> Record {
         let stored = StoredEvent {
             id: uuid::Uuid::new_v4(),
             instance: instance.into(),
             instance_id: None,
-            event: "call".into(),
+            event: event.into(),
             chat: None,
-            data: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            data: serde_json::value::RawValue::from_string(data).unwrap(),
             sender: None,
             source: None,
             raw: None,
@@ -410,7 +462,7 @@ mod tests {
     fn view(instance: &str) -> watch::Receiver<Arc<View>> {
         let subscription = Subscription {
             id: format!("rabbitmq:{instance}"),
-            target: SinkTarget::Rabbitmq { global: false },
+            target: SinkTarget::Rabbitmq(RabbitmqTarget { global: false }),
             scope: Scope::Instance(instance.into()),
             events: vec![],
             custom_events: vec![],
@@ -419,10 +471,13 @@ mod tests {
             start_positions: vec![],
             enabled: true,
             policy: Default::default(),
+            filter: Default::default(),
         };
         let view = View {
             subscription: Arc::new(subscription),
             instance_numbers: Arc::new(Default::default()),
+            instance_tokens: Arc::new(Default::default()),
+            filter: None,
         };
         watch::channel(Arc::new(view)).1
     }
@@ -433,10 +488,14 @@ mod tests {
         let id: Arc<str> = Arc::from("a-sub");
         let wake = Arc::new(Notify::new());
         assert!(
-            router.attach(&id, 9, view("a"), wake.clone()).is_none(),
+            router
+                .attach(&id, 9, view("a"), wake.clone(), Default::default())
+                .is_none(),
             "behind the tail: reads the log itself"
         );
-        let inbox = router.attach(&id, 11, view("a"), wake).unwrap();
+        let inbox = router
+            .attach(&id, 11, view("a"), wake, Default::default())
+            .unwrap();
         router.route(&[record(10, "a"), record(11, "a"), record(12, "b")], 13);
         assert_eq!(router.position(), 13);
         let got: Vec<u64> = inbox.take(10).iter().map(|e| e.sequence).collect();
@@ -454,5 +513,56 @@ mod tests {
             INBOX_LIMIT,
             "nothing after it"
         );
+    }
+
+    fn message(sequence: u64, message_type: &str) -> Record {
+        let data = format!(
+            r#"{{"key":{{"remoteJid":"5511988887777@s.whatsapp.net","fromMe":false,"id":"M{sequence}"}},"messageType":"{message_type}"}}"#
+        );
+        stored_record(sequence, "a", "messages.upsert", data)
+    }
+
+    #[test]
+    fn a_filter_drops_events_counts_them_and_wakes_its_runner_past_them() {
+        let router = Router::new(0);
+        let id: Arc<str> = Arc::from("f-sub");
+        let wake = Arc::new(Notify::new());
+        let stats: Arc<SubStats> = Default::default();
+        let base = view("a").borrow().clone();
+        let mut subscription = (*base.subscription).clone();
+        subscription.filter = crate::filter::Filter::from_value(
+            &serde_json::json!({"message_types": ["imageMessage"]}),
+        )
+        .unwrap();
+        let filtered_view = View {
+            filter: subscription.filter.compile_narrowing().unwrap(),
+            subscription: Arc::new(subscription),
+            ..(*base).clone()
+        };
+        let rx = watch::channel(Arc::new(filtered_view)).1;
+        let inbox = router
+            .attach(&id, 0, rx, wake.clone(), stats.clone())
+            .unwrap();
+        let records = [
+            message(0, "imageMessage"),
+            message(1, "conversation"),
+            message(2, "imageMessage"),
+            message(3, "audioMessage"),
+        ];
+        router.route(&records, 4);
+        let got: Vec<u64> = inbox.take(10).iter().map(|e| e.sequence).collect();
+        assert_eq!(got, vec![0, 2]);
+        assert_eq!(stats.filtered.load(Ordering::Relaxed), 2);
+        // Drain the wake-up of the delivered ones, then route only a filtered one: the
+        // runner is woken anyway, so its cursor passes it.
+        use futures::FutureExt;
+        let _ = wake.notified().now_or_never();
+        router.route(&[message(4, "conversation")], 5);
+        assert!(inbox.is_empty());
+        assert!(
+            wake.notified().now_or_never().is_some(),
+            "woken past a filtered event"
+        );
+        assert_eq!(stats.filtered.load(Ordering::Relaxed), 3);
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::delivery::engine::Shared;
 use crate::delivery::parking::{self, Hold};
+use crate::delivery::policy::Throttle;
 use crate::delivery::router::{Inbox, Router};
 use crate::delivery::state::DeadLetter;
 use crate::delivery::status::SubStats;
@@ -22,18 +23,59 @@ use crate::delivery::subscription::{OrderBy, Subscription};
 use crate::delivery::window::{Item, Origin, Window};
 use crate::delivery::worker::{self, Report, WorkerCtx};
 use crate::envelope::LoggedEvent;
+use crate::filter::{CompiledFilter, EventFacts, LazyData};
 use crate::log::Record;
 use crate::sinks::{Sink, SinkKind};
 
 /// What a runner filters and delivers with; replaced in place when the registry changes
-/// the subscription, so an edit (new URL, new event list) needs no restart.
-#[derive(Debug, Clone, PartialEq)]
+/// the subscription, so an edit (new URL, new event list, new filter) needs no restart.
+#[derive(Debug, Clone)]
 pub(crate) struct View {
     pub subscription: Arc<Subscription>,
     pub instance_numbers: Arc<HashMap<String, String>>,
+    /// Instance name -> the token its envelopes carry (`auth.expose_in_envelope`).
+    pub instance_tokens: Arc<HashMap<String, Arc<str>>>,
+    /// `subscription.filter`, compiled once when the subscription started or its filter
+    /// changed; `None` when it has no clause (every event passes).
+    pub filter: Option<Arc<CompiledFilter>>,
+}
+
+impl PartialEq for View {
+    /// The compiled filter is a function of `subscription.filter`: not compared.
+    fn eq(&self, other: &View) -> bool {
+        self.subscription == other.subscription
+            && self.instance_numbers == other.instance_numbers
+            && self.instance_tokens == other.instance_tokens
+    }
 }
 
 impl View {
+    /// Whether the event passes the subscription's content filter, reading the facts
+    /// (`facts`, asked for only when there is a filter, once per event for every
+    /// subscription by the caller) and `data` parsed at most once per event.
+    pub(crate) fn passes<'f>(
+        &self,
+        facts: impl FnOnce() -> &'f EventFacts,
+        data: &LazyData<'_>,
+    ) -> bool {
+        match &self.filter {
+            None => true,
+            Some(filter) => filter.matches(facts(), data),
+        }
+    }
+
+    /// [`View::passes`] for one event read from `record` by this subscription alone (a
+    /// catch-up read): its facts are decoded only when there is a filter.
+    pub(crate) fn passes_record(&self, record: &Record, event: &LoggedEvent) -> bool {
+        match &self.filter {
+            None => true,
+            Some(filter) => filter.matches(
+                &crate::envelope::record_facts(&record.payload, &event.event),
+                &LazyData::new(&event.event.data),
+            ),
+        }
+    }
+
     /// The subscription's ordering: its own policy's, else the engine's default. A change
     /// restarts the runner (see the supervisor), so a running window never mixes two.
     pub fn ordering(&self, default: OrderBy) -> OrderBy {
@@ -132,6 +174,13 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
     let worker_cancel = cancel.child_token();
     let workers = TaskTracker::new();
     let ordering = view.borrow().ordering(opts.ordering);
+    // The subscription's own policy over the engine's; a change restarts the runner (see
+    // the supervisor), so a running one never mixes two.
+    let own = view.borrow().subscription.policy.clone();
+    let lanes_at_once = own
+        .max_in_flight
+        .map_or(opts.max_parallel_instances, |n| n as usize)
+        .max(1);
     let ctx = Arc::new(WorkerCtx {
         shared: shared.clone(),
         sub_id: sub_id.clone(),
@@ -146,6 +195,10 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         meters: shared.metrics.meters(&sub_id, kind.as_str()),
         ordering,
         hold: Hold::default(),
+        policy: shared.policy.with(&own),
+        throttle: own
+            .rate_per_second
+            .map(|rate| Arc::new(Throttle::per_second(rate))),
     });
     // Lanes parked before a restart wait again, with their events found in the log. That
     // read may wait for the log (see `parking::restore`): the tail must not wait for it.
@@ -194,7 +247,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             (w.room(), w.wants_read(), w.read_pos())
         };
         if inbox.is_none() && read_error_until.is_none() && read_pos >= router.position() {
-            inbox = router.attach(&sub_id, read_pos, view.clone(), wake.clone());
+            inbox = router.attach(&sub_id, read_pos, view.clone(), wake.clone(), stats.clone());
         }
         drop(gate.take());
         let mut can_read = false;
@@ -224,7 +277,14 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                     .await
                 {
                     Ok(records) if records.is_empty() => can_read = false,
-                    Ok(records) => accept(&mut lock(), &current, opts.ordering, records, &sub_id),
+                    Ok(records) => accept(
+                        &mut lock(),
+                        &current,
+                        opts.ordering,
+                        records,
+                        &sub_id,
+                        &stats,
+                    ),
                     Err(e) => {
                         stats.failed(&format!("cannot read the event log: {e}"));
                         read_error_until = Some(Instant::now() + Duration::from_secs(1));
@@ -237,7 +297,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
         let (batches, drains, next_due, position, in_flight, wants_read) = {
             let mut w = lock();
             let mut batches = Vec::new();
-            while w.active < opts.max_parallel_instances {
+            while w.active < lanes_at_once {
                 let Some(batch) = w.take_ready(ctx.max_batch) else {
                     break;
                 };
@@ -249,7 +309,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
             let mut drains = Vec::new();
             if w.next_due().is_some() {
                 let now_ms = chrono::Utc::now().timestamp_millis();
-                while w.active < opts.max_parallel_instances {
+                while w.active < lanes_at_once {
                     let Some(drain) = w.take_due(now_ms, ctx.max_batch) else {
                         break;
                     };
@@ -258,9 +318,7 @@ pub(crate) async fn run(args: RunnerArgs) -> RunnerExit {
                 }
             }
             // A full in-flight limit wakes this runner when a worker ends instead.
-            let next_due = (w.active < opts.max_parallel_instances)
-                .then(|| w.next_due())
-                .flatten();
+            let next_due = (w.active < lanes_at_once).then(|| w.next_due()).flatten();
             // Durable within a commit interval, with every other subscription's cursor.
             if let Some(position) = w.progress() {
                 shared.cursors.stage(&sub_id, position);
@@ -360,11 +418,20 @@ fn accept(
     default_ordering: OrderBy,
     records: Vec<Record>,
     sub_id: &str,
+    stats: &SubStats,
 ) {
     let ordering = view.ordering(default_ordering);
     for record in records {
         match LoggedEvent::decode(&record) {
-            Ok(event) if view.wants(&event) => window.queue(ordering, Item::live(event)),
+            Ok(event) if view.wants(&event) => {
+                if view.passes_record(&record, &event) {
+                    window.queue(ordering, Item::live(event));
+                } else {
+                    // Filtered, not undelivered: the cursor moves past it.
+                    stats.filtered.fetch_add(1, Ordering::Relaxed);
+                    window.advance(record.sequence);
+                }
+            }
             Ok(_) => window.advance(record.sequence),
             Err(e) => {
                 tracing::warn!(subscription = sub_id, error = %e, "skipping undecodable record");

@@ -241,6 +241,18 @@ impl StateStore {
             .cloned()
     }
 
+    /// Whether any of `sequences` has retry state for `subscription` (one lock per batch).
+    pub(crate) fn any_retrying(
+        &self,
+        subscription: &str,
+        mut sequences: impl Iterator<Item = u64>,
+    ) -> bool {
+        match self.lock().retries.get(subscription) {
+            Some(retries) if !retries.is_empty() => sequences.any(|s| retries.contains_key(&s)),
+            _ => false,
+        }
+    }
+
     /// The subscription's dead letters, oldest sequence first.
     pub(crate) fn dead_letters(&self, subscription: &str) -> Vec<DeadLetter> {
         self.lock()

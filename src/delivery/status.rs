@@ -35,6 +35,9 @@ pub struct SubscriptionStatus {
     pub failures: u64,
     /// Events delivered since the process started.
     pub delivered: u64,
+    /// Events its filter dropped since the process started (they move the cursor like
+    /// delivered ones: filtered, not undelivered).
+    pub filtered: u64,
     /// Events in the dead-letter list.
     pub dead_letters: u64,
     /// Events waiting behind parked lanes: a lane (a chat, an instance) whose head event
@@ -61,6 +64,8 @@ pub(crate) struct SubStats {
     pub attempts: AtomicU64,
     pub failures: AtomicU64,
     pub delivered: AtomicU64,
+    /// Events the subscription's filter dropped.
+    pub filtered: AtomicU64,
     /// Failed attempts since the last success, for the disable-after-failures rule.
     pub consecutive_failures: AtomicU64,
     pub running: AtomicBool,

@@ -4,12 +4,14 @@
 //! cursor per subscription `id`. Ids are stable across restarts because cursors, dead
 //! letters and retry state are keyed by them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::EventKind;
-use crate::sinks::SinkKind;
+pub use crate::filter::Filter;
+pub use crate::sinks::SinkTarget;
 
 /// One destination that receives events with its own durable cursor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +46,11 @@ pub struct Subscription {
     /// server's `[delivery]` defaults.
     #[serde(default, skip_serializing_if = "Policy::is_default")]
     pub policy: Policy,
+    /// Which of the events it selects by scope and name it receives, by content
+    /// (`"filter"` in the sink object, [`Filter`]); empty = all. Compiled once when the
+    /// subscription starts or changes; an event it drops still moves the cursor.
+    #[serde(default, skip_serializing_if = "Filter::is_empty")]
+    pub filter: Filter,
 }
 
 /// A subscription's delivery policy: what its sink object's `"policy"` says. Every field is
@@ -54,6 +61,28 @@ pub struct Policy {
     /// Which events keep their relative order (`chat`, `instance` or `none`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering: Option<OrderBy>,
+    /// Attempts per event, the first included, before it is dead-lettered (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// The waits after the first, second, ... failed attempt, in milliseconds, instead of
+    /// the exponential schedule; the last one repeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delays_ms: Option<Vec<u64>>,
+    /// A webhook request's timeout, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// HTTP statuses that dead-letter at once instead of being retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_retryable_status_codes: Option<Vec<u16>>,
+    /// Most events per second, over all of the subscription's lanes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<u32>,
+    /// Most lanes (chats, with `ordering = chat`) in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Consecutive failed attempts after which the subscription is disabled; 0 = never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_after_failures: Option<u32>,
 }
 
 impl Policy {
@@ -108,85 +137,6 @@ pub enum Scope {
     AllInstances,
 }
 
-/// The sink a subscription delivers to, with that sink's per-subscription settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "sink", rename_all = "snake_case")]
-pub enum SinkTarget {
-    /// An HTTP endpoint.
-    Webhook(WebhookTarget),
-    /// RabbitMQ: per-instance exchange and queues, or the global exchange.
-    Rabbitmq {
-        /// True for the global exchange/prefix topology.
-        global: bool,
-    },
-    /// SQS FIFO queues.
-    Sqs {
-        /// True for the global prefix topology.
-        global: bool,
-    },
-    /// Kafka topics.
-    Kafka {
-        /// True for the `{prefix}.global.{event}` topics.
-        global: bool,
-    },
-}
-
-/// A webhook endpoint's settings. Its `Debug` hides the secret, so no log line can carry it.
-#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct WebhookTarget {
-    /// The endpoint URL.
-    pub url: String,
-    /// Append `/{kebab-event}` to the URL (Evolution's `byEvents`).
-    #[serde(default)]
-    pub by_events: bool,
-    /// Evolution's `base64` flag (media as base64); stored and echoed.
-    #[serde(default)]
-    pub base64: bool,
-    /// Extra headers sent with every request.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Signing secret; unsigned when absent. `whsec_...` for Standard Webhooks, the secret
-    /// string itself (its UTF-8 bytes are the key) for [`SigningScheme::Linq`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    /// How `secret` signs a request. Absent in records written before the field existed,
-    /// hence the default.
-    #[serde(default, skip_serializing_if = "SigningScheme::is_default")]
-    pub signing: SigningScheme,
-}
-
-impl std::fmt::Debug for WebhookTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookTarget")
-            .field("url", &self.url)
-            .field("by_events", &self.by_events)
-            .field("base64", &self.base64)
-            .field("headers", &self.headers)
-            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
-            .field("signing", &self.signing)
-            .finish()
-    }
-}
-
-/// How a webhook request is signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SigningScheme {
-    /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over
-    /// `{id}.{timestamp}.{body}` (Svix's Standard Webhooks).
-    #[default]
-    StandardWebhooks,
-    /// Linq's: `X-Webhook-Signature: <hex>` over `{timestamp}.{body}`, with
-    /// `X-Webhook-Timestamp` and `X-Webhook-Event`, so Linq receivers verify unchanged.
-    Linq,
-}
-
-impl SigningScheme {
-    fn is_default(&self) -> bool {
-        *self == SigningScheme::StandardWebhooks
-    }
-}
-
 /// Everything the delivery engine needs from the registry, published whole on every change.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SubscriptionSet {
@@ -194,34 +144,28 @@ pub struct SubscriptionSet {
     pub subscriptions: Vec<Subscription>,
     /// Instance name -> the instance's own number, for phone-number filters.
     pub instance_numbers: HashMap<String, String>,
-}
-
-impl SinkTarget {
-    /// Whether "all events" includes custom (provider-only) events for this target.
-    /// RabbitMQ and SQS queues are named after Evolution's events, and a custom event has
-    /// no Evolution queue: sending it would only fill dead letters.
-    pub fn carries_custom_events(&self) -> bool {
-        !matches!(self, SinkTarget::Rabbitmq { .. } | SinkTarget::Sqs { .. })
-    }
-
-    /// The sink kind that serves this target (the key of the engine's sink registry).
-    pub fn kind(&self) -> SinkKind {
-        match self {
-            SinkTarget::Webhook(_) => SinkKind::Webhook,
-            SinkTarget::Rabbitmq { .. } => SinkKind::Rabbitmq,
-            SinkTarget::Sqs { .. } => SinkKind::Sqs,
-            SinkTarget::Kafka { .. } => SinkKind::Kafka,
-        }
-    }
+    /// Instance name -> its token, sent as `apikey` in envelopes; empty unless
+    /// `auth.expose_in_envelope` is set.
+    pub instance_tokens: HashMap<String, Arc<str>>,
 }
 
 impl Subscription {
     /// Whether this subscription wants an event of `instance` named `event` (dotted).
     /// `instance_number` is the instance's own number, for `phone_numbers` filters.
     pub fn wants(&self, instance: &str, instance_number: Option<&str>, event: &str) -> bool {
-        if !self.enabled {
-            return false;
+        self.enabled && self.selects(instance, instance_number, event)
+    }
+
+    /// Whether the subscription's scope covers `instance`.
+    pub fn covers(&self, instance: &str) -> bool {
+        match &self.scope {
+            Scope::Instance(name) => name == instance,
+            Scope::AllInstances => true,
         }
+    }
+
+    /// [`Subscription::wants`], enabled or not: what its scope and filters select.
+    pub fn selects(&self, instance: &str, instance_number: Option<&str>, event: &str) -> bool {
         if let Scope::Instance(name) = &self.scope {
             if name != instance {
                 return false;
@@ -255,12 +199,15 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sinks::rabbitmq::RabbitmqTarget;
+    use crate::sinks::webhook::WebhookTarget;
 
     fn sub(scope: Scope, events: Vec<EventKind>) -> Subscription {
         Subscription {
             policy: Default::default(),
+            filter: Default::default(),
             id: "t".into(),
-            target: SinkTarget::Rabbitmq { global: false },
+            target: SinkTarget::Rabbitmq(RabbitmqTarget { global: false }),
             scope,
             events,
             custom_events: vec![],
@@ -309,16 +256,6 @@ mod tests {
         assert!(s.wants("x", Some("5511999990000"), "call"));
         assert!(!s.wants("x", Some("5511999990001"), "call"));
         assert!(!s.wants("x", None, "call"));
-    }
-
-    #[test]
-    fn debug_output_hides_the_secret() {
-        let target = WebhookTarget {
-            secret: Some("whsec_topsecret".into()),
-            ..WebhookTarget::default()
-        };
-        let shown = format!("{target:?}");
-        assert!(!shown.contains("topsecret") && shown.contains("redacted"));
     }
 
     #[test]

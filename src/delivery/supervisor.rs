@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -13,7 +14,7 @@ use crate::delivery::error::DeliveryError;
 use crate::delivery::parking;
 use crate::delivery::runner::{self, RunnerArgs, RunnerCmd, RunnerExit, View};
 use crate::delivery::state::StateRecord;
-use crate::delivery::subscription::{OrderBy, Subscription, SubscriptionSet};
+use crate::delivery::subscription::{OrderBy, Scope, Subscription, SubscriptionSet};
 use crate::sinks::{SinkKind, SinkRegistry};
 
 /// Requests from [`crate::delivery::DeliveryEngine`].
@@ -32,6 +33,10 @@ pub(crate) enum Command {
 
 /// A runner's end: subscription id, runner generation, why.
 type Exit = (String, u64, RunnerExit);
+
+/// How long one preparation step (see [`crate::sinks::Prepare`]) may take before it is
+/// abandoned; sends prepare what they need anyway.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct RunnerHandle {
     generation: u64,
@@ -117,6 +122,7 @@ impl Supervisor {
     async fn reconcile(&mut self) {
         let set = self.set_rx.borrow_and_update().clone();
         let numbers = Arc::new(set.instance_numbers.clone());
+        let tokens = Arc::new(set.instance_tokens.clone());
         let mut seen = HashSet::new();
         for sub in &set.subscriptions {
             seen.insert(sub.id.clone());
@@ -135,16 +141,36 @@ impl Supervisor {
                 self.stop(&sub.id).await;
                 continue;
             };
+            // Compiled once per start or change of its filter, not at every registry change.
+            let running = self.runners.get(&sub.id).map(|h| h.view.borrow().clone());
+            let filter = match running.filter(|v| v.subscription.filter == sub.filter) {
+                Some(view) => view.filter.clone(),
+                None => match sub.filter.compile_narrowing() {
+                    Ok(filter) => filter,
+                    Err(e) => {
+                        // The API validates every filter it stores; only a record written by
+                        // a different version could get here.
+                        stats.set_stopped(Some(format!("its filter does not compile: {e}")));
+                        self.stop(&sub.id).await;
+                        continue;
+                    }
+                },
+            };
             stats.set_stopped(None);
             let view = Arc::new(View {
                 subscription: Arc::new(sub.clone()),
                 instance_numbers: numbers.clone(),
+                instance_tokens: tokens.clone(),
+                filter,
             });
             match self.runners.get(&sub.id) {
                 Some(handle)
                     if handle.kind == kind
-                        && handle.ordering == view.ordering(self.shared.options.ordering) =>
+                        && handle.ordering == view.ordering(self.shared.options.ordering)
+                        // The policy shapes the window and the workers: a change restarts.
+                        && handle.view.borrow().subscription.policy == sub.policy =>
                 {
+                    let settings_changed = *handle.view.borrow().subscription != *sub;
                     handle.view.send_if_modified(|current| {
                         let changed = **current != *view;
                         if changed {
@@ -152,10 +178,22 @@ impl Supervisor {
                         }
                         changed
                     });
+                    if settings_changed {
+                        self.prepare(sub, kind);
+                    }
                 }
                 _ => {
+                    // A subscription without a cursor has never run here: its destination
+                    // is prepared as it starts. One with a cursor was prepared when it
+                    // first started (a restart does not declare every queue again); the
+                    // configured global ones are prepared at every start, as config may
+                    // have changed their topology.
+                    let new = matches!(self.shared.log.cursor(&sub.id).await, Ok(None));
                     self.stop(&sub.id).await;
                     self.start(sub, kind, sink, view);
+                    if new || sub.scope == Scope::AllInstances {
+                        self.prepare(sub, kind);
+                    }
                 }
             }
         }
@@ -243,6 +281,35 @@ impl Supervisor {
                 join,
             },
         );
+    }
+
+    /// Runs the sink's preparation step for `sub` in the background (declaring its queues,
+    /// see [`crate::sinks::Prepare`]): it never holds delivery or the supervisor back.
+    fn prepare(&self, sub: &Subscription, kind: SinkKind) {
+        let Some(preparer) = self.sinks.preparer(kind) else {
+            return;
+        };
+        let sub = sub.clone();
+        let cancel = self.shared.cancel.clone();
+        self.shared.tracker.spawn(async move {
+            let prepared = tokio::select! {
+                _ = cancel.cancelled() => return,
+                prepared = tokio::time::timeout(PREPARE_TIMEOUT, preparer.prepare(&sub)) => prepared,
+            };
+            match prepared {
+                Ok(Ok(())) => {
+                    tracing::info!(subscription = %sub.id, sink = %kind, "destination prepared")
+                }
+                Ok(Err(error)) => tracing::warn!(
+                    subscription = %sub.id, sink = %kind, %error,
+                    "preparing the destination failed; each send prepares what it needs"
+                ),
+                Err(_) => tracing::warn!(
+                    subscription = %sub.id, sink = %kind,
+                    "preparing the destination timed out; each send prepares what it needs"
+                ),
+            }
+        });
     }
 
     /// Stops a runner and waits until it has committed its cursor.

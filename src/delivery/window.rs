@@ -267,6 +267,29 @@ impl Window {
         Some(take_batch(&mut queue.items, max_batch))
     }
 
+    /// Marks events finished (delivered or dead-lettered) while their lane's worker still
+    /// has later batches out (a pipelining sink, see [`Window::take_more`]): they leave the
+    /// window, the lane stays busy.
+    pub(crate) fn finish(&mut self, tracked: &[u64]) {
+        for sequence in tracked {
+            self.unfinished.remove(sequence);
+        }
+    }
+
+    /// The next batch of a busy `lane` whose earlier batches are still out, for a sink that
+    /// keeps order between outstanding sends (`Sink::pipelines`): only events read at the
+    /// cursor (a redrive waits until nothing is out), at most `max_batch`. The lane stays
+    /// busy either way; its worker ends through [`Window::finish_and_next`].
+    pub(crate) fn take_more(&mut self, lane: &str, max_batch: usize) -> Option<Vec<Item>> {
+        let queue = self.queues.get_mut(lane)?;
+        match queue.items.front() {
+            Some(item) if item.origin == Origin::Live => {
+                Some(take_batch(&mut queue.items, max_batch))
+            }
+            _ => None,
+        }
+    }
+
     /// Parks `lane`, whose worker gives up retrying in memory: `finished` events of its
     /// batch are done, `waiting` ones (in order) wait for `due_ms`, and so do the lane's
     /// queued events read at the cursor. None of them holds the cursor any more. The lane's

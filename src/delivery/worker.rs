@@ -11,6 +11,7 @@
 //! (its head is due) drains it: the head batch, then the following parked events, until
 //! the lane flows again or its head fails again.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -19,16 +20,18 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use crate::attempts::{AttemptRecord, AttemptResult, FORMAT_VERSION};
 use crate::delivery::engine::Shared;
 use crate::delivery::metrics::Meters;
 use crate::delivery::parking::{self, Hold, Prefetch};
+use crate::delivery::policy::{RetryPolicy, Throttle};
 use crate::delivery::runner::View;
 use crate::delivery::state::{Attempt, AttemptOutcome, DeadLetter, RetryState, StateRecord};
 use crate::delivery::status::SubStats;
 use crate::delivery::subscription::OrderBy;
 use crate::delivery::window::{DrainNext, Item, Origin, Window};
 use crate::envelope::LoggedEvent;
-use crate::sinks::{Outcome, Sink};
+use crate::sinks::{Answer, Outcome, Sink, Submitted};
 
 /// What a worker tells its runner besides progress (which goes through the window).
 #[derive(Debug)]
@@ -79,6 +82,10 @@ pub(crate) struct WorkerCtx {
     pub ordering: OrderBy,
     /// The retention hold of the subscription's parked events (see `parking.rs`).
     pub hold: Hold,
+    /// The engine's retry policy with the subscription's own choices over it.
+    pub policy: RetryPolicy,
+    /// The subscription's `policy.rate_per_second`, shared by all its lanes.
+    pub throttle: Option<Arc<Throttle>>,
 }
 
 impl WorkerCtx {
@@ -141,6 +148,28 @@ async fn deliver_with(
         } else {
             ctx.ordering
         };
+        if !draining && ctx.sink.pipelines() && items.iter().all(|i| i.origin == Origin::Live) {
+            match pipeline(&ctx, &lane, items, cancelled.as_mut()).await {
+                PipelineEnd::Idle => return,
+                PipelineEnd::Next(next) => {
+                    items = next;
+                    let fresh = items.iter().all(|i| i.origin == Origin::Live)
+                        && !ctx
+                            .shared
+                            .state
+                            .any_retrying(&ctx.sub_id, items.iter().map(|i| i.event.sequence));
+                    if fresh {
+                        continue;
+                    }
+                }
+                PipelineEnd::Retry(retry) => items = retry,
+                PipelineEnd::Stopped(reason) => {
+                    let _ = ctx.reports.send(Report::Stop { reason });
+                    return;
+                }
+                PipelineEnd::Cancelled => return,
+            }
+        }
         let end = deliver_batch(&ctx, &lane, ordering, items, cancelled.as_mut()).await;
         let (tracked, redriven) = match end {
             BatchEnd::Finished { tracked, redriven } => (tracked, redriven),
@@ -199,6 +228,164 @@ async fn deliver_with(
     }
 }
 
+/// Most batches of one lane out at once with a pipelining sink (`Sink::pipelines`); the
+/// window bounds the events.
+const PIPELINE_DEPTH: usize = 4;
+
+/// A batch handed to a pipelining sink, waiting for its outcomes.
+struct Outstanding {
+    events: Vec<LoggedEvent>,
+    at_ms: i64,
+    started: Instant,
+    outcomes: Submitted,
+}
+
+/// How a lane's pipelined run ended.
+enum PipelineEnd {
+    /// The lane has nothing queued: the worker ends (the window knows).
+    Idle,
+    /// Nothing is out any more, and these need the retrying path (`deliver_batch`), in
+    /// order: events that need another attempt, then the events held back behind them.
+    Retry(Vec<Item>),
+    /// Nothing is out and nothing failed; the lane's next batch (a redrive, events with
+    /// retry state of their own, or events read since the last look).
+    Next(Vec<Item>),
+    Stopped(String),
+    Cancelled,
+}
+
+/// Delivers a lane through a sink that keeps order between outstanding sends: the lane's
+/// next batch is handed over while earlier ones still wait for their answers, at most
+/// [`PIPELINE_DEPTH`] out. Outcomes are taken in order. Once an event needs another
+/// attempt nothing more is handed over: the batches out are answered, and their failed
+/// events (with everything held back) go to the retrying path together, as one batch of
+/// a batch sink would (a later event may have been delivered before an earlier one is
+/// retried). Only events read at the cursor without retry state come here.
+async fn pipeline(
+    ctx: &WorkerCtx,
+    lane: &str,
+    items: Vec<Item>,
+    mut cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
+) -> PipelineEnd {
+    let mut out: VecDeque<Outstanding> = VecDeque::with_capacity(PIPELINE_DEPTH);
+    let mut next = Some(items);
+    // Events that need another attempt, and events held back behind them.
+    let mut failed: Vec<Item> = Vec::new();
+    let mut held: Vec<Item> = Vec::new();
+    loop {
+        while let Some(batch) = next.take() {
+            let retrying = ctx
+                .shared
+                .state
+                .any_retrying(&ctx.sub_id, batch.iter().map(|i| i.event.sequence));
+            if !failed.is_empty() || retrying {
+                // Its own schedule (or an earlier failure) decides when it goes.
+                held.extend(batch);
+                break;
+            }
+            let mut events: Vec<LoggedEvent> = batch.into_iter().map(|i| i.event).collect();
+            attach_tokens(ctx, &mut events);
+            if let Some(throttle) = &ctx.throttle {
+                tokio::select! {
+                    _ = cancelled.as_mut() => return PipelineEnd::Cancelled,
+                    _ = throttle.admit(events.len()) => {}
+                }
+            }
+            let subscription = ctx.view.borrow().subscription.clone();
+            let at_ms = now_ms();
+            let started = Instant::now();
+            let outcomes = tokio::select! {
+                _ = cancelled.as_mut() => return PipelineEnd::Cancelled,
+                outcomes = ctx.sink.submit(&subscription, &events) => outcomes,
+            };
+            out.push_back(Outstanding {
+                events,
+                at_ms,
+                started,
+                outcomes,
+            });
+            if out.len() < PIPELINE_DEPTH {
+                next = ctx.lock().take_more(lane, ctx.max_batch);
+            }
+        }
+        let Some(front) = out.pop_front() else {
+            break;
+        };
+        let outcomes = tokio::select! {
+            _ = cancelled.as_mut() => return PipelineEnd::Cancelled,
+            outcomes = front.outcomes => outcomes,
+        };
+        let elapsed = front.started.elapsed();
+        ctx.meters.send_seconds.observe(elapsed.as_secs_f64());
+        let mut finished = Vec::with_capacity(front.events.len());
+        let mut stop = None;
+        let mut outcomes = outcomes.into_iter();
+        for event in front.events {
+            let outcome = outcomes.next().unwrap_or(Outcome::Retry {
+                after: None,
+                reason: "the sink returned no outcome for this event".into(),
+            });
+            let mut p = Progress {
+                attempts: Vec::new(),
+                tries: 0,
+                next_attempt_ms: 0,
+                redrive: false,
+            };
+            let sent = Sent {
+                at_ms: front.at_ms,
+                elapsed,
+                answer: Answer::default(),
+            };
+            let keep = handle(ctx, &event, &mut p, outcome, sent, &mut stop).await;
+            if keep {
+                failed.push(Item::live(event));
+            } else {
+                finished.push(event.sequence);
+            }
+        }
+        if let Some(reason) = stop {
+            // What is still out stays unfinished: the cursor resumes at it.
+            return PipelineEnd::Stopped(reason);
+        }
+        let wake = {
+            let mut window = ctx.lock();
+            let room_before = window.room();
+            window.finish(&finished);
+            stage_progress(ctx, &mut window);
+            if failed.is_empty() && held.is_empty() && next.is_none() {
+                next = window.take_more(lane, ctx.max_batch);
+            }
+            window.needs_runner(room_before, false)
+        };
+        if wake {
+            ctx.wake.notify_one();
+        }
+    }
+    if !failed.is_empty() || !held.is_empty() {
+        failed.append(&mut held);
+        return PipelineEnd::Retry(failed);
+    }
+    // Nothing is out and nothing failed: the lane goes on with what its queue holds (a
+    // redrive, or events with a schedule of their own) or ends.
+    let (next, wake) = {
+        let mut window = ctx.lock();
+        let room_before = window.room();
+        let next = window.finish_and_next(lane, &[], ctx.max_batch);
+        if next.is_none() {
+            window.active = window.active.saturating_sub(1);
+        }
+        let wake = window.needs_runner(room_before, next.is_none());
+        (next, wake)
+    };
+    if wake {
+        ctx.wake.notify_one();
+    }
+    match next {
+        Some(batch) => PipelineEnd::Next(batch),
+        None => PipelineEnd::Idle,
+    }
+}
+
 /// Drains a parked lane whose head is due: reads its head batch back from the log and
 /// delivers it, then the rest of the lane (see [`deliver`]).
 pub(crate) async fn drain(ctx: Arc<WorkerCtx>, lane: Arc<str>, sequences: Vec<u64>) {
@@ -221,6 +408,18 @@ pub(crate) async fn drain(ctx: Arc<WorkerCtx>, lane: Arc<str>, sequences: Vec<u6
         items
     };
     deliver_with(ctx, lane, items, prefetch).await
+}
+
+/// Gives each event its instance's token for the envelope's `apikey`, when the server
+/// exposes tokens (`auth.expose_in_envelope`; the set carries none otherwise).
+fn attach_tokens(ctx: &WorkerCtx, events: &mut [LoggedEvent]) {
+    let view = ctx.view.borrow();
+    if view.instance_tokens.is_empty() {
+        return;
+    }
+    for event in events {
+        event.apikey = view.instance_tokens.get(&event.event.instance).cloned();
+    }
 }
 
 /// Stages the commit position if it moved, and publishes the in-flight figures.
@@ -411,6 +610,7 @@ async fn deliver_batch<'a>(
         events.push(item.event);
         progress.push(p);
     }
+    attach_tokens(ctx, &mut events);
 
     while !events.is_empty() {
         let due = progress
@@ -426,12 +626,18 @@ async fn deliver_batch<'a>(
                 _ = sleep => {}
             }
         }
+        if let Some(throttle) = &ctx.throttle {
+            tokio::select! {
+                _ = cancelled.as_mut() => return BatchEnd::Cancelled,
+                _ = throttle.admit(events.len()) => {}
+            }
+        }
         let subscription = ctx.view.borrow().subscription.clone();
         let at_ms = now_ms();
         let started = Instant::now();
         let outcomes = tokio::select! {
             _ = cancelled.as_mut() => return BatchEnd::Cancelled,
-            outcomes = ctx.sink.send(&subscription, &events) => outcomes,
+            outcomes = ctx.sink.send_answered(&subscription, &events) => outcomes,
         };
         let elapsed = started.elapsed();
         ctx.meters.send_seconds.observe(elapsed.as_secs_f64());
@@ -441,11 +647,22 @@ async fn deliver_batch<'a>(
         let mut stop = None;
         let mut outcomes = outcomes.into_iter();
         for (event, mut p) in events.into_iter().zip(progress) {
-            let outcome = outcomes.next().unwrap_or(Outcome::Retry {
-                after: None,
-                reason: "the sink returned no outcome for this event".into(),
+            let (outcome, answer) = outcomes.next().unwrap_or_else(|| {
+                let reason = "the sink returned no outcome for this event".into();
+                (
+                    Outcome::Retry {
+                        after: None,
+                        reason,
+                    },
+                    Answer::default(),
+                )
             });
-            let keep = handle(ctx, &event, &mut p, outcome, at_ms, elapsed, &mut stop).await;
+            let sent = Sent {
+                at_ms,
+                elapsed,
+                answer,
+            };
+            let keep = handle(ctx, &event, &mut p, outcome, sent, &mut stop).await;
             if keep {
                 retry_events.push(event);
                 retry_progress.push(p);
@@ -460,7 +677,7 @@ async fn deliver_batch<'a>(
         // events are not parked (they are dead letters until delivered, behind the cursor).
         let parks = progress
             .iter()
-            .any(|p| !p.redrive && ctx.shared.policy.parks(p.tries));
+            .any(|p| !p.redrive && ctx.policy.parks(p.tries));
         if parks && redriven.is_empty() {
             let waiting: Vec<u64> = events.iter().map(|e| e.sequence).collect();
             let due_ms = progress
@@ -496,22 +713,61 @@ async fn deliver_batch<'a>(
     BatchEnd::Finished { tracked, redriven }
 }
 
+/// One send of an event: when it started, how long it took, what the destination said.
+struct Sent {
+    at_ms: i64,
+    elapsed: Duration,
+    answer: Answer,
+}
+
+/// Writes the attempt to the attempt log, when the engine keeps one (a push into memory).
+fn log_attempt(
+    ctx: &WorkerCtx,
+    event: &LoggedEvent,
+    attempt: u32,
+    sent: Sent,
+    outcome: AttemptResult,
+    error: Option<String>,
+) {
+    let Some(attempts) = &ctx.shared.attempts else {
+        return;
+    };
+    attempts.record(AttemptRecord {
+        v: FORMAT_VERSION,
+        subscription: ctx.sub_id.to_string(),
+        event_id: event.event.id,
+        sequence: event.sequence,
+        instance: event.event.instance.clone(),
+        message_id: crate::attempts::message_id(&event.event.data),
+        attempt,
+        at_ms: sent.at_ms,
+        duration_ms: sent.elapsed.as_millis() as u64,
+        outcome,
+        http_status: sent.answer.http_status,
+        error,
+        response: sent.answer.body,
+    });
+}
+
 /// Applies one outcome; returns whether the event needs another attempt.
 async fn handle(
     ctx: &WorkerCtx,
     event: &LoggedEvent,
     p: &mut Progress,
     outcome: Outcome,
-    at_ms: i64,
-    elapsed: Duration,
+    sent: Sent,
     stop: &mut Option<String>,
 ) -> bool {
     let sub = &*ctx.sub_id;
     ctx.stats.attempts.fetch_add(1, Ordering::Relaxed);
     ctx.meters.attempts.inc();
     p.tries += 1;
+    // Counted across redrives: a redriven event's history is in `attempts` already.
+    let number = p.attempts.len() as u32 + 1;
+    let (at_ms, elapsed) = (sent.at_ms, sent.elapsed);
     let (kind, reason, hint) = match outcome {
         Outcome::Delivered => {
+            log_attempt(ctx, event, number, sent, AttemptResult::Delivered, None);
             ctx.stats.succeeded();
             ctx.meters.delivered.inc();
             let age = chrono::Utc::now() - event.received_at;
@@ -544,7 +800,14 @@ async fn handle(
         reason: reason.clone(),
         duration_ms: elapsed.as_millis() as u64,
     });
-    let limit = ctx.shared.policy.disable_after_failures;
+    let dead = kind == AttemptOutcome::Permanent || ctx.policy.exhausted(p.tries);
+    let logged = if dead && kind != AttemptOutcome::Disable {
+        AttemptResult::Permanent
+    } else {
+        AttemptResult::Retry
+    };
+    log_attempt(ctx, event, number, sent, logged, Some(reason.clone()));
+    let limit = ctx.policy.disable_after_failures;
     if kind == AttemptOutcome::Disable {
         *stop = Some(reason);
         return true;
@@ -554,10 +817,10 @@ async fn handle(
             "{run} consecutive failed attempts (last: {reason})"
         ));
     }
-    if kind == AttemptOutcome::Permanent || ctx.shared.policy.exhausted(p.tries) {
+    if dead {
         return !dead_letter(ctx, event, p).await;
     }
-    let delay = ctx.shared.policy.delay(p.tries, hint);
+    let delay = ctx.policy.delay(p.tries, hint);
     p.next_attempt_ms = now_ms() + delay.as_millis() as i64;
     if !p.redrive {
         let record = StateRecord::Retry {
@@ -600,7 +863,7 @@ async fn dead_letter(ctx: &WorkerCtx, event: &LoggedEvent, p: &mut Progress) -> 
         }
         Err(e) => {
             tracing::error!(subscription = sub, error = %e, "cannot record dead letter");
-            p.next_attempt_ms = now_ms() + ctx.shared.policy.max_delay.as_millis() as i64;
+            p.next_attempt_ms = now_ms() + ctx.policy.max_delay.as_millis() as i64;
             false
         }
     }

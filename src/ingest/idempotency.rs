@@ -301,7 +301,8 @@ impl PartitionIndex {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             for record in &records {
                 // A record that does not decode holds no key; its readers report it.
-                let Ok(keys) = serde_json::from_slice::<Keys>(&record.payload) else {
+                let json = crate::envelope::event_json(&record.payload).unwrap_or_default();
+                let Ok(keys) = serde_json::from_slice::<Keys>(json) else {
                     continue;
                 };
                 if let Some(key) = keys.key {

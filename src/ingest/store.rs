@@ -24,7 +24,7 @@ pub struct Owner<'a> {
 pub enum StoreError {
     /// An event could not be encoded (nothing is ever stored in its place).
     #[error("an event cannot be encoded: {0}")]
-    Encode(#[from] serde_json::Error),
+    Encode(#[from] crate::envelope::EventFormatError),
     /// The log refused the append.
     #[error(transparent)]
     Log(#[from] LogError),

@@ -10,6 +10,7 @@
 //! registry's control records and the delivery state alike.
 
 pub mod embedded;
+pub mod header;
 pub mod kafka;
 mod partitions;
 

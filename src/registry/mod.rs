@@ -70,6 +70,8 @@ pub struct Registry {
     writer: Mutex<()>,
     /// Subscriptions that come from config (global sinks), not from control records.
     global: Vec<Subscription>,
+    /// Whether published sets carry the instances' tokens (`auth.expose_in_envelope`).
+    expose_tokens: bool,
     published: watch::Sender<Arc<SubscriptionSet>>,
     /// Control records skipped because they do not decode, in log order.
     unreadable: std::sync::Mutex<Vec<UnreadableRecord>>,
@@ -82,13 +84,15 @@ pub fn token_digest(token: &str) -> String {
 }
 
 impl Registry {
-    /// Replays `log` into a projection. `global` are the config-defined subscriptions.
+    /// Replays `log` into a projection. `global` are the config-defined subscriptions;
+    /// with `expose_tokens` the published sets carry each instance's token for envelopes.
     pub async fn open(
         log: Arc<dyn EventLog>,
         global: Vec<Subscription>,
+        expose_tokens: bool,
     ) -> Result<Arc<Registry>, RegistryError> {
         let state = Projection::default();
-        let set = Arc::new(Self::subscription_set(&state, &global));
+        let set = Arc::new(Self::subscription_set(&state, &global, expose_tokens));
         let (published, _) = watch::channel(set);
         let registry = Arc::new(Registry {
             log,
@@ -96,6 +100,7 @@ impl Registry {
             applied: std::sync::atomic::AtomicU64::new(0),
             writer: Mutex::new(()),
             global,
+            expose_tokens,
             published,
             unreadable: std::sync::Mutex::new(Vec::new()),
         });
@@ -151,7 +156,8 @@ impl Registry {
             self.applied.store(from, Ordering::Release);
         }
         if from != start {
-            let set = self.read(|state| Self::subscription_set(state, &self.global));
+            let set =
+                self.read(|state| Self::subscription_set(state, &self.global, self.expose_tokens));
             self.published.send_replace(Arc::new(set));
         }
         Ok(())
@@ -176,12 +182,22 @@ impl Registry {
         }
     }
 
-    fn subscription_set(state: &Projection, global: &[Subscription]) -> SubscriptionSet {
-        let mut subscriptions = global.to_vec();
+    fn subscription_set(
+        state: &Projection,
+        global: &[Subscription],
+        expose_tokens: bool,
+    ) -> SubscriptionSet {
+        let mut subscriptions: Vec<Subscription> =
+            global.iter().map(|g| state.shape(g.clone())).collect();
         subscriptions.extend(state.subscriptions());
         SubscriptionSet {
             subscriptions,
             instance_numbers: state.instance_numbers(),
+            instance_tokens: if expose_tokens {
+                state.instance_tokens()
+            } else {
+                Default::default()
+            },
         }
     }
 
@@ -228,6 +244,11 @@ impl Registry {
     /// The subscriptions, updated on every change.
     pub fn subscriptions(&self) -> watch::Receiver<Arc<SubscriptionSet>> {
         self.published.subscribe()
+    }
+
+    /// The subscription set as last published.
+    pub fn current_subscriptions(&self) -> Arc<SubscriptionSet> {
+        self.published.borrow().clone()
     }
 
     /// The instance an instance token belongs to.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::records::{
     ControlRecord, InstanceCreated, NamedMeta, ProviderSettings, SinkKind, SinkSet,
 };
-use crate::delivery::subscription::{Scope, SinkTarget, Subscription};
+use crate::delivery::subscription::{Filter, Policy, Scope, Subscription};
 
 /// One instance as the registry knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +40,34 @@ pub struct Projection {
     pub named: BTreeMap<String, NamedSubscription>,
     /// Instance name by token digest, for auth.
     tokens: HashMap<String, String>,
+    /// The filter and policy users gave subscriptions the registry does not hold (the
+    /// config-defined global ones), by id; laid over them by [`Projection::shape`].
+    pub shaped: BTreeMap<String, Shape>,
+}
+
+/// A subscription's filter and policy as `PATCH /subscriptions/{id}` last set them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shape {
+    /// The filter, if one was set.
+    pub filter: Option<Filter>,
+    /// The policy, if one was set.
+    pub policy: Option<Policy>,
+}
+
+impl Projection {
+    /// `subscription` (one the registry does not hold: a config-defined global one) with
+    /// the filter and policy a user gave it.
+    pub fn shape(&self, mut subscription: Subscription) -> Subscription {
+        if let Some(shape) = self.shaped.get(&subscription.id) {
+            if let Some(filter) = &shape.filter {
+                subscription.filter = filter.clone();
+            }
+            if let Some(policy) = &shape.policy {
+                subscription.policy = policy.clone();
+            }
+        }
+        subscription
+    }
 }
 
 /// The subscription id of a per-instance sink. Derived from the instance id, not its name,
@@ -105,6 +133,39 @@ impl Projection {
             ControlRecord::SubscriptionDeleted { id } => {
                 self.named.remove(id);
             }
+            ControlRecord::SubscriptionShaped {
+                id, filter, policy, ..
+            } => {
+                if let Some(named) = self.named.get_mut(id) {
+                    if let Some(filter) = filter {
+                        named.subscription.filter = filter.clone();
+                    }
+                    if let Some(policy) = policy {
+                        named.subscription.policy = policy.clone();
+                    }
+                    return;
+                }
+                for instance in self.instances.values_mut() {
+                    for (kind, set) in instance.sinks.iter_mut() {
+                        if instance_subscription_id(*kind, &instance.created) == *id {
+                            if let Some(filter) = filter {
+                                set.filter = filter.clone();
+                            }
+                            if let Some(policy) = policy {
+                                set.policy = policy.clone();
+                            }
+                            return;
+                        }
+                    }
+                }
+                let shape = self.shaped.entry(id.clone()).or_default();
+                if filter.is_some() {
+                    shape.filter = filter.clone();
+                }
+                if policy.is_some() {
+                    shape.policy = policy.clone();
+                }
+            }
             ControlRecord::SubscriptionEnabled {
                 id,
                 enabled,
@@ -141,15 +202,12 @@ impl Projection {
         let mut out = Vec::new();
         for instance in self.instances.values() {
             for (kind, set) in &instance.sinks {
-                let target = match kind {
-                    SinkKind::Webhook => match &set.webhook {
-                        Some(hook) if !hook.url.is_empty() => SinkTarget::Webhook(hook.clone()),
-                        _ => continue,
-                    },
-                    SinkKind::Rabbitmq => SinkTarget::Rabbitmq { global: false },
-                    SinkKind::Sqs => SinkTarget::Sqs { global: false },
-                    SinkKind::Kafka => SinkTarget::Kafka { global: false },
-                    SinkKind::Websocket => continue,
+                // Listeners (no descriptor) read the log themselves.
+                let Some(sink) = kind.descriptor() else {
+                    continue;
+                };
+                let Some(target) = (sink.instance_target)(set.settings().as_ref()) else {
+                    continue;
                 };
                 let id = instance_subscription_id(*kind, &instance.created);
                 out.push(Subscription {
@@ -163,6 +221,7 @@ impl Projection {
                     start_sequence: set.start_sequence,
                     start_positions: set.start_positions.clone(),
                     policy: set.policy.clone(),
+                    filter: set.filter.clone(),
                 });
             }
         }
@@ -175,6 +234,14 @@ impl Projection {
         self.instances
             .values()
             .filter_map(|i| Some((i.created.name.clone(), i.created.number.clone()?)))
+            .collect()
+    }
+
+    /// Instance name -> its token, for envelopes that carry it (`auth.expose_in_envelope`).
+    pub fn instance_tokens(&self) -> HashMap<String, std::sync::Arc<str>> {
+        self.instances
+            .values()
+            .map(|i| (i.created.name.clone(), i.created.token.as_str().into()))
             .collect()
     }
 

@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::catalog::EventKind;
-use crate::delivery::subscription::{Policy, Subscription, WebhookTarget};
+use crate::delivery::subscription::{Filter, Policy, Subscription};
+use crate::sinks::webhook::WebhookTarget;
+/// Which per-instance sink a [`SinkSet`] configures (stored by its name).
+pub use crate::sinks::SinkKind;
+use crate::sinks::SinkTarget;
 
 /// One change to the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +49,23 @@ pub enum ControlRecord {
     SubscriptionDeleted {
         /// Subscription id.
         id: String,
+    },
+    /// A user reshaped a subscription (`PATCH /subscriptions/{id}`): whichever of its filter
+    /// and policy is present replaces the current one (an empty one clears it). Applies to
+    /// any subscription: a per-instance sink's is written into its last `SinkSet`, a named
+    /// one's into its subscription, and a config-defined global one's is kept beside the
+    /// config (`Projection::shaped`).
+    SubscriptionShaped {
+        /// Subscription id.
+        id: String,
+        /// The new filter, if it changes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<Filter>,
+        /// The new delivery policy, if it changes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<Policy>,
+        /// When.
+        at: DateTime<Utc>,
     },
     /// The delivery engine disabled a subscription (410 Gone, a failure run), or a user
     /// re-enabled it.
@@ -86,49 +107,6 @@ pub struct InstanceCreated {
     pub created_at: DateTime<Utc>,
 }
 
-/// Which per-instance sink a [`SinkSet`] configures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SinkKind {
-    /// HTTP webhook.
-    Webhook,
-    /// RabbitMQ.
-    Rabbitmq,
-    /// Amazon SQS.
-    Sqs,
-    /// WebSocket / socket.io listeners.
-    Websocket,
-    /// Kafka.
-    Kafka,
-}
-
-impl SinkKind {
-    /// Every kind, in route order.
-    pub const ALL: [SinkKind; 5] = [
-        SinkKind::Webhook,
-        SinkKind::Rabbitmq,
-        SinkKind::Sqs,
-        SinkKind::Websocket,
-        SinkKind::Kafka,
-    ];
-
-    /// The name in routes and bodies (`/rabbitmq/set`, `{"rabbitmq":{...}}`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::Webhook => "webhook",
-            SinkKind::Rabbitmq => "rabbitmq",
-            SinkKind::Sqs => "sqs",
-            SinkKind::Websocket => "websocket",
-            SinkKind::Kafka => "kafka",
-        }
-    }
-
-    /// Parses a route segment.
-    pub fn parse(name: &str) -> Option<SinkKind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
-
 /// The body of [`ControlRecord::SinkSet`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SinkSet {
@@ -143,6 +121,10 @@ pub struct SinkSet {
     /// Webhook settings (webhook sink only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookTarget>,
+    /// Another sink's own settings, as its target (absent in older records and for sinks
+    /// that store none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<SinkTarget>,
     /// Where a cursor created by this change starts (the log's end at the time of the call).
     pub start_sequence: u64,
     /// Every partition's start, with a partitioned log (see `Subscription::start_positions`).
@@ -151,8 +133,35 @@ pub struct SinkSet {
     /// The delivery policy the sink object chose (absent in older records: the defaults).
     #[serde(default, skip_serializing_if = "Policy::is_default")]
     pub policy: Policy,
+    /// The filter the sink object chose (absent in older records: none).
+    #[serde(default, skip_serializing_if = "Filter::is_empty")]
+    pub filter: Filter,
     /// When.
     pub at: DateTime<Utc>,
+}
+
+impl SinkSet {
+    /// The sink's own settings stored with this set, as a target (only a webhook's endpoint
+    /// is stored today, in `webhook`).
+    pub fn settings(&self) -> Option<SinkTarget> {
+        self.webhook
+            .clone()
+            .map(SinkTarget::Webhook)
+            .or_else(|| self.target.clone())
+    }
+
+    /// The stored form of a sink's own `settings` other than a webhook's.
+    pub fn stored_target(settings: Option<SinkTarget>) -> Option<SinkTarget> {
+        settings.filter(|t| !matches!(t, SinkTarget::Webhook(_)))
+    }
+
+    /// The stored form of a sink's own `settings` (see [`SinkSet::settings`]).
+    pub fn stored_settings(settings: Option<SinkTarget>) -> Option<WebhookTarget> {
+        match settings {
+            Some(SinkTarget::Webhook(hook)) => Some(hook),
+            _ => None,
+        }
+    }
 }
 
 /// Per-instance provider settings.

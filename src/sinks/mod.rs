@@ -4,13 +4,26 @@
 //! cursors and dead letters live once, in `delivery`.
 
 pub mod kafka;
+pub mod nats;
+pub mod pusher;
 pub mod rabbitmq;
 pub mod sqs;
 pub mod webhook;
 
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::Arc;
+mod descriptor;
+mod serving;
+pub mod settings;
+mod table;
+
+pub use descriptor::{
+    BuildContext, BuildError, BuildFuture, BuiltSink, ConfigSection, GlobalTarget, Prepare,
+    SinkDescriptor,
+};
+pub use serving::SinkRegistry;
+pub use table::{SinkKind, SinkTarget, SINKS};
+
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,6 +57,20 @@ pub enum Outcome {
     },
 }
 
+/// What the destination answered besides the outcome, for the attempt log
+/// (`src/attempts/`): an HTTP sink's status and the start of its response body. Brokers
+/// have neither; their error is the outcome's reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status, when the destination answered over HTTP.
+    pub http_status: Option<u16>,
+    /// The first [`ANSWER_BODY_BYTES`] of the response body (lossy UTF-8), when it had one.
+    pub body: Option<String>,
+}
+
+/// How much of a response body an [`Answer`] keeps.
+pub const ANSWER_BODY_BYTES: usize = 1024;
+
 /// A destination kind. One value serves every subscription of its kind.
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
@@ -55,71 +82,40 @@ pub trait Sink: Send + Sync + 'static {
     /// Sends `events` (consecutive events of one instance, in sequence order) for
     /// `subscription`. Returns one outcome per event, in the same order.
     async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome>;
-}
 
-/// The kinds of sink a subscription can target; the key of a [`SinkRegistry`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SinkKind {
-    /// HTTP webhooks.
-    Webhook,
-    /// RabbitMQ.
-    Rabbitmq,
-    /// Amazon SQS (or a compatible server).
-    Sqs,
-    /// Kafka topics.
-    Kafka,
-}
+    /// [`Sink::send`] with what the destination answered for each event, for the attempt
+    /// log. The default answers nothing beyond the outcome (brokers); an HTTP sink
+    /// overrides it and implements `send` through it.
+    async fn send_answered(
+        &self,
+        subscription: &Subscription,
+        events: &[LoggedEvent],
+    ) -> Vec<(Outcome, Answer)> {
+        self.send(subscription, events)
+            .await
+            .into_iter()
+            .map(|outcome| (outcome, Answer::default()))
+            .collect()
+    }
 
-impl SinkKind {
-    /// The lower-case name used in metrics labels and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::Webhook => "webhook",
-            SinkKind::Rabbitmq => "rabbitmq",
-            SinkKind::Sqs => "sqs",
-            SinkKind::Kafka => "kafka",
-        }
+    /// Whether batches handed over one after another ([`Sink::submit`]) reach the
+    /// destination in that order while earlier ones are still unanswered (Kafka's
+    /// idempotent producer keeps one ordered stream per partition). The engine then keeps
+    /// several batches of a lane out at once instead of waiting for each answer; a lane
+    /// whose sink says no has one batch out at a time.
+    fn pipelines(&self) -> bool {
+        false
+    }
+
+    /// Hands `events` over to the destination's ordered stream and returns once they are
+    /// queued there, with a future of their outcomes (one per event, in order). Called
+    /// only when [`Sink::pipelines`]; the default sends and answers at once.
+    async fn submit(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Submitted {
+        let outcomes = self.send(subscription, events).await;
+        Box::pin(std::future::ready(outcomes))
     }
 }
 
-impl fmt::Display for SinkKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which sink serves each kind. Adding a sink to the server is one
-/// `.with(SinkKind::X, Arc::new(XSink::new(..)))` line; subscriptions of a kind with no sink
-/// registered stay idle (their cursor does not move) and show it in their status.
-#[derive(Clone, Default)]
-pub struct SinkRegistry {
-    sinks: HashMap<SinkKind, Arc<dyn Sink>>,
-}
-
-impl SinkRegistry {
-    /// An empty registry.
-    pub fn new() -> SinkRegistry {
-        SinkRegistry::default()
-    }
-
-    /// Registers (or replaces) the sink serving `kind`.
-    pub fn with(mut self, kind: SinkKind, sink: Arc<dyn Sink>) -> SinkRegistry {
-        self.sinks.insert(kind, sink);
-        self
-    }
-
-    /// The sink serving `kind`, if one is registered.
-    pub fn get(&self, kind: SinkKind) -> Option<Arc<dyn Sink>> {
-        self.sinks.get(&kind).cloned()
-    }
-}
-
-impl fmt::Debug for SinkRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut kinds: Vec<_> = self.sinks.keys().collect();
-        kinds.sort();
-        f.debug_struct("SinkRegistry")
-            .field("kinds", &kinds)
-            .finish()
-    }
-}
+/// The outcomes of a batch handed over by [`Sink::submit`], resolved once the destination
+/// answered every event of it.
+pub type Submitted = Pin<Box<dyn Future<Output = Vec<Outcome>> + Send + 'static>>;

@@ -39,6 +39,9 @@ pub struct Handshake {
     pub principal: Option<Principal>,
     /// `from_sequence` from the query string.
     pub from: Option<u64>,
+    /// The content filter of the query string (`from_me`, `chat_types`, `chats`,
+    /// `message_types`); a CONNECT packet's `auth.filter` object replaces it.
+    pub content: crate::filter::Filter,
     /// Resolves a key sent in a CONNECT packet.
     pub authenticate: Authenticate,
 }
@@ -168,9 +171,14 @@ async fn connect(
         let instance = ns.trim_start_matches('/').to_string();
         let selection = Selection {
             instances: Some([instance].into_iter().collect()),
-            events: None,
+            ..Selection::default()
         };
         (selection, true)
+    };
+    let mut selection = selection;
+    selection.content = match auth.get("filter") {
+        Some(filter) => crate::filter::Filter::from_value(filter).map_err(|e| e.to_string())?,
+        None => handshake.content.clone(),
     };
     let selection = authorize(hub, &principal, selection).map_err(|e| e.message)?;
     let filter = Filter::new(selection, hub.registry.clone(), instance_settings);

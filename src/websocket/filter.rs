@@ -1,21 +1,33 @@
-//! Which events a subscription receives: its own instance and event choices, narrowed by
-//! each instance's `/websocket/set` settings.
+//! Which events a subscription receives: its own instance and event choices and its
+//! content filter (`crate::filter`: query parameters `from_me`, `chat_types`, `chats`,
+//! `message_types`, or a subscribe message's `filter`), narrowed by each instance's
+//! `/websocket/set` settings.
+//!
+//! The content filter reads each frame's facts, decoded once per event by the hub; an
+//! expression (`match`) parses the event's `data` (from the frame's envelope) only when
+//! the structured clauses pass, once per event and listener.
 
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use super::hub::Frame;
 use crate::catalog::{EventKind, UnknownEvent};
+use crate::filter::CompiledFilter;
 use crate::registry::records::SinkKind;
 use crate::registry::Registry;
 
 /// A subscription's filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selection {
     /// Instance names; `None` means every instance.
     pub instances: Option<BTreeSet<String>>,
     /// Dotted event names; `None` means every event.
     pub events: Option<BTreeSet<&'static str>>,
+    /// The content filter, as every subscription has one; empty = every event.
+    pub content: crate::filter::Filter,
 }
 
 impl Selection {
@@ -39,6 +51,7 @@ impl Selection {
         Ok(Selection {
             instances: (!instances.is_empty()).then_some(instances),
             events: (!events.is_empty()).then_some(events),
+            content: crate::filter::Filter::default(),
         })
     }
 
@@ -57,17 +70,41 @@ pub struct Filter {
     /// Whether the instance's `/websocket/set` settings narrow the stream (they do for `/ws`
     /// and instance namespaces; Evolution's global mode sends everything).
     instance_settings: bool,
+    /// `selection.content`, compiled once; `None` when it has no clause. `Err` only for a
+    /// filter that did not validate (never built by the API): it then passes nothing.
+    content: Result<Option<Arc<CompiledFilter>>, ()>,
 }
 
 impl Filter {
     /// A filter over `selection`; `instance_settings` applies each instance's websocket
     /// `enabled` and `events`.
     pub fn new(selection: Selection, registry: Arc<Registry>, instance_settings: bool) -> Filter {
+        let content = selection.content.compile_narrowing().map_err(|e| {
+            tracing::error!(error = %e, "a listener's filter does not compile; it passes nothing");
+        });
         Filter {
             selection,
             registry,
             instance_settings,
+            content,
         }
+    }
+
+    /// Whether `frame` passes the content filter.
+    fn content_accepts(&self, frame: &Frame) -> bool {
+        let compiled = match &self.content {
+            Ok(None) => return true,
+            Ok(Some(compiled)) => compiled,
+            Err(()) => return false,
+        };
+        // `data` only when an expression asks, parsed from the envelope the frame carries.
+        let envelope = OnceCell::new();
+        compiled.matches_with(&frame.facts, || {
+            envelope
+                .get_or_init(|| serde_json::from_str::<Value>(&frame.envelope).ok())
+                .as_ref()
+                .and_then(|e| e.get("data"))
+        })
     }
 
     /// The selection.
@@ -88,6 +125,9 @@ impl Filter {
             .as_ref()
             .is_some_and(|set| !set.contains(&*frame.event))
         {
+            return false;
+        }
+        if !self.content_accepts(frame) {
             return false;
         }
         // Names are reused after a delete: while an instance of this name exists, only the

@@ -1,6 +1,7 @@
 //! The shared tail: one task reads every new batch of the event log once, renders each
 //! event's websocket envelope once, and publishes the batch to every listener.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -11,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::WsMetrics;
 use crate::config::WebsocketConfig;
 use crate::envelope::LoggedEvent;
+use crate::filter::EventFacts;
 use crate::log::{EventLog, LogError};
 use crate::registry::Registry;
 
@@ -36,6 +38,9 @@ pub struct Frame {
     pub event: Box<str>,
     /// The websocket envelope as JSON text (no `destination`); cloning shares the bytes.
     pub envelope: Utf8Bytes,
+    /// The event's filter facts (from the record's header; extracted for older records),
+    /// what listeners' content filters read.
+    pub facts: EventFacts,
 }
 
 /// Consecutive log records, as frames.
@@ -108,10 +113,15 @@ impl Hub {
     pub async fn read(&self, from: u64) -> Result<Batch, LogError> {
         let records = self.log.read(from, READ_RECORDS, READ_BYTES).await?;
         let next = records.last().map_or(from, |r| r.sequence + 1);
+        // The instances' tokens, when the server exposes them (`auth.expose_in_envelope`).
+        let set = self.registry.current_subscriptions();
         let frames = records
             .iter()
             .filter_map(|record| match LoggedEvent::decode(record) {
-                Ok(event) => Some(self.frame(&event)),
+                Ok(event) => {
+                    let facts = crate::envelope::record_facts(&record.payload, &event.event);
+                    Some(self.frame(&event, &set.instance_tokens, facts))
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "skipping an undecodable event record");
                     None
@@ -125,8 +135,15 @@ impl Hub {
         })
     }
 
-    fn frame(&self, event: &LoggedEvent) -> Frame {
-        let json = event.envelope(&self.server_url).to_vec();
+    fn frame(
+        &self,
+        event: &LoggedEvent,
+        tokens: &HashMap<String, Arc<str>>,
+        facts: EventFacts,
+    ) -> Frame {
+        let mut envelope = event.envelope(&self.server_url);
+        envelope.apikey = tokens.get(&event.event.instance).map(|t| &**t);
+        let json = envelope.to_vec();
         // serde_json always writes UTF-8; an empty envelope would only mean a bug upstream.
         let envelope = String::from_utf8(json).unwrap_or_default().into();
         Frame {
@@ -136,6 +153,7 @@ impl Hub {
             received_at: event.received_at,
             event: event.event.event.as_str().into(),
             envelope,
+            facts,
         }
     }
 

@@ -3,7 +3,8 @@
 //! text, `sequence` included.
 //!
 //! A subscribe message: `{"action":"subscribe","instances":["a"],"events":["messages.upsert"],
-//! "from_sequence":N}` (every field optional; `instance`/`event` accepted too). The server
+//! "from_sequence":N,"filter":{...}}` (every field optional; `instance`/`event` accepted
+//! too; `filter` is a subscription's content filter, replacing the query string's). The server
 //! answers `{"subscribed":{...}}` and continues from `from_sequence`, or, without it, right
 //! after the last event the previous subscription looked at, with events accepted before
 //! the message still following the old selection: no gap, no duplicate, one switch point.
@@ -73,6 +74,9 @@ struct SubscribeMessage {
     events: OneOrMany,
     #[serde(default)]
     from_sequence: Option<u64>,
+    /// The content filter (`crate::filter::Filter`'s shape); absent = none.
+    #[serde(default)]
+    filter: Option<serde_json::Value>,
 }
 
 /// A name or a list of names.
@@ -105,7 +109,11 @@ fn parse_subscribe(hub: &Hub, principal: &Principal, text: &str) -> Result<Reque
     if msg.action != "subscribe" {
         return Err(ApiError::validation("action", "must be \"subscribe\""));
     }
-    let selection = Selection::parse(&msg.instances.into_vec(), &msg.events.into_vec())?;
+    let mut selection = Selection::parse(&msg.instances.into_vec(), &msg.events.into_vec())?;
+    if let Some(filter) = &msg.filter {
+        selection.content = crate::filter::Filter::from_value(filter)
+            .map_err(|e| crate::api::instance_body::filter_error(e, "filter"))?;
+    }
     Ok(Request {
         selection: authorize(hub, principal, selection)?,
         from: msg.from_sequence,
@@ -190,11 +198,14 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, principal: Principal, reque
             .is_none()
             .then(|| (switch_at, running.filter.clone()));
         let from = *request.from.get_or_insert(position);
-        let ack = json!({"subscribed": {
+        let mut ack = json!({"subscribed": {
             "instances": request.selection.instances,
             "events": request.selection.events,
             "from_sequence": from,
         }});
+        if !request.selection.content.is_empty() {
+            ack["subscribed"]["filter"] = json!(request.selection.content);
+        }
         if !outbox
             .push(Outgoing {
                 sequence: None,

@@ -62,6 +62,7 @@ pub fn unique(prefix: &str) -> String {
 pub fn event(instance: &str, name: &str, sequence: u64, data: &str) -> LoggedEvent {
     let data = RawValue::from_string(data.to_string()).unwrap();
     LoggedEvent {
+        apikey: None,
         sequence,
         received_at: Utc
             .timestamp_millis_opt(1_758_749_877_000 + sequence as i64)
@@ -86,6 +87,7 @@ pub fn event(instance: &str, name: &str, sequence: u64, data: &str) -> LoggedEve
 pub fn subscription(target: SinkTarget, instance: Option<&str>) -> Subscription {
     Subscription {
         policy: Default::default(),
+        filter: Default::default(),
         id: format!("test:{}", unique("sub")),
         target,
         scope: match instance {
@@ -175,6 +177,34 @@ pub fn assert_in_order(queue: &str, got: &[String], expected: &[String]) -> usiz
     );
     assert!(firsts == expected, "queue {queue}: messages out of order");
     got.len() - firsts.len()
+}
+
+/// Waits until `queue` exists (declared by the server, not by us: a passive declare, retried
+/// on a fresh channel, since a failed one closes its channel); panics after `within`.
+pub async fn wait_for_queue(uri: &str, queue: &str, within: Duration) {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::FieldTable;
+    let conn = lapin::Connection::connect(uri, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let ch = conn.create_channel().await.expect("channel");
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        match ch
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                panic!("queue {queue} does not exist after {within:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// Reads `queue` until `n` distinct message ids arrived (or the deadline); returns the

@@ -15,12 +15,12 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Router;
 use switchyard::delivery::{
     DeliveryEngine, DisableRequest, EngineDeps, EngineOptions, RetryPolicy, Scope, SinkTarget,
-    Subscription, SubscriptionSet, SubscriptionStatus, WebhookTarget,
+    Subscription, SubscriptionSet, SubscriptionStatus,
 };
 use switchyard::envelope::StoredEvent;
 use switchyard::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use switchyard::log::{EventLog, FsyncPolicy};
-use switchyard::sinks::webhook::{WebhookOptions, WebhookSink};
+use switchyard::sinks::webhook::{WebhookOptions, WebhookSink, WebhookTarget};
 use switchyard::sinks::{SinkKind, SinkRegistry};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -198,6 +198,7 @@ pub fn fast_policy(max_attempts: u32) -> RetryPolicy {
         disable_after_failures: 0,
         // The server's default: retries beyond the third go through parking.
         park_after_attempts: 3,
+        delays: Vec::new(),
     }
 }
 
@@ -221,6 +222,7 @@ impl Harness {
         let (set, set_rx) = watch::channel(Arc::new(SubscriptionSet {
             subscriptions,
             instance_numbers: HashMap::new(),
+            instance_tokens: HashMap::new(),
         }));
         let (disable_tx, disables) = mpsc::unbounded_channel();
         let sinks = SinkRegistry::new().with(
@@ -244,6 +246,7 @@ impl Harness {
             metrics: switchyard::delivery::DeliveryMetrics::register(&metrics).unwrap(),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
+            attempts: None,
         })
         .await
         .unwrap();
@@ -272,6 +275,7 @@ impl Harness {
         self.set.send_replace(Arc::new(SubscriptionSet {
             subscriptions,
             instance_numbers: HashMap::new(),
+            instance_tokens: HashMap::new(),
         }));
     }
 
@@ -286,6 +290,7 @@ impl Harness {
 pub fn webhook(id: &str, url: &str, secret: Option<&str>, start_sequence: u64) -> Subscription {
     Subscription {
         policy: Default::default(),
+        filter: Default::default(),
         id: id.to_owned(),
         target: SinkTarget::Webhook(WebhookTarget {
             url: url.to_owned(),

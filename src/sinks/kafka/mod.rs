@@ -5,26 +5,45 @@
 //! - `producer.rs`: the librdkafka settings (ours, then the config's pass-through
 //!   `properties`, then the guarantees we rely on) and the producer itself.
 //! - `topics.rs`: topic names, their validation, and creating them once (AdminClient).
-//! - `sink.rs`: the [`Sink`](crate::sinks::Sink): key, headers, body, enqueue a batch, await
-//!   every delivery report, classify.
+//! - `sink.rs`: the [`Sink`](crate::sinks::Sink): key (Evolution's: the instance, or
+//!   `{instance}-{event}` on global topics; or the chat), headers, body, enqueue a batch,
+//!   await every delivery report, classify.
+//! - `config.rs`: the `[kafka]` section ([`KafkaConfig`], also the Kafka log engine's
+//!   connection) and its Evolution env names.
+//! - `registration.rs`: [`SINK`], the sink in the registration table.
 
+mod config;
 mod producer;
+mod registration;
 mod sink;
 mod topics;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::config::{Config, KafkaConfig};
+use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
+
+pub use config::KafkaConfig;
 pub use producer::{client_config, KafkaSinkError};
-pub use sink::{message_key, KafkaSink};
+pub use registration::SINK;
+pub use sink::{message_key, record_key, KafkaSink};
 pub use topics::{topic_for, TopicError};
+
+/// A Kafka subscription's settings. Stored in control records
+/// (`{"sink":"kafka","global":...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaTarget {
+    /// True for the `{prefix}.global.{event}` topics; false for the instance's own.
+    pub global: bool,
+}
 
 /// What the message key is; all events with one key land in one partition, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeyBy {
-    /// The instance name (Evolution's key): one ordered stream per instance and event.
+    /// Evolution's keys: the instance name on its own topics, `{instance}-{event}` on
+    /// global ones; one ordered stream per instance and event either way.
     #[default]
     Instance,
     /// The chat (`data.key.remoteJid`), falling back to the instance when an event has none:

@@ -15,10 +15,12 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::producer::{producer, KafkaSinkError};
 use super::topics::{topic_for, Topics};
+use super::KafkaTarget;
 use super::{KafkaOptions, KeyBy};
+use crate::catalog;
 use crate::delivery::subscription::{SinkTarget, Subscription};
 use crate::envelope::LoggedEvent;
-use crate::sinks::{Outcome, Sink};
+use crate::sinks::{Outcome, Sink, Submitted};
 
 /// Produces events to Kafka topics with an idempotent producer.
 pub struct KafkaSink {
@@ -73,6 +75,7 @@ impl KafkaSink {
     async fn enqueue(
         &self,
         topic: &str,
+        global: bool,
         event: &LoggedEvent,
         pending: &mut [Pending],
         oldest: &mut usize,
@@ -81,7 +84,7 @@ impl KafkaSink {
         let timestamp = event.received_at.timestamp_millis();
         envelope.timestamp = Some(timestamp);
         let body = envelope.to_vec();
-        let key = message_key(self.options.key_by, event);
+        let key = record_key(self.options.key_by, global, event);
         let timestamp_text = timestamp.to_string();
         let id = event.event.id.to_string();
         let headers = [
@@ -125,14 +128,23 @@ impl Sink for KafkaSink {
     }
 
     async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome> {
-        let SinkTarget::Kafka { global } = subscription.target else {
+        self.submit(subscription, events).await.await
+    }
+
+    fn pipelines(&self) -> bool {
+        true
+    }
+
+    async fn submit(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Submitted {
+        let SinkTarget::Kafka(KafkaTarget { global }) = subscription.target else {
             let reason = "not a Kafka subscription".to_owned();
-            return events
+            let outcomes = events
                 .iter()
                 .map(|_| Outcome::Permanent {
                     reason: reason.clone(),
                 })
                 .collect();
+            return Box::pin(std::future::ready(outcomes));
         };
         let prefix = &self.options.topic_prefix;
         let topics: Vec<String> = events
@@ -145,18 +157,24 @@ impl Sink for KafkaSink {
         for (event, topic) in events.iter().zip(&topics) {
             let next = match failed.get(topic.as_str()) {
                 Some(outcome) => Pending::Done(outcome.clone()),
-                None => self.enqueue(topic, event, &mut pending, &mut oldest).await,
+                None => {
+                    self.enqueue(topic, global, event, &mut pending, &mut oldest)
+                        .await
+                }
             };
             pending.push(next);
         }
-        let mut outcomes = Vec::with_capacity(pending.len());
-        for item in pending {
-            outcomes.push(match item {
-                Pending::Done(outcome) => outcome,
-                Pending::Waiting(mut delivery) => report(&mut delivery).await,
-            });
-        }
-        outcomes
+        // Everything is queued in the producer; the reports arrive in the producer's order.
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(pending.len());
+            for item in pending {
+                outcomes.push(match item {
+                    Pending::Done(outcome) => outcome,
+                    Pending::Waiting(mut delivery) => report(&mut delivery).await,
+                });
+            }
+            outcomes
+        })
     }
 }
 
@@ -205,13 +223,27 @@ fn retry(reason: String) -> Outcome {
     }
 }
 
-/// The message key of an event: the instance name, or with [`KeyBy::Chat`] the chat it is
-/// about (`StoredEvent::chat`, derived at ingest; the instance when the event is about no
-/// chat, as connection updates are).
+/// The message key of an event on its instance's own topic: the instance name, or with
+/// [`KeyBy::Chat`] the chat it is about (`StoredEvent::chat`, derived at ingest; the
+/// instance when the event is about no chat, as connection updates are).
 pub fn message_key(key_by: KeyBy, event: &LoggedEvent) -> String {
     match (&event.event.chat, key_by) {
         (Some(chat), KeyBy::Chat) => chat.clone(),
         _ => event.event.instance.clone(),
+    }
+}
+
+/// The key of an event's record: [`message_key`] on the instance's own topics; on a global
+/// topic Evolution's `{instance}-{event}` ([`catalog::kafka_global_key`]), which keeps each
+/// instance's events of the topic in one partition, in order, as the instance key does on
+/// its own topics. With [`KeyBy::Chat`] an event about a chat is keyed by the chat in both
+/// modes: that setting asks for conversations spread over partitions.
+pub fn record_key(key_by: KeyBy, global: bool, event: &LoggedEvent) -> String {
+    let by_chat = key_by == KeyBy::Chat && event.event.chat.is_some();
+    if global && !by_chat {
+        catalog::kafka_global_key(&event.event.instance, &event.event.event)
+    } else {
+        message_key(key_by, event)
     }
 }
 
@@ -225,6 +257,7 @@ mod tests {
     fn event(data: &str) -> LoggedEvent {
         let data = RawValue::from_string(data.into()).unwrap();
         LoggedEvent {
+            apikey: None,
             sequence: 1,
             received_at: chrono::Utc::now(),
             event: StoredEvent {
@@ -248,6 +281,20 @@ mod tests {
         let with_chat = event(r#"{"key":{"remoteJid":"5511@s.whatsapp.net","id":"A"}}"#);
         assert_eq!(message_key(KeyBy::Instance, &with_chat), "inst");
         assert_eq!(message_key(KeyBy::Chat, &with_chat), "5511@s.whatsapp.net");
+        assert_eq!(record_key(KeyBy::Instance, false, &with_chat), "inst");
+        assert_eq!(
+            record_key(KeyBy::Instance, true, &with_chat),
+            "inst-messages.upsert"
+        );
+        assert_eq!(
+            record_key(KeyBy::Chat, true, &with_chat),
+            "5511@s.whatsapp.net"
+        );
+        let no_chat = event(r#"{"state":"open"}"#);
+        assert_eq!(
+            record_key(KeyBy::Chat, true, &no_chat),
+            "inst-messages.upsert"
+        );
         for data in [
             r#"{"state":"open"}"#,
             r#"[1,2]"#,

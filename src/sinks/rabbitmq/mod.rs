@@ -8,6 +8,9 @@
 //! - `message`: the AMQP body (the envelope, no `destination`) and properties.
 //! - `sink`: [`RabbitmqSink`], the [`crate::sinks::Sink`] that pipelines a batch of
 //!   publishes and classifies each event by its own confirm.
+//! - `config`: the `[rabbitmq]` section ([`RabbitmqConfig`]) and its Evolution env names.
+//! - `registration`: [`SINK`], the sink in the registration table, and its `Prepare`: a
+//!   subscription's exchange, queues and bindings are declared when it starts or changes.
 //!
 //! # Guarantees
 //! Every publish is `mandatory` and persistent on a confirm-mode channel; an event is
@@ -24,12 +27,26 @@
 //! early copy of some of them, which consumers drop by `message_id` (at-least-once, as
 //! after any reconnect). Events bound for other queues keep their own outcome.
 
+mod config;
 mod connection;
 mod error;
 mod message;
+mod registration;
 mod sink;
 mod topology;
 
+pub use config::RabbitmqConfig;
 pub use connection::LinkOptions;
 pub use error::RabbitmqError;
+pub use registration::SINK;
 pub use sink::RabbitmqSink;
+
+use serde::{Deserialize, Serialize};
+
+/// A RabbitMQ subscription's settings. Stored in control records (`{"sink":"rabbitmq","global":...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RabbitmqTarget {
+    /// True for the global exchange and its prefixed queues; false for the instance's own
+    /// exchange and queues.
+    pub global: bool,
+}

@@ -15,8 +15,9 @@ use super::connection::{Link, LinkOptions, Manager};
 use super::error::RabbitmqError;
 use super::message;
 use super::topology::{self, GlobalNames, Route};
+use super::RabbitmqConfig;
+use super::RabbitmqTarget;
 use crate::catalog::EventKind;
-use crate::config::RabbitmqConfig;
 use crate::delivery::subscription::{SinkTarget, Subscription};
 use crate::envelope::LoggedEvent;
 use crate::sinks::{Outcome, Sink};
@@ -235,7 +236,7 @@ impl Sink for RabbitmqSink {
 
     async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome> {
         let global = match subscription.target {
-            SinkTarget::Rabbitmq { global } => global.then_some(&self.global),
+            SinkTarget::Rabbitmq(RabbitmqTarget { global }) => global.then_some(&self.global),
             _ => {
                 let reason = format!("subscription `{}` is not a RabbitMQ one", subscription.id);
                 return vec![Outcome::Permanent { reason }; events.len()];

@@ -14,8 +14,8 @@ use lapin::ExchangeKind;
 
 use super::connection::Link;
 use super::error::RabbitmqError;
+use super::RabbitmqConfig;
 use crate::catalog::EventKind;
-use crate::config::RabbitmqConfig;
 
 /// The global-mode names taken from the configuration.
 #[derive(Debug, Clone)]

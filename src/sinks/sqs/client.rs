@@ -6,7 +6,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::config::Credentials;
 
-use crate::config::SqsConfig;
+use super::SqsConfig;
 
 /// Bound on one SQS call, retries by the SDK included: a send never hangs past it.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,4 +1,7 @@
-//! One event as a `SendMessageBatch` entry: body, size check, group and dedup ids.
+//! One event as a `SendMessageBatch` entry: body, size check, group and dedup ids; and the
+//! small entry that points at a large event's envelope stored in S3.
+
+use serde_json::value::RawValue;
 
 use crate::envelope::LoggedEvent;
 
@@ -41,6 +44,10 @@ pub(crate) struct Entry {
 pub(crate) struct Oversize {
     /// The body's size in bytes.
     pub(crate) size: usize,
+    /// The body itself, to be stored elsewhere.
+    pub(crate) body: String,
+    /// The `MessageGroupId` it would have had.
+    pub(crate) group: String,
 }
 
 /// Builds the entry of `event`, or reports a body over `max_payload` bytes.
@@ -57,14 +64,59 @@ pub(crate) fn build(
     envelope.server = Some(server_name);
     // serde_json writes UTF-8; the lossy conversion never replaces anything.
     let body = String::from_utf8_lossy(&envelope.to_vec()).into_owned();
-    if body.len() > max_payload {
-        return Err(Oversize { size: body.len() });
-    }
+    finish(index, event, body, group_by, max_payload)
+}
+
+/// The entry that stands for `event` once its whole envelope is stored at `file_url`:
+/// Evolution's large-message form, the same envelope with `dataType: "s3"` and
+/// `data: {"fileUrl": ...}` (the provider's `raw`, when there is one, only in the stored
+/// copy). Fails with the reason when even that is over `max_payload` bytes.
+pub(crate) fn pointer(
+    index: usize,
+    event: &LoggedEvent,
+    server_url: &str,
+    server_name: &str,
+    group_by: GroupBy,
+    max_payload: usize,
+    file_url: &str,
+) -> Result<Entry, String> {
+    let data = serde_json::json!({ "fileUrl": file_url }).to_string();
+    let data = RawValue::from_string(data).map_err(|e| e.to_string())?;
+    let mut envelope = event.envelope(server_url);
+    envelope.data = &data;
+    envelope.raw = None;
+    envelope.data_type = Some("s3");
+    envelope.server = Some(server_name);
+    let body = String::from_utf8_lossy(&envelope.to_vec()).into_owned();
+    finish(index, event, body, group_by, max_payload).map_err(|oversize| {
+        format!(
+            "even the S3 pointer message is {} bytes, over the SQS limit of {max_payload} bytes \
+             (sqs.max_payload_size)",
+            oversize.size
+        )
+    })
+}
+
+/// The entry for `body`, or the oversize report.
+fn finish(
+    index: usize,
+    event: &LoggedEvent,
+    body: String,
+    group_by: GroupBy,
+    max_payload: usize,
+) -> Result<Entry, Oversize> {
     let group = match group_by {
         GroupBy::Instance => None,
         GroupBy::Chat => event.event.chat.clone(),
     }
     .unwrap_or_else(|| event.event.instance.clone());
+    if body.len() > max_payload {
+        return Err(Oversize {
+            size: body.len(),
+            body,
+            group,
+        });
+    }
     Ok(Entry {
         index,
         group,

@@ -7,8 +7,8 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::error::SqsError;
+use super::SqsConfig;
 use crate::catalog::EventKind;
-use crate::config::SqsConfig;
 
 /// SQS's limit on a queue name, `.fifo` included.
 const MAX_NAME: usize = 80;

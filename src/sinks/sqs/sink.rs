@@ -1,5 +1,6 @@
 //! [`SqsSink`]: group a batch by queue, send each queue's entries with `SendMessageBatch`
-//! (at most 10 entries and `max_payload_size` bytes per call), classify every entry.
+//! (at most 10 entries and `max_payload_size` bytes per call), classify every entry. An
+//! event over `max_payload_size` goes to S3 first when `[s3]` is on (`s3.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,11 +9,14 @@ use async_trait::async_trait;
 
 use super::batcher::{retry, Batcher, BATCH_ENTRIES};
 use super::client;
-use super::entry::{self, Entry, GroupBy};
+use super::entry::{self, Entry, GroupBy, Oversize};
 use super::error::SqsError;
 use super::queues::{Naming, Queues};
+use super::s3::{self, Offload};
+use super::SqsConfig;
+use super::SqsTarget;
 use crate::catalog::EventKind;
-use crate::config::SqsConfig;
+use crate::config::S3Config;
 use crate::delivery::subscription::{SinkTarget, Subscription};
 use crate::envelope::LoggedEvent;
 use crate::sinks::{Outcome, Sink};
@@ -28,6 +32,8 @@ pub struct SqsSink {
     server_name: String,
     group_by: GroupBy,
     max_payload: usize,
+    /// Where messages over `max_payload` go (`[s3]`); without it they are dead-lettered.
+    s3: Option<Offload>,
 }
 
 impl SqsSink {
@@ -63,7 +69,51 @@ impl SqsSink {
             server_name,
             group_by,
             max_payload: cfg.max_payload_size,
+            s3: None,
         })
+    }
+
+    /// Stores messages over `sqs.max_payload_size` in S3 as `cfg` says (when it is on)
+    /// and sends Evolution's `dataType: "s3"` message in their place.
+    pub async fn with_s3(mut self, cfg: &S3Config) -> SqsSink {
+        self.s3 = Offload::new(cfg).await;
+        self
+    }
+
+    /// An event over the size limit as an entry: its envelope stored in S3 (the object
+    /// named after the queue and the event id, so a re-send overwrites it) and the pointer
+    /// entry in its place. Without S3 it is permanent, with its size; a failed upload is a
+    /// retry.
+    async fn offload(
+        &self,
+        index: usize,
+        event: &LoggedEvent,
+        queue: &str,
+        oversize: Oversize,
+    ) -> Result<Entry, Outcome> {
+        let Some(store) = &self.s3 else {
+            let reason = format!(
+                "payload is {} bytes, over the SQS limit of {} bytes (sqs.max_payload_size), \
+                 and S3 is off (S3_ENABLED)",
+                oversize.size, self.max_payload
+            );
+            return Err(Outcome::Permanent { reason });
+        };
+        let key = s3::object_key(queue, &event.event.id.to_string());
+        let file_url = store
+            .upload(&key, oversize.body.into_bytes())
+            .await
+            .map_err(|reason| retry(&reason))?;
+        entry::pointer(
+            index,
+            event,
+            &self.server_url,
+            &self.server_name,
+            self.group_by,
+            self.max_payload,
+            &file_url,
+        )
+        .map_err(|reason| Outcome::Permanent { reason })
     }
 
     /// The underlying client (same endpoint and credentials), for tools and tests.
@@ -185,8 +235,8 @@ impl Sink for SqsSink {
 
     async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome> {
         let naming = match subscription.target {
-            SinkTarget::Sqs { global: true } => &self.global,
-            SinkTarget::Sqs { global: false } => &Naming::PerInstance,
+            SinkTarget::Sqs(SqsTarget { global: true }) => &self.global,
+            SinkTarget::Sqs(SqsTarget { global: false }) => &Naming::PerInstance,
             _ => {
                 let reason = format!("subscription `{}` is not an SQS one", subscription.id);
                 return vec![Outcome::Permanent { reason }; events.len()];
@@ -195,6 +245,8 @@ impl Sink for SqsSink {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         // (queue name, its entries in batch order), queues in order of first appearance.
         let mut by_queue: Vec<(String, Vec<Entry>)> = Vec::new();
+        // (queue, group) whose S3 upload failed: their later events wait, to keep order.
+        let mut held: HashSet<(String, String)> = HashSet::new();
         for (i, event) in events.iter().enumerate() {
             let queue = match naming.queue(&event.event.instance, &event.event.event) {
                 Ok(queue) => queue,
@@ -213,16 +265,28 @@ impl Sink for SqsSink {
                 self.group_by,
                 self.max_payload,
             );
+            let group = match &built {
+                Ok(entry) => entry.group.clone(),
+                Err(oversize) => oversize.group.clone(),
+            };
+            if held.contains(&(queue.clone(), group.clone())) {
+                let reason =
+                    format!("not sent: an earlier event of message group `{group}` failed");
+                outcomes[i] = Some(retry(&reason));
+                continue;
+            }
             let entry = match built {
                 Ok(entry) => entry,
-                Err(oversize) => {
-                    let reason = format!(
-                        "payload is {} bytes, over the SQS limit of {} bytes (sqs.max_payload_size)",
-                        oversize.size, self.max_payload
-                    );
-                    outcomes[i] = Some(Outcome::Permanent { reason });
-                    continue;
-                }
+                Err(oversize) => match self.offload(i, event, &queue, oversize).await {
+                    Ok(entry) => entry,
+                    Err(outcome) => {
+                        if matches!(outcome, Outcome::Retry { .. }) {
+                            held.insert((queue.clone(), group));
+                        }
+                        outcomes[i] = Some(outcome);
+                        continue;
+                    }
+                },
             };
             match by_queue.iter_mut().find(|(name, _)| *name == queue) {
                 Some((_, entries)) => entries.push(entry),

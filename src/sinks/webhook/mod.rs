@@ -1,19 +1,37 @@
 //! The webhook sink: Evolution's envelope POSTed to HTTP endpoints, with Standard Webhooks
 //! signatures, an SSRF guard, a pooled client and per-endpoint concurrency limits.
+//!
+//! A subscription's endpoint is a [`WebhookTarget`] (`target.rs`), read from request bodies
+//! by `settings.rs`; `config.rs` is the `[webhook]` section and `registration.rs` is
+//! [`SINK`], the sink in the registration table.
 
+mod config;
+mod jwt;
+mod registration;
 mod retry_after;
+mod settings;
 mod signing;
 mod sink;
 mod ssrf;
+mod target;
 
 use std::time::Duration;
 
-use crate::config::{Config, WebhookConfig};
+use crate::config::Config;
 
+pub use config::WebhookConfig;
+pub use jwt::{JWT_KEY_HEADER, JWT_LIFETIME_SECONDS};
+pub use registration::SINK;
 pub use retry_after::parse_retry_after;
 pub use signing::{InvalidSecret, SigningKey, SECRET_PREFIX};
 pub use sink::{destination_url, WebhookSink, WebhookSinkError};
 pub use ssrf::{is_public, RefusedTarget};
+// The SSRF policy, shared with the other sinks that reach a URL an instance chose.
+pub(crate) use sink::{drain, root_cause};
+pub(crate) use ssrf::{
+    check_literal, screen_proxied, GuardedResolver, ProxiedTargetError, Proxies,
+};
+pub use target::{SigningScheme, WebhookTarget};
 
 /// Settings of the webhook sink (from `[webhook]` and `server.url`).
 #[derive(Debug, Clone, PartialEq)]

@@ -9,21 +9,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER,
+};
 use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 use url::Url;
 
+use super::jwt::{self, JWT_KEY_HEADER};
 use super::retry_after::parse_retry_after;
 use super::signing::SigningKey;
 use super::ssrf::{
     check_literal, screen_proxied, GuardedResolver, ProxiedTargetError, Proxies, RefusedTarget,
 };
+use super::target::{SigningScheme, WebhookTarget};
 use super::WebhookOptions;
 use crate::catalog::EventKind;
-use crate::delivery::subscription::{SigningScheme, SinkTarget, Subscription, WebhookTarget};
+use crate::delivery::subscription::{Policy, SinkTarget, Subscription};
 use crate::envelope::LoggedEvent;
-use crate::sinks::{Outcome, Sink};
+use crate::sinks::{Answer, Outcome, Sink, ANSWER_BODY_BYTES};
 
 /// The client could not be built (TLS backend failure).
 #[derive(Debug, thiserror::Error)]
@@ -167,17 +171,26 @@ impl WebhookSink {
             .clone()
     }
 
-    async fn send_one(&self, target: &WebhookTarget, event: &LoggedEvent) -> Outcome {
+    /// Posts one event; `policy` is the subscription's (its timeout and non-retryable
+    /// statuses replace the sink's defaults).
+    async fn send_one(
+        &self,
+        target: &WebhookTarget,
+        policy: &Policy,
+        event: &LoggedEvent,
+    ) -> (Outcome, Answer) {
         let destination = destination_url(target, &event.event.event);
         let (url, limit) = match self.destination(&destination) {
             Ok(resolved) => resolved,
-            Err(reason) => return permanent(reason),
+            Err(reason) => return (permanent(reason), Answer::default()),
         };
         if !self.options.allow_private_targets && self.proxies.for_url(&url).is_some() {
             match screen_proxied(&url).await {
                 Ok(()) => {}
-                Err(ProxiedTargetError::Refused(refused)) => return permanent(refused.to_string()),
-                Err(unresolved) => return retry(None, unresolved.to_string()),
+                Err(ProxiedTargetError::Refused(refused)) => {
+                    return (permanent(refused.to_string()), Answer::default())
+                }
+                Err(unresolved) => return (retry(None, unresolved.to_string()), Answer::default()),
             }
         }
         let mut envelope = event.envelope(&self.options.server_url);
@@ -185,16 +198,27 @@ impl WebhookSink {
         let body = envelope.to_vec();
         let headers = match headers(target, event, &body, self) {
             Ok(headers) => headers,
-            Err(reason) => return permanent(reason),
+            Err(reason) => return (permanent(reason), Answer::default()),
         };
         let Ok(_permit) = limit.acquire_owned().await else {
-            return retry(None, "endpoint limiter closed".into());
+            return (
+                retry(None, "endpoint limiter closed".into()),
+                Answer::default(),
+            );
         };
+        let timeout = policy
+            .timeout_ms
+            .map_or(self.options.request_timeout, Duration::from_millis);
+        let non_retryable = policy
+            .non_retryable_status_codes
+            .as_deref()
+            .unwrap_or(&self.options.non_retryable_status_codes);
         match self
             .client
             .post(url)
             .headers(headers)
             .body(body)
+            .timeout(timeout)
             .send()
             .await
         {
@@ -205,58 +229,80 @@ impl WebhookSink {
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-                // Read the (small) body so the connection goes back to the pool.
-                drain(response).await;
-                self.classify(status, hint)
+                // Read the (small) body so the connection goes back to the pool, keeping
+                // its start for the attempt log.
+                let body = drain_kept(response, ANSWER_BODY_BYTES).await;
+                let answer = Answer {
+                    http_status: Some(status.as_u16()),
+                    body: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
+                };
+                (classify(status, hint, non_retryable), answer)
             }
-            Err(e) => self.classify_error(&e),
+            Err(e) => (classify_error(&e, timeout), Answer::default()),
         }
     }
+}
 
-    fn classify(&self, status: StatusCode, hint: Option<Duration>) -> Outcome {
-        let code = status.as_u16();
-        if status.is_success() {
-            Outcome::Delivered
-        } else if status == StatusCode::GONE {
-            Outcome::Disable {
-                reason: "the endpoint answered 410 Gone".into(),
-            }
-        } else if self.options.non_retryable_status_codes.contains(&code) {
-            permanent(format!("HTTP {code} (not retried)"))
-        } else {
-            retry(hint, format!("HTTP {code}"))
+/// The outcome of an HTTP answer; `non_retryable` statuses dead-letter at once.
+fn classify(status: StatusCode, hint: Option<Duration>, non_retryable: &[u16]) -> Outcome {
+    let code = status.as_u16();
+    if status.is_success() {
+        Outcome::Delivered
+    } else if status == StatusCode::GONE {
+        Outcome::Disable {
+            reason: "the endpoint answered 410 Gone".into(),
         }
+    } else if non_retryable.contains(&code) {
+        permanent(format!("HTTP {code} (not retried)"))
+    } else {
+        retry(hint, format!("HTTP {code}"))
     }
+}
 
-    fn classify_error(&self, e: &reqwest::Error) -> Outcome {
-        let mut source = e.source();
-        while let Some(err) = source {
-            if let Some(refused) = err.downcast_ref::<RefusedTarget>() {
-                return permanent(refused.to_string());
-            }
-            source = err.source();
+/// The outcome of a request that got no answer (`timeout` was the request's).
+fn classify_error(e: &reqwest::Error, timeout: Duration) -> Outcome {
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(refused) = err.downcast_ref::<RefusedTarget>() {
+            return permanent(refused.to_string());
         }
-        if e.is_timeout() {
-            let ms = self.options.request_timeout.as_millis();
-            return retry(None, format!("timed out after {ms} ms"));
-        }
-        if e.is_connect() {
-            return retry(None, format!("cannot connect: {}", root_cause(e)));
-        }
-        retry(None, format!("request failed: {}", root_cause(e)))
+        source = err.source();
     }
+    if e.is_timeout() {
+        let ms = timeout.as_millis();
+        return retry(None, format!("timed out after {ms} ms"));
+    }
+    if e.is_connect() {
+        return retry(None, format!("cannot connect: {}", root_cause(e)));
+    }
+    retry(None, format!("request failed: {}", root_cause(e)))
 }
 
 #[async_trait]
 impl Sink for WebhookSink {
     async fn send(&self, subscription: &Subscription, events: &[LoggedEvent]) -> Vec<Outcome> {
+        self.send_answered(subscription, events)
+            .await
+            .into_iter()
+            .map(|(outcome, _)| outcome)
+            .collect()
+    }
+
+    async fn send_answered(
+        &self,
+        subscription: &Subscription,
+        events: &[LoggedEvent],
+    ) -> Vec<(Outcome, Answer)> {
         let SinkTarget::Webhook(target) = &subscription.target else {
             let reason = "not a webhook subscription".to_owned();
-            return events.iter().map(|_| permanent(reason.clone())).collect();
+            return events
+                .iter()
+                .map(|_| (permanent(reason.clone()), Answer::default()))
+                .collect();
         };
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
-            outcomes.push(self.send_one(target, event).await);
+            outcomes.push(self.send_one(target, &subscription.policy, event).await);
         }
         outcomes
     }
@@ -275,7 +321,8 @@ pub fn destination_url<'t>(target: &'t WebhookTarget, event: &str) -> Cow<'t, st
     Cow::Owned(format!("{}/{kebab}", target.url.trim_end_matches('/')))
 }
 
-/// Content type, custom headers and, with a secret, the signature headers of the target's
+/// Content type, custom headers, Evolution's bearer JWT when the headers hold a `jwt_key`
+/// (which is itself never sent) and, with a secret, the signature headers of the target's
 /// scheme (the key from `sink`'s caches).
 fn headers(
     target: &WebhookTarget,
@@ -286,11 +333,24 @@ fn headers(
     let mut map = HeaderMap::with_capacity(target.headers.len() + 4);
     map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for (name, value) in &target.headers {
+        if name == JWT_KEY_HEADER {
+            continue;
+        }
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("invalid header name `{name}`"))?;
         let value = HeaderValue::from_str(value)
             .map_err(|_| format!("invalid value for header `{name}`"))?;
         map.insert(name, value);
+    }
+    if let Some(key) = target.headers.get(JWT_KEY_HEADER) {
+        // Minted per attempt (Evolution mints per emit): a retry after the token's 10
+        // minutes still carries one its receiver accepts. Inserted after the custom
+        // headers, so it replaces an `Authorization` among them, as in Evolution.
+        let token = jwt::mint(key, chrono::Utc::now().timestamp())?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the minted JWT is not a valid header value".to_owned())?;
+        value.set_sensitive(true);
+        map.insert(AUTHORIZATION, value);
     }
     let Some(secret) = &target.secret else {
         return Ok(map);
@@ -333,18 +393,30 @@ fn refused_literal(url: &Url, allow_private: bool) -> Option<RefusedTarget> {
 }
 
 /// Reads up to 64 KiB of the response so keep-alive can reuse the connection; a larger
-/// body is dropped with its connection.
-async fn drain(mut response: reqwest::Response) {
+/// body is dropped with its connection. Shared with the other HTTP sinks.
+pub(crate) async fn drain(response: reqwest::Response) {
+    drain_kept(response, 0).await;
+}
+
+/// [`drain`], keeping the body's first `keep` bytes.
+async fn drain_kept(mut response: reqwest::Response, keep: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
     let mut read = 0usize;
     while let Ok(Some(chunk)) = response.chunk().await {
+        if kept.len() < keep {
+            let take = (keep - kept.len()).min(chunk.len());
+            kept.extend_from_slice(&chunk[..take]);
+        }
         read += chunk.len();
         if read > 64 * 1024 {
             break;
         }
     }
+    kept
 }
 
-fn root_cause(e: &reqwest::Error) -> String {
+/// The innermost error of a failed request (what went wrong, without reqwest's wrapping).
+pub(crate) fn root_cause(e: &reqwest::Error) -> String {
     let mut last: &dyn std::error::Error = e;
     while let Some(next) = last.source() {
         last = next;
@@ -393,8 +465,8 @@ mod tests {
 
     #[test]
     fn status_codes_are_classified_as_evolution_and_svix_do() {
-        let sink = WebhookSink::new(WebhookOptions::default()).unwrap();
-        let c = |code: u16| sink.classify(StatusCode::from_u16(code).unwrap(), None);
+        let codes = WebhookOptions::default().non_retryable_status_codes;
+        let c = |code: u16| classify(StatusCode::from_u16(code).unwrap(), None, &codes);
         assert_eq!(c(200), Outcome::Delivered);
         assert_eq!(c(204), Outcome::Delivered);
         assert!(matches!(c(410), Outcome::Disable { .. }));
@@ -404,7 +476,11 @@ mod tests {
         for code in [301, 408, 429, 500, 502, 503, 504] {
             assert!(matches!(c(code), Outcome::Retry { .. }), "{code}");
         }
-        let hinted = sink.classify(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(3)));
+        let hinted = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_secs(3)),
+            &codes,
+        );
         assert_eq!(
             hinted,
             Outcome::Retry {
@@ -417,6 +493,7 @@ mod tests {
     #[test]
     fn linq_scheme_sends_linq_headers_only() {
         let event = LoggedEvent {
+            apikey: None,
             sequence: 1,
             received_at: chrono::Utc::now(),
             event: crate::envelope::StoredEvent {
