@@ -35,7 +35,7 @@ work="${XDG_CACHE_HOME:-$HOME/.cache}/switchyard/images"
 # shellcheck source=scripts/apt.sh
 . scripts/apt.sh  # the working directory is the repository root (cd above)
 
-apt_install podman runc debootstrap
+apt_install podman runc debootstrap python3-venv  # python3-venv: the venv below needs ensurepip
 command -v podman >/dev/null || die "podman is not installed (apt-get install podman)"
 command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
 
