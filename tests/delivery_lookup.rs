@@ -347,76 +347,22 @@ async fn every_attempt_of_every_message_can_be_looked_up_and_survives_a_restart(
     let exit = s.terminate();
     assert!(exit.success(), "SIGTERM exits 0: {exit:?}");
     s.restart();
-    // The Kafka engine's partition readers learn the log's bounds from the broker shortly
-    // after a start (lookups answer empty until then).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = lookup(&s, &format!("/deliveries?message_id={}", messages[0])).await;
-        if v["deliveries"]
-            .as_array()
-            .is_some_and(|a| a.len() == subs.len())
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no answer after the restart: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let t = Instant::now();
-    // With the Kafka engine an answer right after a start has been seen empty now and then
-    // (the event reads of a partition that was just assigned): such answers are retried and
-    // counted, and the count is printed.
-    let mut empty_answers = 0;
-    let mut not_in_event_log = 0;
     for message in &messages {
-        let path = format!("/deliveries?message_id={message}");
-        let mut v = lookup(&s, &path).await;
-        // Once the event log is known not to serve some events, no more waiting for them.
-        let patience = if not_in_event_log == 0 { 2 } else { 0 };
-        let deadline = Instant::now() + Duration::from_secs(patience);
-        while v["deliveries"].as_array().is_some_and(Vec::is_empty) && Instant::now() < deadline {
-            empty_answers += 1;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            v = lookup(&s, &path).await;
-        }
-        for d in v["deliveries"].as_array().unwrap() {
+        let v = lookup(&s, &format!("/deliveries?message_id={message}")).await;
+        let deliveries = v["deliveries"].as_array().unwrap();
+        assert_eq!(
+            deliveries.len(),
+            subs.len(),
+            "message {message} after the restart: {v}"
+        );
+        for d in deliveries {
             let key = format!("{} {message}", d["subscription"].as_str().unwrap());
             assert_eq!(Some(d), found.get(&key), "after the restart");
         }
-        if v["deliveries"].as_array().unwrap().len() != subs.len() {
-            let key = format!("{} {message}", subs[0].0);
-            let event_id = found[&key]["event_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let sequence = found[&key]["sequence"].as_u64().unwrap_or_default();
-            let (_, events) = s
-                .get(&format!("/events?from_sequence={sequence}&limit=1"))
-                .await;
-            // The Kafka engine has been seen, after a restart, not serving the last events
-            // of a partition at all (`GET /events` answers nothing there either): a lookup
-            // needs the event itself. Counted and printed; the embedded engine has none.
-            let unreadable = events["events"]
-                .as_array()
-                .is_some_and(|e| e.first().is_none_or(|e| e["id"] != json!(event_id)));
-            assert!(
-                unreadable && std::env::var("SWITCHYARD_TEST_ENGINE").as_deref() == Ok("kafka"),
-                "message {message} (event {event_id}, sequence {sequence}) after the restart: {v}\nthe event log there: {events}"
-            );
-            not_in_event_log += 1;
-        }
     }
-    if std::env::var("SWITCHYARD_TEST_ENGINE").as_deref() != Ok("kafka") {
-        assert_eq!(empty_answers, 0, "the embedded engine answers at once");
-    }
-    assert!(
-        not_in_event_log < EVENTS / 2,
-        "{not_in_event_log} events unreadable after the restart"
-    );
     eprintln!(
-        "{EVENTS} events x {} subscriptions, {requests} requests: delivered in {:.1} s; {} lookups in {:.1} s, again after restart in {:.1} s ({empty_answers} empty answers retried, {not_in_event_log} events the event log no longer served); dead: {:?}",
+        "{EVENTS} events x {} subscriptions, {requests} requests: delivered in {:.1} s; {} lookups in {:.1} s, again after restart in {:.1} s; dead: {:?}",
         subs.len(),
         delivered_in.as_secs_f64(),
         EVENTS,

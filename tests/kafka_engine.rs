@@ -121,6 +121,57 @@ async fn a_partition_is_an_event_log_shared_by_processes() {
     cancel.cancel();
 }
 
+/// A process that starts after batched appends knows the partition's true end: it serves
+/// the last batch's records and follows new appends from there. (Tansu answers the high
+/// watermark as the last batch's base offset + 1; a restarted server then did not serve
+/// the last ingest request's events, nor deliver them, until something new was appended.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_opened_after_batched_appends_sees_the_true_end() {
+    let cancel = CancellationToken::new();
+    let prefix = unique("syend");
+    let a = open(&prefix, 1, &cancel).await;
+    let pa = a.events[0].clone();
+    for batch in 0..4 {
+        let payloads: Vec<Bytes> = (0..50)
+            .map(|i| Bytes::from(format!("b{batch}-r{i}")))
+            .collect();
+        pa.append(payloads).await.expect("append");
+    }
+    assert_eq!(pa.next_sequence(), 201, "the appending process's own end");
+
+    let later = CancellationToken::new();
+    let b = open(&prefix, 1, &later).await;
+    let pb = b.events[0].clone();
+    assert_eq!(
+        pb.next_sequence(),
+        201,
+        "a process opened later sees the same end"
+    );
+    let last = pb
+        .read(200, 10, 1 << 20)
+        .await
+        .expect("read the last record");
+    assert_eq!(
+        last.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(),
+        vec![Bytes::from("b3-r49")],
+        "the last batch's last record is served"
+    );
+    // It follows the next append from the true end.
+    let mut b_end = pb.subscribe();
+    pa.append(vec![Bytes::from("after")]).await.expect("append");
+    tokio::time::timeout(Duration::from_secs(20), b_end.wait_for(|end| *end == 202))
+        .await
+        .expect("the follower saw the next append")
+        .expect("watch open");
+    let next = pb
+        .read(201, 10, 1 << 20)
+        .await
+        .expect("read the new record");
+    assert_eq!(next[0].payload, Bytes::from("after"));
+    later.cancel();
+    cancel.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopening_with_another_partition_count_is_refused() {
     let cancel = CancellationToken::new();

@@ -192,25 +192,26 @@ impl KafkaLog {
             metadata,
             cursors,
         });
-        let events = open_topic(
-            &clients,
-            &events_topic,
-            options.partitions,
-            true,
-            &cancel,
-            tasks,
-        )
-        .await?;
-        let delivery = open_topic(
-            &clients,
-            &delivery_topic,
-            options.partitions,
-            true,
-            &cancel,
-            tasks,
-        )
-        .await?;
-        let mut control = open_topic(&clients, &control_topic, 1, false, &cancel, tasks).await?;
+        // The three at once: opening a partition probes its end (see `KafkaPartitionLog`).
+        let (events, delivery, mut control) = tokio::try_join!(
+            open_topic(
+                &clients,
+                &events_topic,
+                options.partitions,
+                true,
+                &cancel,
+                tasks,
+            ),
+            open_topic(
+                &clients,
+                &delivery_topic,
+                options.partitions,
+                true,
+                &cancel,
+                tasks,
+            ),
+            open_topic(&clients, &control_topic, 1, false, &cancel, tasks),
+        )?;
         let control = control
             .pop()
             .ok_or_else(|| LogError::Engine("control topic has no partition".into()))?;
@@ -238,17 +239,20 @@ async fn open_topic(
     cancel: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<Vec<Arc<KafkaPartitionLog>>, LogError> {
-    let mut logs = Vec::with_capacity(partitions as usize);
-    for p in 0..partitions {
+    // Concurrently: each open probes its partition's end (a short quiet wait).
+    let opens = (0..partitions).map(|p| {
         let base = if numbered {
             partition_base(p as usize)
         } else {
             0
         };
-        logs.push(Arc::new(
-            KafkaPartitionLog::open(clients.clone(), topic.to_owned(), p, base).await?,
-        ));
-    }
+        KafkaPartitionLog::open(clients.clone(), topic.to_owned(), p, base)
+    });
+    let logs: Vec<Arc<KafkaPartitionLog>> = futures::future::try_join_all(opens)
+        .await?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     tail::follow(clients, topic, &logs, cancel.clone(), tasks)?;
     Ok(logs)
 }

@@ -26,6 +26,9 @@ const IDLE_READERS: usize = 4;
 /// (64, 1024, ... offsets, then the start) and skips what it did not ask for. Against
 /// Kafka the first fetch answers at once and without a gap.
 const FIRST_FETCH_WAIT: Duration = Duration::from_millis(700);
+/// How long the end probe waits for a further record before it takes the partition's end
+/// as found (a caught-up fetch answers within `fetch.wait.max.ms`, 50 ms).
+const END_QUIET: Duration = Duration::from_millis(250);
 
 /// An assigned consumer and the sequence it will return next.
 struct Reader {
@@ -74,7 +77,7 @@ impl KafkaPartitionLog {
         base: u64,
     ) -> Result<KafkaPartitionLog, LogError> {
         let (low, high) = watermarks(&clients, &topic, partition).await?;
-        Ok(KafkaPartitionLog {
+        let log = KafkaPartitionLog {
             clients,
             topic,
             partition,
@@ -82,7 +85,58 @@ impl KafkaPartitionLog {
             end: watch::channel(base + high as u64 + 1).0,
             first: AtomicU64::new(base + low as u64 + 1),
             readers: Mutex::new(Vec::new()),
-        })
+        };
+        log.probe_end().await?;
+        Ok(log)
+    }
+
+    /// Moves the end past records the high watermark did not count. Tansu answers a
+    /// partition's high watermark as its last record batch's base offset + 1, so a process
+    /// that started after a batched append would neither serve that batch's later records
+    /// nor follow the tail from the right offset (its follower starts at the end found
+    /// here). So the last record by the watermark is fetched, and everything after it
+    /// until the partition stays quiet: against Kafka that is one record and a short wait.
+    async fn probe_end(&self) -> Result<(), LogError> {
+        let first = self.first_sequence();
+        let last = *self.end.borrow() - 1;
+        if last < first {
+            return Ok(()); // empty by the watermarks; appends to it are followed
+        }
+        let mut fetch_from = last;
+        let mut step_back = 64u64;
+        let next_offset = loop {
+            let reader = self.new_reader(last, fetch_from)?;
+            let Some(consumer) = reader.consumer.as_ref() else {
+                return Err(LogError::Closed);
+            };
+            // A fetch from inside the last batch can come back empty (see `FIRST_FETCH_WAIT`).
+            let message = match tokio::time::timeout(FIRST_FETCH_WAIT, consumer.recv()).await {
+                Ok(Ok(message)) => message,
+                Ok(Err(e)) => return Err(engine_error("probing the end", e)),
+                Err(_) if fetch_from > first => {
+                    fetch_from = fetch_from.saturating_sub(step_back).max(first);
+                    step_back = step_back.saturating_mul(16);
+                    continue;
+                }
+                Err(_) => {
+                    return Err(LogError::Engine(format!(
+                        "{}/{}: no record readable at the partition's end",
+                        self.topic, self.partition
+                    )))
+                }
+            };
+            let mut next_offset = message.offset() + 1;
+            drop(message);
+            while let Ok(received) = tokio::time::timeout(END_QUIET, consumer.recv()).await {
+                match received {
+                    Ok(message) => next_offset = next_offset.max(message.offset() + 1),
+                    Err(e) => return Err(engine_error("probing the end", e)),
+                }
+            }
+            break next_offset;
+        };
+        self.advance_to_offset(next_offset);
+        Ok(())
     }
 
     /// The partition number within its topic.
