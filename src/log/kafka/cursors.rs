@@ -21,6 +21,11 @@ use crate::log::LogError;
 
 /// How long a cursor read waits for the follower to reach the topic's end.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the follower must stay quiet at open before the table counts as complete (a
+/// caught-up fetch answers within `fetch.wait.max.ms`, 50 ms).
+const END_QUIET: Duration = Duration::from_millis(250);
+/// The longest the open waits for that quiet.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
 
 /// A cursor's value and the offset of the record that set it (a follower never applies
 /// an older record over a newer local write).
@@ -81,7 +86,27 @@ impl CursorTable {
                 follower.applied.send_replace(message.offset() + 1);
             },
         )?;
+        table.catch_up().await?;
+        table.settle().await;
         Ok(table)
+    }
+
+    /// Waits until the follower has applied nothing new for a moment. The watermark that
+    /// `catch_up` waits for can stop short of the last record batch (Tansu answers it as
+    /// the batch's base offset + 1, see `partition.rs`): a process starting right after
+    /// another's batched commits would otherwise read cursors from before them and deliver
+    /// those events again. Once, at open, and at most `SETTLE_AT_MOST` (other processes
+    /// may be committing all the while); later reads rely on the watermark.
+    async fn settle(&self) {
+        let mut applied = self.applied.subscribe();
+        applied.borrow_and_update();
+        let give_up = tokio::time::Instant::now() + SETTLE_AT_MOST;
+        while tokio::time::Instant::now() < give_up {
+            match tokio::time::timeout(END_QUIET, applied.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return,
+            }
+        }
     }
 
     /// Records a cursor's value unless the map holds one set by a later record.
