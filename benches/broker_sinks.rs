@@ -44,6 +44,7 @@ fn events(instance: &str, kind: &str, n: usize) -> Vec<LoggedEvent> {
     (1..=n as u64)
         .map(|sequence| LoggedEvent {
             apikey: None,
+            message_id: None,
             sequence,
             received_at: Utc::now(),
             event: StoredEvent {

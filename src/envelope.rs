@@ -36,6 +36,9 @@ pub mod header_tag {
     /// UTF-8; its own version byte first). Absent in records written before it: readers
     /// extract the facts from the JSON then ([`super::record_facts`]).
     pub const FACTS: u8 = 4;
+    /// The WhatsApp message id ([`super::message_id`]), empty when the event has none.
+    /// Absent in records written before it: readers extract it from the JSON then.
+    pub const MESSAGE_ID: u8 = 5;
 }
 
 /// What the log stores for one event: the payload of one event-log record.
@@ -91,6 +94,9 @@ pub struct LoggedEvent {
     pub received_at: DateTime<Utc>,
     /// The stored fields.
     pub event: StoredEvent,
+    /// The WhatsApp message id ([`message_id`]): from the record's header, where ingest put
+    /// it once, so the attempt log and lookups never parse `data` for it.
+    pub message_id: Option<Box<str>>,
     /// The instance token its envelopes carry as `apikey` (`auth.expose_in_envelope`, as
     /// Evolution's `AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES`); set by whoever sends the
     /// event, never stored.
@@ -147,6 +153,11 @@ impl StoredEvent {
         // Extracted here, once per event: ingest encodes each event once.
         let facts = EventFacts::extract(&self.event, &self.data).to_bytes();
         fields.push((header_tag::FACTS, &facts));
+        let message = message_id(&self.data);
+        fields.push((
+            header_tag::MESSAGE_ID,
+            message.as_deref().unwrap_or_default().as_bytes(),
+        ));
         header::write(&mut out, &fields)?;
         serde_json::to_writer(&mut out, self)?;
         Ok(bytes::Bytes::from(out))
@@ -174,6 +185,36 @@ pub fn record_facts(payload: &[u8], event: &StoredEvent) -> EventFacts {
         .and_then(|(fields, _)| fields.get(header_tag::FACTS))
         .and_then(|bytes| EventFacts::from_bytes(bytes).ok())
         .unwrap_or_else(|| EventFacts::extract(&event.event, &event.data))
+}
+
+/// Longest WhatsApp message id kept (longer ones are not ids; they are not indexed).
+const MAX_MESSAGE_ID: usize = 256;
+
+/// The WhatsApp message id of an event's `data`: `key.id` (messages, sends, edits), else
+/// `keyId` (Evolution's `messages.update`). Parsed only when the text mentions a key;
+/// ingest stores it in the record's header ([`header_tag::MESSAGE_ID`]).
+pub fn message_id(data: &RawValue) -> Option<String> {
+    let text = data.get();
+    if !text.trim_start().starts_with('{')
+        || memchr::memmem::find(text.as_bytes(), b"\"key").is_none()
+    {
+        return None;
+    }
+    #[derive(Deserialize)]
+    struct Key<'a> {
+        #[serde(borrow, default)]
+        id: Option<std::borrow::Cow<'a, str>>,
+    }
+    #[derive(Deserialize)]
+    struct Data<'a> {
+        #[serde(borrow, default)]
+        key: Option<Key<'a>>,
+        #[serde(rename = "keyId", borrow, default)]
+        key_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let parsed: Data<'_> = serde_json::from_str(text).ok()?;
+    let id = parsed.key.and_then(|k| k.id).or(parsed.key_id)?;
+    (!id.is_empty() && id.len() <= MAX_MESSAGE_ID).then(|| id.into_owned())
 }
 
 /// Whether an event stored under `stored_id` (absent in older records) and received at
@@ -207,7 +248,18 @@ impl LoggedEvent {
             // Older records carry no chat; an event about none derives none again.
             event.chat = crate::chat::chat_of(&event.event, &event.data);
         }
+        let stored_message_id = header::split(&record.payload)
+            .ok()
+            .and_then(|(fields, _)| fields.get(header_tag::MESSAGE_ID))
+            .and_then(|bytes| std::str::from_utf8(bytes).ok());
+        let message_id = match stored_message_id {
+            Some("") => None,
+            Some(id) => Some(id.into()),
+            // Written before the header had it.
+            None => message_id(&event.data).map(String::into_boxed_str),
+        };
         Ok(LoggedEvent {
+            message_id,
             sequence: record.sequence,
             received_at: Utc
                 .timestamp_millis_opt(record.timestamp_ms)
@@ -397,5 +449,67 @@ mod tests {
         // A record written before the tag (here: JSON alone) has them extracted on read.
         let old = serde_json::to_vec(&stored).unwrap();
         assert_eq!(record_facts(&old, &stored), expected);
+    }
+
+    #[test]
+    fn the_message_id_is_stored_in_the_header_and_older_records_get_it_extracted() {
+        let record = |data: &str| Record {
+            sequence: 9,
+            timestamp_ms: 0,
+            payload: StoredEvent {
+                data: RawValue::from_string(data.into()).unwrap(),
+                ..sample().event
+            }
+            .to_bytes()
+            .unwrap(),
+        };
+        let with = record(r#"{"key":{"remoteJid":"5511@s.whatsapp.net","id":"3EB0C3"}}"#);
+        let (fields, _) = header::split(&with.payload).unwrap();
+        assert_eq!(fields.get(header_tag::MESSAGE_ID), Some(&b"3EB0C3"[..]));
+        assert_eq!(
+            LoggedEvent::decode(&with).unwrap().message_id.as_deref(),
+            Some("3EB0C3")
+        );
+        let without = record(r#"{"state":"open"}"#);
+        let (fields, _) = header::split(&without.payload).unwrap();
+        assert_eq!(
+            fields.get(header_tag::MESSAGE_ID),
+            Some(&b""[..]),
+            "stored as none"
+        );
+        assert_eq!(LoggedEvent::decode(&without).unwrap().message_id, None);
+        // A record written before the tag (JSON alone) has it extracted on read.
+        let old = Record {
+            payload: bytes::Bytes::from(
+                serde_json::to_vec(&LoggedEvent::decode(&with).unwrap().event).unwrap(),
+            ),
+            ..with
+        };
+        assert_eq!(
+            LoggedEvent::decode(&old).unwrap().message_id.as_deref(),
+            Some("3EB0C3")
+        );
+    }
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn message_ids_come_from_key_id_or_key_id_field() {
+        let upsert = raw(
+            r#"{"key":{"remoteJid":"5511@s.whatsapp.net","fromMe":false,"id":"3EB0A1"},"message":{"conversation":"hi"}}"#,
+        );
+        assert_eq!(message_id(&upsert).as_deref(), Some("3EB0A1"));
+        let update = raw(r#"{"keyId":"3EB0B2","status":"READ","remoteJid":"x"}"#);
+        assert_eq!(message_id(&update).as_deref(), Some("3EB0B2"));
+        for none in [
+            r#"{"state":"open"}"#,
+            r#"[1,2]"#,
+            r#"{"key":"text"}"#,
+            r#"{"key":{"id":""}}"#,
+        ] {
+            assert_eq!(message_id(&raw(none)), None, "{none}");
+        }
     }
 }

@@ -638,6 +638,9 @@ fn event_records_keep_their_stored_shape() {
     });
 }
 
+/// The WhatsApp message id of the `with_chat` and `canonical` samples, `3EB0C767D26A1D8E`, hex.
+const MESSAGE_ID_HEX: &str = "33454230433736374432364131443845";
+
 /// The chat of the `with_chat` sample, hex.
 const CHAT_HEX: &str = "3535313139383838383737373740732e77686174736170702e6e6574";
 
@@ -645,20 +648,23 @@ const CHAT_HEX: &str = "3535313139383838383737373740732e77686174736170702e6e6574
 fn event_record_headers_keep_their_stored_bytes() {
     // The header (format in `log/header.rs`, tags in `envelope::header_tag`), byte for
     // byte: 0x01, the fields' length, then tag, length, value for the instance, the event
-    // name, the chat (absent for an event about no chat) and the filter facts
+    // name, the chat (absent for an event about no chat), the filter facts
     // (`EventFacts::to_bytes`: version 1, from_me false + direct, chat and messageType
-    // present, then each string with its length).
+    // present, then each string with its length) and the WhatsApp message id.
     let facts = format!("042d00 01 05 11 1c{CHAT_HEX} 0c636f6e766572736174696f6e");
+    let message = format!("051000 {MESSAGE_ID_HEX}");
     let pinned = [
         (
             "with_chat",
             format!(
-                "016900 01050073616c6573 020f006d657373616765732e757073657274 031c00{CHAT_HEX} {facts}"
+                "017c00 01050073616c6573 020f006d657373616765732e757073657274 031c00{CHAT_HEX} {facts} {message}"
             ),
         ),
         (
             "canonical",
-            format!("014a00 01050073616c6573 020f006d657373616765732e757073657274 {facts}"),
+            format!(
+                "015d00 01050073616c6573 020f006d657373616765732e757073657274 {facts} {message}"
+            ),
         ),
     ];
     let samples: std::collections::HashMap<_, _> = event_samples().into_iter().collect();
@@ -674,8 +680,10 @@ fn event_record_headers_keep_their_stored_bytes() {
 
 #[test]
 fn event_record_headers_written_before_facts_still_read() {
-    // The headers as written before the facts field (tag 4): still split, and the facts
-    // are extracted from the JSON on read, equal to what ingest stores now.
+    // The headers as written before the facts field (tag 4), and before the message id
+    // (tag 5): still split, and the facts and the message id are extracted from the JSON
+    // on read, equal to what ingest stores now.
+    let facts = format!("042d00 01 05 11 1c{CHAT_HEX} 0c636f6e766572736174696f6e");
     let older = [
         (
             "with_chat",
@@ -686,6 +694,16 @@ fn event_record_headers_written_before_facts_still_read() {
         (
             "canonical",
             "011a00 01050073616c6573 020f006d657373616765732e757073657274".to_string(),
+        ),
+        (
+            "with_chat",
+            format!(
+                "016900 01050073616c6573 020f006d657373616765732e757073657274 031c00{CHAT_HEX} {facts}"
+            ),
+        ),
+        (
+            "canonical",
+            format!("014a00 01050073616c6573 020f006d657373616765732e757073657274 {facts}"),
         ),
     ];
     let samples: std::collections::HashMap<_, _> = event_samples().into_iter().collect();
@@ -704,6 +722,11 @@ fn event_record_headers_written_before_facts_still_read() {
         };
         let logged = switchyard::envelope::LoggedEvent::decode(&record).expect("decodes");
         assert_eq!(logged.event.instance, "sales", "{name}");
+        assert_eq!(
+            logged.message_id.as_deref(),
+            Some("3EB0C767D26A1D8E"),
+            "{name}: the message id extracted on read"
+        );
         let facts = switchyard::envelope::record_facts(&payload, &logged.event);
         let now = event.to_bytes().expect("encode");
         assert_eq!(

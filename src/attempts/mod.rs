@@ -47,7 +47,7 @@ use crate::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use crate::log::{EventLog, FsyncPolicy, LogError};
 
 pub use index::Streak;
-pub use record::{message_id, AttemptRecord, AttemptResult, FORMAT_VERSION};
+pub use record::{AttemptRecord, AttemptResult, FORMAT_VERSION};
 
 /// Pending attempts that wake the flusher before its interval.
 const FLUSH_AT: usize = 4096;

@@ -1,17 +1,11 @@
 //! The attempt log's record: one delivery attempt of one event to one subscription, as JSON
 //! with a format version (`v`), pinned by `tests/fixtures/stored/attempts/`.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 /// The record format this code writes.
 pub const FORMAT_VERSION: u32 = 1;
-
-/// Longest WhatsApp message id kept (longer ones are not ids; they are not indexed).
-const MAX_MESSAGE_ID: usize = 256;
 
 /// How an attempt ended, as the attempt log and the API say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,57 +70,9 @@ impl AttemptRecord {
     }
 }
 
-/// The WhatsApp message id of an event's `data`: `key.id` (messages, sends, edits), else
-/// `keyId` (Evolution's `messages.update`). Parsed only when the text mentions a key.
-pub fn message_id(data: &RawValue) -> Option<String> {
-    let text = data.get();
-    if !text.trim_start().starts_with('{')
-        || memchr::memmem::find(text.as_bytes(), b"\"key").is_none()
-    {
-        return None;
-    }
-    #[derive(Deserialize)]
-    struct Key<'a> {
-        #[serde(borrow, default)]
-        id: Option<Cow<'a, str>>,
-    }
-    #[derive(Deserialize)]
-    struct Data<'a> {
-        #[serde(borrow, default)]
-        key: Option<Key<'a>>,
-        #[serde(rename = "keyId", borrow, default)]
-        key_id: Option<Cow<'a, str>>,
-    }
-    let parsed: Data<'_> = serde_json::from_str(text).ok()?;
-    let id = parsed.key.and_then(|k| k.id).or(parsed.key_id)?;
-    (!id.is_empty() && id.len() <= MAX_MESSAGE_ID).then(|| id.into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn raw(text: &str) -> Box<RawValue> {
-        RawValue::from_string(text.to_owned()).unwrap()
-    }
-
-    #[test]
-    fn message_ids_come_from_key_id_or_key_id_field() {
-        let upsert = raw(
-            r#"{"key":{"remoteJid":"5511@s.whatsapp.net","fromMe":false,"id":"3EB0A1"},"message":{"conversation":"hi"}}"#,
-        );
-        assert_eq!(message_id(&upsert).as_deref(), Some("3EB0A1"));
-        let update = raw(r#"{"keyId":"3EB0B2","status":"READ","remoteJid":"x"}"#);
-        assert_eq!(message_id(&update).as_deref(), Some("3EB0B2"));
-        for none in [
-            r#"{"state":"open"}"#,
-            r#"[1,2]"#,
-            r#"{"key":"text"}"#,
-            r#"{"key":{"id":""}}"#,
-        ] {
-            assert_eq!(message_id(&raw(none)), None, "{none}");
-        }
-    }
 
     #[test]
     fn newer_formats_are_skipped() {

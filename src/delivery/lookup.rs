@@ -31,7 +31,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::attempts::{message_id, AttemptLog, AttemptRecord, AttemptResult};
+use crate::attempts::{AttemptLog, AttemptRecord, AttemptResult};
 use crate::delivery::engine::DeliveryEngine;
 use crate::delivery::partitioned::PartitionedDelivery;
 use crate::delivery::runner::initial_position;
@@ -485,7 +485,7 @@ impl PartitionedDelivery {
                     continue;
                 }
                 let event = Arc::new(event);
-                let message = message_id(&event.event.data);
+                let message = event.message_id.as_deref().map(str::to_owned);
                 for sub in subs.iter().filter(|s| s.covers(&event.event.instance)) {
                     let outcomes = attempts.outcomes(event.sequence, &sub.id);
                     let Some(status) = lookup.status(&set, sub, &event, &outcomes).await else {
@@ -594,7 +594,7 @@ async fn candidates(
         events.extend(
             recent
                 .into_iter()
-                .filter(|e| message_id(&e.event.data).as_deref() == Some(message.as_str())),
+                .filter(|e| e.message_id.as_deref() == Some(message.as_str())),
         );
         return Ok(events);
     }

@@ -48,7 +48,8 @@
 //!   does the lane's next batch start: within a subscription a lane's events are delivered
 //!   in sequence order, while different lanes proceed in parallel. A sink that keeps order
 //!   between outstanding sends (`Sink::pipelines`: Kafka) gets a lane's next batches
-//!   while earlier ones wait for their answers (at most 4 out); once one of them fails,
+//!   while earlier ones wait for their answers (at most 8 out, new ones handed over as
+//!   the runner queues them); once one of them fails,
 //!   nothing more is handed over and the failed events of all of them are retried
 //!   together, as one batch would be.
 //! - **Parking** (`parking.rs`): an event still failing after `park_after_attempts` parks

@@ -86,6 +86,9 @@ pub(crate) struct WorkerCtx {
     pub policy: RetryPolicy,
     /// The subscription's `policy.rate_per_second`, shared by all its lanes.
     pub throttle: Option<Arc<Throttle>>,
+    /// Notified when the runner queued events: a pipelining worker waiting for an answer
+    /// hands its lane's new events over at once (see [`pipeline`]).
+    pub queued: Notify,
 }
 
 impl WorkerCtx {
@@ -230,7 +233,7 @@ async fn deliver_with(
 
 /// Most batches of one lane out at once with a pipelining sink (`Sink::pipelines`); the
 /// window bounds the events.
-const PIPELINE_DEPTH: usize = 4;
+const PIPELINE_DEPTH: usize = 8;
 
 /// A batch handed to a pipelining sink, waiting for its outcomes.
 struct Outstanding {
@@ -308,12 +311,34 @@ async fn pipeline(
                 next = ctx.lock().take_more(lane, ctx.max_batch);
             }
         }
-        let Some(front) = out.pop_front() else {
+        // While the oldest batch waits for its answer, what the runner queues for this lane
+        // meanwhile is handed over too (up to the depth): waiting for the answer first
+        // would leave the window's events queued instead of in flight for a whole round
+        // trip, about half the window with Kafka's linger.
+        let can_take = out.len() < PIPELINE_DEPTH && failed.is_empty() && held.is_empty();
+        let queued = ctx.queued.notified();
+        tokio::pin!(queued);
+        if can_take {
+            queued.as_mut().enable();
+            if let Some(batch) = ctx.lock().take_more(lane, ctx.max_batch) {
+                next = Some(batch);
+                continue;
+            }
+        }
+        let Some(front) = out.front_mut() else {
             break;
         };
         let outcomes = tokio::select! {
             _ = cancelled.as_mut() => return PipelineEnd::Cancelled,
-            outcomes = front.outcomes => outcomes,
+            outcomes = &mut front.outcomes => outcomes,
+            _ = &mut queued, if can_take => {
+                next = ctx.lock().take_more(lane, ctx.max_batch);
+                continue;
+            }
+        };
+        // The batch just answered (the select above held it at the front).
+        let Some(front) = out.pop_front() else {
+            break;
         };
         let elapsed = front.started.elapsed();
         ctx.meters.send_seconds.observe(elapsed.as_secs_f64());
@@ -738,7 +763,7 @@ fn log_attempt(
         event_id: event.event.id,
         sequence: event.sequence,
         instance: event.event.instance.clone(),
-        message_id: crate::attempts::message_id(&event.event.data),
+        message_id: event.message_id.as_deref().map(str::to_owned),
         attempt,
         at_ms: sent.at_ms,
         duration_ms: sent.elapsed.as_millis() as u64,

@@ -19,9 +19,10 @@
 //! A reader skips tags it does not know, so fields can be added without a new version; a
 //! different layout gets a new marker byte. Values are at most `u16::MAX` bytes.
 //!
-//! The event log's records use tags 1 (instance), 2 (event name), 3 (chat) and, since
-//! filters, 4 (the event's filter facts, binary, with their own version byte); records
-//! written before tag 4 simply lack it. Their meaning is defined by the writer,
+//! The event log's records use tags 1 (instance), 2 (event name), 3 (chat), since
+//! filters 4 (the event's filter facts, binary, with their own version byte) and since the
+//! attempt log 5 (the WhatsApp message id, empty for none); records written before a tag
+//! simply lack it. Their meaning is defined by the writer,
 //! `envelope::header_tag`; this module only frames them.
 
 /// The first byte of a record with a version-1 header.

@@ -63,6 +63,7 @@ pub fn event(instance: &str, name: &str, sequence: u64, data: &str) -> LoggedEve
     let data = RawValue::from_string(data.to_string()).unwrap();
     LoggedEvent {
         apikey: None,
+        message_id: None,
         sequence,
         received_at: Utc
             .timestamp_millis_opt(1_758_749_877_000 + sequence as i64)

@@ -258,6 +258,7 @@ mod tests {
         let data = RawValue::from_string(data.into()).unwrap();
         LoggedEvent {
             apikey: None,
+            message_id: None,
             sequence: 1,
             received_at: chrono::Utc::now(),
             event: StoredEvent {

@@ -349,6 +349,7 @@ mod tests {
     fn headers_carry_the_event_id_for_dedupe() {
         let event = LoggedEvent {
             apikey: None,
+            message_id: None,
             sequence: 42,
             received_at: chrono::Utc::now(),
             event: crate::envelope::StoredEvent {

@@ -68,6 +68,7 @@ mod tests {
     fn event(instance: &str, name: &str) -> LoggedEvent {
         LoggedEvent {
             apikey: None,
+            message_id: None,
             sequence: 1,
             received_at: chrono::Utc::now(),
             event: StoredEvent {

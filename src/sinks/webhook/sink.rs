@@ -494,6 +494,7 @@ mod tests {
     fn linq_scheme_sends_linq_headers_only() {
         let event = LoggedEvent {
             apikey: None,
+            message_id: None,
             sequence: 1,
             received_at: chrono::Utc::now(),
             event: crate::envelope::StoredEvent {
