@@ -26,7 +26,7 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine;
 use common::{unique, ws, TestServer};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -186,10 +186,11 @@ async fn an_operator_runs_the_day_from_the_console_in_a_real_browser() {
     });
     assert!(
         report["failed"].is_null(),
-        "the browser script failed: {}\nsteps so far: {:#}\npage errors: {}\nscreenshot: {}",
+        "the browser script failed: {}\nsteps so far: {:#}\npage errors: {}\nconsole errors: {}\nscreenshot: {}",
         report["failed"].as_str().unwrap_or_default(),
         report["steps"],
         report["page_errors"],
+        report["console_errors"],
         shots.join("failure.png").display()
     );
     let steps = &report["steps"];

@@ -21,7 +21,7 @@ struct Asset {
 }
 
 macro_rules! assets {
-    ($(($name:literal, $type:literal)),* $(,)?) => {
+    ($(($name:literal, $type:expr)),* $(,)?) => {
         &[$(Asset {
             name: $name,
             content_type: $type,

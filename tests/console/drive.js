@@ -118,11 +118,11 @@ async function run(page) {
   await page.goto(`${BASE}/ui/#/subscriptions`);
   const sub = page.locator('tr[data-subscription^="webhook:"]', { hasText: INSTANCE });
   const subscription = await until('the instance subscription row', 20000, async () => sub.getAttribute('data-subscription'));
-  const lagWhileDown = await until('lag > 0 while the receiver is down', 30000, async () => {
+  const down = await until('lag > 0 and the error while the receiver is down', 30000, async () => {
     const lag = Number(await cellText(sub, 'lag'));
-    return lag > 0 ? lag : null;
+    const error = (await sub.locator('td').nth(9).textContent()).trim();
+    return lag > 0 && error ? { lag, error } : null;
   });
-  const lastErrorWhileDown = (await sub.locator('td').nth(9).textContent()).trim();
   await shot(page, '03-subscriptions-lagging');
   await control('up');
   const drained = await until('lag and in flight back to 0', 60000, async () => {
@@ -133,8 +133,8 @@ async function run(page) {
   });
   report.steps.subscriptions = {
     subscription,
-    lag_while_down: lagWhileDown,
-    last_error_while_down: lastErrorWhileDown,
+    lag_while_down: down.lag,
+    last_error_while_down: down.error,
     lag_after: drained.lag,
     in_flight_after: drained.inFlight,
     delivered_after: drained.delivered,
@@ -169,10 +169,7 @@ async function run(page) {
   await page.goto(`${BASE}/ui/#/dead-letters/${encodeURIComponent(subscription)}`);
   const letter = page.locator('#dead-letters tr[data-sequence]');
   await until('the dead letter', 30000, async () => {
-    if ((await letter.count()) > 0) return true;
-    await page.reload();
-    await page.waitForSelector('#dead-letters p');
-    return false;
+    return (await letter.count()) > 0;
   });
   const deadAttempts = (await letter.first().locator('li').allTextContents()).map((t) => t.trim());
   const deadSequence = await letter.first().getAttribute('data-sequence');
@@ -180,7 +177,7 @@ async function run(page) {
   await control('accept');
   await page.click(`button[data-redrive="${deadSequence}"]`);
   const redriven = (await page.locator('#dead-letters-status .ok').textContent()).trim();
-  await until('no dead letters left', 10000, async () => (await letter.count()) === 0);
+  await until('no dead letters left', 30000, async () => (await letter.count()) === 0);
   report.steps.dead_letters = { attempts: deadAttempts, sequence: Number(deadSequence), redriven };
   await shot(page, '08-dead-letters-redriven');
 
@@ -191,7 +188,7 @@ async function run(page) {
     await page.fill('#lookup-value', id);
     await page.click('#lookup-form button[type="submit"]');
     const delivery = page.locator(`#lookup-results tr[data-delivery="${subscription}"]`);
-    await delivery.first().waitFor();
+    await delivery.first().waitFor({ timeout: 5000 });
     return {
       status: (await delivery.first().locator('[data-col="status"]').textContent()).trim(),
       http: (await delivery.first().locator('tr.attempt td.http').allTextContents()).map((t) => t.trim()),
@@ -201,7 +198,7 @@ async function run(page) {
     const found = await lookup(deadId);
     return found.status === 'delivered' ? found : null;
   });
-  const firstLookup = await lookup(`MSG-${INSTANCE}-0`);
+  const firstLookup = await until('the first message found', 30000, async () => lookup(`MSG-${INSTANCE}-0`));
   report.steps.deliveries = { first: firstLookup, dead: deadLookup };
   await shot(page, '09-deliveries');
 
@@ -214,7 +211,7 @@ async function run(page) {
   await until('the tail to be live', 10000, async () => (await page.textContent('#tail-state')) === 'live');
   const tailId = `TAIL-${INSTANCE}`;
   await ingest(OTHER, [message(`OTHER-${INSTANCE}`)]);
-  await ingest(INSTANCE, [{ event: 'chats.update', data: [{ remoteJid: '5511988887777@s.whatsapp.net' }] }]);
+  await ingest(INSTANCE, [{ event: 'chats.update', data: { remoteJid: '5511988887777@s.whatsapp.net' } }]);
   await ingest(INSTANCE, [message(tailId, 'hello from the tail')]);
   const tailRow = page.locator('#tail-rows tr', { hasText: tailId });
   await tailRow.waitFor({ timeout: 15000 });

@@ -68,8 +68,9 @@ export async function allPages(path, field) {
   const sep = path.includes('?') ? '&' : '?';
   for (let page = 1; ; page += 1) {
     const answer = await api('GET', `${path}${sep}page=${page}&limit=100`);
-    items.push(...(answer[field] || []));
-    if (!answer.pagination || page >= answer.pagination.total_pages) return items;
+    const found = answer[field] || [];
+    items.push(...found);
+    if (found.length === 0 || !answer.pagination || page >= answer.pagination.totalPages) return items;
   }
 }
 

@@ -1,7 +1,10 @@
-// Dead letters of a subscription, each with its attempts; redrive one or all.
+// Dead letters of a subscription, each with its attempts, refreshed every 2 s (a redriven
+// event leaves the list once it is delivered); redrive one or all.
 
 import { api, allPages, subscriptions } from './api.js';
 import { h, replace, table, errorBox, okBox, time } from './dom.js';
+
+const REFRESH_MS = 2000;
 
 function attempts(letter) {
   return h(
@@ -45,7 +48,8 @@ async function letters(slot, status, id) {
   );
 }
 
-/** Renders the page: a picker, and the chosen subscription's dead letters. */
+/** Renders the page: a picker, and the chosen subscription's dead letters; returns the
+ * cleanup that stops the refresh. */
 export function render(main, [id]) {
   const slot = h('section', { class: 'card', id: 'dead-letters' });
   const status = h('div', { id: 'dead-letters-status' });
@@ -62,5 +66,20 @@ export function render(main, [id]) {
       }
     })
     .catch((e) => replace(status, errorBox(e)));
-  if (id) letters(slot, status, id).catch((e) => replace(slot, errorBox(e)));
+  if (!id) return undefined;
+  let stopped = false;
+  let timer = null;
+  const loop = async () => {
+    try {
+      await letters(slot, status, id);
+    } catch (e) {
+      replace(slot, errorBox(e));
+    }
+    if (!stopped) timer = setTimeout(loop, REFRESH_MS);
+  };
+  loop();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }

@@ -29,7 +29,7 @@ function eventList(text) {
 }
 
 function createForm(status, reload) {
-  const name = h('input', { id: 'create-name', required: true, pattern: '[A-Za-z0-9_-]{1,64}' });
+  const name = h('input', { id: 'create-name', required: true, pattern: '[A-Za-z0-9_\\-]{1,64}' });
   const number = h('input', { id: 'create-number', placeholder: '5511999990000' });
   const url = h('input', { id: 'create-webhook', type: 'url', size: 40, placeholder: 'https://example.com/hook' });
   const events = h('input', { id: 'create-events', value: 'MESSAGES_UPSERT', size: 30 });
