@@ -194,20 +194,55 @@ async fn an_operator_runs_the_day_from_the_console_in_a_real_browser() {
         shots.join("failure.png").display()
     );
     let steps = &report["steps"];
-    assert_eq!(report["page_errors"], json!([]), "no script error in the page");
+    assert_eq!(
+        report["page_errors"],
+        json!([]),
+        "no script error in the page"
+    );
 
     // The page is served under a strict policy; a wrong key is refused with the server's word.
-    let csp = steps["csp"].as_str().expect("a Content-Security-Policy header");
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
-    assert!(steps["wrong_key"].as_str().unwrap().contains("invalid API key"), "{steps:#}");
-    assert!(steps["signed_in_as"].as_str().unwrap().contains("global key"));
+    let csp = steps["csp"]
+        .as_str()
+        .expect("a Content-Security-Policy header");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(
+        steps["wrong_key"]
+            .as_str()
+            .unwrap()
+            .contains("invalid API key"),
+        "{steps:#}"
+    );
+    assert!(steps["signed_in_as"]
+        .as_str()
+        .unwrap()
+        .contains("global key"));
 
     // Created from the page, with the webhook shown.
     let rows = strings(&steps["instances"]["rows"]);
-    assert!(rows.contains(&instance) && rows.contains(&other), "{rows:?}");
+    assert!(
+        rows.contains(&instance) && rows.contains(&other),
+        "{rows:?}"
+    );
     let webhook = steps["instances"]["webhook"].as_str().unwrap();
     assert!(webhook.contains(&format!("{receiver}/hook")), "{webhook}");
     assert_eq!(steps["instances"]["token_shown"], json!(true));
+    let doomed = format!("{instance}-gone");
+    assert!(!rows.contains(&doomed), "{rows:?}");
+    assert_eq!(
+        steps["instances"]["deleted"],
+        json!(format!("Deleted {doomed}."))
+    );
+    let (_, gone) = s
+        .get(&format!("/instance/fetchInstances?instanceName={doomed}"))
+        .await;
+    assert_eq!(gone, json!([]), "deleted from the console: {gone}");
+    assert_eq!(
+        steps["instances"]["events_field_after_create"],
+        json!("MESSAGES_UPSERT")
+    );
 
     // The lag went up while the receiver was down, with its error, and back to 0 after.
     let subs = &steps["subscriptions"];
@@ -250,7 +285,10 @@ async fn an_operator_runs_the_day_from_the_console_in_a_real_browser() {
         attempts.len() == 1 && attempts[0].contains("422"),
         "{attempts:?}"
     );
-    assert!(dead["redriven"].as_str().unwrap().contains("1 event"), "{dead:#}");
+    assert!(
+        dead["redriven"].as_str().unwrap().contains("1 event"),
+        "{dead:#}"
+    );
     let (_, letters) = s
         .get(&format!("/subscriptions/{subscription}/dead-letters"))
         .await;
@@ -261,16 +299,25 @@ async fn an_operator_runs_the_day_from_the_console_in_a_real_browser() {
     assert_eq!(first["status"], json!("delivered"), "{first:#}");
     let http = strings(&first["http"]);
     assert!(
-        http.len() >= 2 && http.last().unwrap() == "200" && http[..http.len() - 1].iter().all(|h| h == "503"),
+        http.len() >= 2
+            && http.last().unwrap() == "200"
+            && http[..http.len() - 1].iter().all(|h| h == "503"),
         "attempts of a message sent while the receiver was down: {http:?}"
     );
     let redriven = &steps["deliveries"]["dead"];
     assert_eq!(redriven["status"], json!("delivered"));
-    assert_eq!(strings(&redriven["http"]), vec!["422", "200"], "{redriven:#}");
+    assert_eq!(
+        strings(&redriven["http"]),
+        vec!["422", "200"],
+        "{redriven:#}"
+    );
 
     // The tail showed the instance's messages.upsert only.
     let tail = &steps["tail"];
-    assert!(tail["row"].as_str().unwrap().contains(&format!("TAIL-{instance}")));
+    assert!(tail["row"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("TAIL-{instance}")));
     for row in tail["rows"].as_array().unwrap() {
         assert_eq!(row["instance"], json!(instance), "{tail:#}");
         assert_eq!(row["event"], json!("messages.upsert"), "{tail:#}");
@@ -303,20 +350,32 @@ async fn an_operator_runs_the_day_from_the_console_in_a_real_browser() {
     let (_, listed) = s
         .get(&format!("/instance/fetchInstances?instanceName={instance}"))
         .await;
-    let token = listed[0]["token"].as_str().expect("the instance token").to_string();
+    let token = listed[0]["token"]
+        .as_str()
+        .expect("the instance token")
+        .to_string();
     let requests = strings(&report["requests"]);
-    assert!(requests.iter().any(|u| u.contains("/ws")), "the tail used /ws: {requests:?}");
+    assert!(
+        requests.iter().any(|u| u.contains("/ws")),
+        "the tail used /ws: {requests:?}"
+    );
     for secret in [&s.key, &token] {
         for form in [secret.clone(), base64url(secret)] {
             for url in &requests {
-                assert!(!url.contains(&form), "a secret in a URL the browser requested: {url}");
+                assert!(
+                    !url.contains(&form),
+                    "a secret in a URL the browser requested: {url}"
+                );
             }
         }
     }
     let key = s.key.clone();
     drop(s);
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(!logged.is_empty(), "the server logged nothing at debug: is RUST_LOG honoured?");
+    assert!(
+        !logged.is_empty(),
+        "the server logged nothing at debug: is RUST_LOG honoured?"
+    );
     for secret in [&key, &token] {
         assert!(
             !logged.contains(secret.as_str()) && !logged.contains(&base64url(secret)),
@@ -364,7 +423,11 @@ async fn console_files_are_served_without_a_key_under_a_strict_policy() {
         let headers = r.headers().clone();
         assert_eq!(headers["content-type"], content_type, "{path}");
         let csp = headers["content-security-policy"].to_str().unwrap();
-        for directive in ["default-src 'none'", "script-src 'self'", "frame-ancestors 'none'"] {
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
             assert!(csp.contains(directive), "{path}: {csp}");
         }
         assert!(!csp.contains("unsafe"), "{path}: {csp}");
@@ -372,7 +435,11 @@ async fn console_files_are_served_without_a_key_under_a_strict_policy() {
         assert!(!r.text().await.unwrap().is_empty());
     }
     // Nothing outside the compiled-in set, not even by a path trick.
-    for path in ["/ui/nope.js", "/ui/..%2FCargo.toml", "/ui/%2e%2e/Cargo.toml"] {
+    for path in [
+        "/ui/nope.js",
+        "/ui/..%2FCargo.toml",
+        "/ui/%2e%2e/Cargo.toml",
+    ] {
         let r = http.get(s.url(path)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 404, "{path}");
     }
@@ -418,9 +485,10 @@ async fn the_websocket_takes_the_key_as_a_subprotocol() {
     let offer = |key: &str| format!("switchyard, switchyard.apikey.{}", base64url(key));
 
     // The global key: the server selects `switchyard` (never echoes the key) and streams.
-    let (mut socket, selected) = ws_with_protocols(&s, &format!("?instance={instance}"), &offer(&s.key))
-        .await
-        .expect("the global key as a subprotocol is accepted");
+    let (mut socket, selected) =
+        ws_with_protocols(&s, &format!("?instance={instance}"), &offer(&s.key))
+            .await
+            .expect("the global key as a subprotocol is accepted");
     assert_eq!(selected.as_deref(), Some("switchyard"));
     s.ingest_numbered(&instance, 0, 1).await;
     let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
@@ -438,7 +506,9 @@ async fn the_websocket_takes_the_key_as_a_subprotocol() {
 
     // A wrong key is a 401; an instance token is scoped to its instance.
     assert_eq!(
-        ws_with_protocols(&s, "", &offer("wrong-key-0123456789")).await.err(),
+        ws_with_protocols(&s, "", &offer("wrong-key-0123456789"))
+            .await
+            .err(),
         Some(401)
     );
     assert_eq!(
@@ -458,11 +528,17 @@ async fn the_websocket_takes_the_key_as_a_subprotocol() {
         .expect("open")
         .expect("a frame");
     let envelope: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
-    assert_eq!(envelope["instance"], json!(instance), "only its own instance");
+    assert_eq!(
+        envelope["instance"],
+        json!(instance),
+        "only its own instance"
+    );
     assert_eq!(envelope["data"]["n"], json!(1));
     // Not base64url: no key, so the usual 401.
     assert_eq!(
-        ws_with_protocols(&s, "", "switchyard, switchyard.apikey.***").await.err(),
+        ws_with_protocols(&s, "", "switchyard, switchyard.apikey.***")
+            .await
+            .err(),
         Some(401)
     );
 }
@@ -525,7 +601,10 @@ async fn an_operator_disables_and_enables_a_subscription() {
     )
     .await;
     assert_eq!(status, 409, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("config"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("config"),
+        "{v}"
+    );
     let (status, _) = call("/subscriptions/nope/disable".into(), s.key.clone()).await;
     assert_eq!(status, 404);
     cancel.cancel();

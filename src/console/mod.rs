@@ -70,7 +70,10 @@ fn serve(name: &str) -> Response {
             .into_response();
     };
     let mut response = (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        )],
         asset.body,
     )
         .into_response();
@@ -83,7 +86,10 @@ fn serve(name: &str) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // The files change with the binary: revalidate rather than run an old page against a
     // new API.
@@ -125,7 +131,10 @@ mod tests {
                 .take_while(|c| c.is_ascii_alphabetic())
                 .collect();
             let after = &index[i + 1 + name.len()..];
-            assert!(!after.starts_with('='), "inline handler `{name}` in index.html");
+            assert!(
+                !after.starts_with('='),
+                "inline handler `{name}` in index.html"
+            );
         }
     }
 }

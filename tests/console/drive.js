@@ -104,11 +104,21 @@ async function run(page) {
   await page.fill('#create-name', OTHER);
   await page.click('#create-submit');
   await page.waitForSelector(`tr[data-instance="${OTHER}"]`);
+  // One more, deleted from its row (the confirmation dialog is accepted).
+  const doomed = `${INSTANCE}-gone`;
+  await page.fill('#create-name', doomed);
+  await page.click('#create-submit');
+  await page.waitForSelector(`tr[data-instance="${doomed}"]`);
+  await page.click(`button[data-delete="${doomed}"]`);
+  await page.waitForSelector(`tr[data-instance="${doomed}"]`, { state: 'detached' });
+  const deleted = (await page.locator('#instances-status .ok').textContent()).trim();
   const row = page.locator(`tr[data-instance="${INSTANCE}"]`);
   report.steps.instances = {
     rows: await page.locator('tr[data-instance]').evaluateAll((rows) => rows.map((r) => r.dataset.instance)),
     webhook: (await row.locator('[data-sink="webhook"]').textContent()).trim(),
     token_shown: token.length > 0,
+    deleted,
+    events_field_after_create: await page.inputValue('#create-events'),
   };
   await shot(page, '02-instances');
 

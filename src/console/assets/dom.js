@@ -11,6 +11,8 @@ export function h(tag, attrs = {}, ...children) {
     } else if (name === 'class') {
       el.className = value;
     } else if (name === 'value') {
+      // Also the default, so a form's reset() returns to it.
+      if ('defaultValue' in el && el.tagName !== 'SELECT') el.defaultValue = value;
       el.value = value;
     } else {
       el.setAttribute(name, value === true ? '' : String(value));
