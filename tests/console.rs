@@ -332,6 +332,25 @@ async fn an_operator_runs_the_day_from_the_console_in_a_real_browser() {
         assert_eq!(api["absent"], json!(true), "{api:#}");
     }
 
+    // Replayed by the time picker and from sequence 0: delivered again.
+    let replay = &steps["replay"];
+    let by_time = replay["by_time"].as_str().unwrap();
+    assert!(
+        by_time.starts_with(&format!("Replaying {subscription} since ")),
+        "{replay:#}"
+    );
+    assert!(
+        replay["delivered_after"].as_u64() > replay["delivered_before"].as_u64(),
+        "{replay:#}"
+    );
+    let by_sequence = replay["by_sequence"].as_str().unwrap();
+    assert!(
+        by_sequence.starts_with(&format!(
+            "Replaying {subscription} from sequence 0: its cursor is now "
+        )),
+        "{replay:#}"
+    );
+
     // An instance token sees only its own instance and subscriptions.
     let token_view = &steps["as_token"];
     assert!(token_view["who"].as_str().unwrap().contains(&instance));
@@ -391,6 +410,7 @@ async fn an_operator_runs_the_day_from_the_console_in_a_real_browser() {
         "06-editor",
         "07-dead-letters",
         "09-deliveries",
+        "14-replay",
         "10-tail",
         "11-api",
         "12-instances-as-token",

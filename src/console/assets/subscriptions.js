@@ -47,7 +47,8 @@ function replayForm(items, status) {
     }
     try {
       const answer = await api('POST', `/subscriptions/${encodeURIComponent(which.value)}/replay`, body);
-      replace(status, okBox(`Replaying ${answer.subscription} from sequence ${answer.cursor}.`));
+      const asked = body.since ? `since ${body.since}` : `from sequence ${body.from_sequence}`;
+      replace(status, okBox(`Replaying ${answer.subscription} ${asked}: its cursor is now ${answer.cursor}.`));
     } catch (e) {
       replace(status, errorBox(e));
     }
