@@ -180,9 +180,21 @@ ensure_socketio_client() {
   npm install --prefix tests/socketio --no-audit --no-fund --silent >/dev/null
 }
 
+# Debian's chromium and playwright-core from npm (pinned by tests/console/package-lock.json;
+# the core package downloads no browser), for tests/console.rs, which drives the operator's
+# console in a real headless browser.
+ensure_console_browser() {
+  apt_install chromium
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  if [ -f tests/console/node_modules/playwright-core/package.json ]; then return 0; fi
+  log "installing playwright-core into tests/console"
+  npm install --prefix tests/console --no-audit --no-fund --silent >/dev/null
+}
+
 ensure_rabbitmq
 ensure_venv
 ensure_socketio_client
+ensure_console_browser
 ensure_moto
 ensure_compose
 ensure_tansu

@@ -6,6 +6,7 @@
 //!
 //! - [`catalog`]: the Evolution event kinds and every spelling of them.
 //! - [`log`]: the `EventLog` trait and the embedded segment-file engine.
+//! - [`console`]: the operator's web console at `/ui`, compiled in.
 //! - [`websocket`]: `/ws` and socket.io listeners fed from the log by one shared tail.
 pub mod api;
 pub mod app;
@@ -13,6 +14,7 @@ pub mod attempts;
 pub mod catalog;
 pub mod chat;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod envelope;
 pub mod filter;

@@ -1,5 +1,6 @@
 //! Who is calling: the global key or an instance token, from any of the places Evolution
-//! clients put it (`apikey`, `X-API-KEY`, `Authorization: Bearer`, `?api-key=`).
+//! clients put it (`apikey`, `X-API-KEY`, `Authorization: Bearer`, `?api-key=`), and, for
+//! browsers opening `/ws` (which cannot set headers on a WebSocket), a subprotocol.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -72,11 +73,43 @@ pub fn presented_key(parts: &Parts) -> Option<String> {
             return Some(token.trim().to_string());
         }
     }
+    if let Some(key) = subprotocol_key(parts) {
+        return Some(key);
+    }
     let query = parts.uri.query()?;
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "api-key" || k == "apikey" || k == "token")
         .map(|(_, v)| v.into_owned())
         .filter(|v| !v.is_empty())
+}
+
+/// The subprotocol a WebSocket client offers to carry its key: `switchyard.apikey.` then the
+/// key in unpadded base64url (a subprotocol is an HTTP token, which a key need not be).
+/// Browsers cannot set headers on a WebSocket, and a key in the URL ends up in proxies'
+/// access logs and the browser's history; the `Sec-WebSocket-Protocol` header does not.
+/// The client offers [`WS_PROTOCOL`] beside it, which the server selects, as browsers
+/// require the server to select one of the offered protocols.
+pub const WS_KEY_PROTOCOL_PREFIX: &str = "switchyard.apikey.";
+
+/// The subprotocol the server selects when a client offers it (with its key beside it).
+pub const WS_PROTOCOL: &str = "switchyard";
+
+fn subprotocol_key(parts: &Parts) -> Option<String> {
+    use base64::Engine;
+    parts
+        .headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.trim().strip_prefix(WS_KEY_PROTOCOL_PREFIX))
+        .find_map(|encoded| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(encoded)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+        })
+        .filter(|key| !key.is_empty())
 }
 
 /// Resolves a key to a principal; `None` when it matches nothing.

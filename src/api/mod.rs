@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks_codechat::router())
         .merge(webhooks_linq::router())
         .merge(webhooks_ventia::router())
+        .merge(crate::console::router())
         .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(

@@ -1,6 +1,6 @@
 //! `/subscriptions`: what each subscription is doing (lag, in-flight, attempts, dead letters,
 //! last error), its dead letters and their redrive, replay from a sequence or a time, and
-//! re-enabling after the engine disabled it.
+//! enabling and disabling (an operator's pause, or re-enabling after the engine disabled it).
 
 use std::collections::HashMap;
 
@@ -191,24 +191,49 @@ async fn replay(
     Ok(Json(json!({"subscription": id, "cursor": cursor})))
 }
 
-async fn enable(
-    State(state): State<AppState>,
+/// `POST /subscriptions/{id}/enable` and `/disable`: a disabled subscription keeps its
+/// cursor, so enabling it again resumes where it stopped.
+async fn switch(
+    state: AppState,
     principal: Principal,
-    Path(id): Path<String>,
+    id: String,
+    enabled: bool,
 ) -> Result<Json<Value>, ApiError> {
     visible(&state, &principal, &id)?;
     state
         .registry
-        .change(|_| {
+        .change(|p| {
+            if !enabled && !p.can_switch(&id) {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("`{id}` is defined by the config: disable it there"),
+                ));
+            }
             Ok::<_, ApiError>(vec![ControlRecord::SubscriptionEnabled {
                 id: id.clone(),
-                enabled: true,
-                reason: None,
+                enabled,
+                reason: (!enabled).then(|| "disabled by an operator".to_string()),
             }])
         })
         .await?;
     let sub = visible(&state, &principal, &id)?;
     Ok(Json(view(&state, &sub)))
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    switch(state, principal, id, true).await
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    switch(state, principal, id, false).await
 }
 
 /// `PATCH /subscriptions/{id}`: `{"filter": {...}, "policy": {...}}`, each optional, for
@@ -268,4 +293,5 @@ pub fn router() -> Router<AppState> {
         .route("/subscriptions/{id}/dead-letters/redrive", post(redrive))
         .route("/subscriptions/{id}/replay", post(replay))
         .route("/subscriptions/{id}/enable", post(enable))
+        .route("/subscriptions/{id}/disable", post(disable))
 }

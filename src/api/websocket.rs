@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use super::auth::{authenticate, presented_key, Principal};
+use super::auth::{authenticate, presented_key, Principal, WS_PROTOCOL};
 use super::error::{ApiError, ErrorCode};
 use super::instance_body::filter_error;
 use super::rate_limit::{authenticate_limited, peer_ip};
@@ -104,7 +104,7 @@ async fn plain(
     let principal = principal(&state, &parts)?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::Unauthorized,
-            "missing API key: add ?apikey=KEY or send the `apikey` header",
+            "missing API key: send the `apikey` header, offer the subprotocols `switchyard` and `switchyard.apikey.<base64url key>`, or add ?apikey=KEY",
         )
     })?;
     let pairs = query_pairs(&parts);
@@ -123,7 +123,10 @@ async fn plain(
     };
     // Listeners send only small subscribe messages: a small read buffer keeps an idle
     // connection cheap (tungstenite's default is 128 KiB each).
+    // A browser offering its key as a subprotocol also offers `switchyard`, which is
+    // selected (never the key's, so the key is not echoed back).
     let ws = upgrade(ws)?
+        .protocols([WS_PROTOCOL])
         .read_buffer_size(READ_BUFFER)
         .max_message_size(64 * 1024);
     let tracker = hub.tasks.clone();

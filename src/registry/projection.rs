@@ -191,6 +191,18 @@ impl Projection {
         }
     }
 
+    /// Whether a `SubscriptionEnabled` record can switch `id` on or off: a named webhook's or
+    /// an instance's sink subscription. The global ones config defines are switched in the
+    /// config, not here.
+    pub fn can_switch(&self, id: &str) -> bool {
+        self.named.contains_key(id)
+            || self.instances.values().any(|instance| {
+                SinkKind::ALL
+                    .iter()
+                    .any(|k| instance_subscription_id(*k, &instance.created) == id)
+            })
+    }
+
     /// The instance a token digest belongs to.
     pub fn instance_for_token(&self, token_sha256: &str) -> Option<&str> {
         self.tokens.get(token_sha256).map(String::as_str)

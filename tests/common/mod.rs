@@ -19,6 +19,8 @@ pub struct TestServer {
     child: Child,
     data_dir: PathBuf,
     env: Vec<(String, String)>,
+    /// Where the server's stderr (its log) goes; `None`: the test's own stderr.
+    log: Option<PathBuf>,
     /// Keeps the temp dir alive (None when the caller owns the dir).
     _tmp: Option<tempfile::TempDir>,
     /// The HTTP client.
@@ -33,7 +35,12 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-fn spawn(data_dir: &Path, key: &str, env: &[(String, String)]) -> (Child, String) {
+fn spawn(
+    data_dir: &Path,
+    key: &str,
+    env: &[(String, String)],
+    log: Option<&Path>,
+) -> (Child, String) {
     // `SWITCHYARD_TEST_BIN` runs the same tests against another build (an older commit's
     // binary, to show a test fails without its fix).
     let binary = std::env::var("SWITCHYARD_TEST_BIN")
@@ -51,7 +58,16 @@ fn spawn(data_dir: &Path, key: &str, env: &[(String, String)]) -> (Child, String
             std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the server log file"),
+            ),
+            None => Stdio::inherit(),
+        });
     for (k, v) in engine_env(data_dir) {
         cmd.env(k, v);
     }
@@ -163,18 +179,25 @@ impl TestServer {
 
     /// Starts a server on an existing data dir (the caller keeps the dir).
     pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        Self::start_logging(dir, env, None)
+    }
+
+    /// Starts a server on `dir` whose stderr (its log) is appended to `log`, for tests that
+    /// read what the server logged.
+    pub fn start_logging(dir: &Path, env: &[(&str, &str)], log: Option<&Path>) -> TestServer {
         let key = "test-global-key-0123456789".to_string();
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, base) = spawn(dir, &key, &env);
+        let (child, base) = spawn(dir, &key, &env, log);
         TestServer {
             base,
             key,
             child,
             data_dir: dir.to_path_buf(),
             env,
+            log: log.map(Path::to_path_buf),
             _tmp: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -192,7 +215,7 @@ impl TestServer {
     /// Kills (if running) and starts again on the same data dir (a new port).
     pub fn restart(&mut self) {
         self.kill();
-        let (child, base) = spawn(&self.data_dir, &self.key, &self.env);
+        let (child, base) = spawn(&self.data_dir, &self.key, &self.env, self.log.as_deref());
         self.child = child;
         self.base = base;
     }
