@@ -278,6 +278,7 @@ async fn through_engine(
         cancel: cancel.clone(),
         tracker: tracker.clone(),
         attempts: None,
+        activity: None,
     })
     .await
     .unwrap();

@@ -7,6 +7,8 @@
 //! - [`catalog`]: the Evolution event kinds and every spelling of them.
 //! - [`log`]: the `EventLog` trait and the embedded segment-file engine.
 //! - [`websocket`]: `/ws` and socket.io listeners fed from the log by one shared tail.
+//! - [`alerts`]: the server's own `switchyard.*` events, appended to the log.
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod attempts;
