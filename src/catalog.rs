@@ -123,7 +123,10 @@ const OPERATIONAL: &[(EventKind, &str)] = &[
         EventKind::SwitchyardSubscriptionLagExceeded,
         "switchyard.subscription.lag_exceeded",
     ),
-    (EventKind::SwitchyardInstanceSilent, "switchyard.instance.silent"),
+    (
+        EventKind::SwitchyardInstanceSilent,
+        "switchyard.instance.silent",
+    ),
 ];
 
 /// The namespace of the server's own events: no gateway event may use it.

@@ -67,7 +67,9 @@ fn got(received: &Received, path: &str, event: &str, instance: Option<&str>) -> 
         .unwrap()
         .iter()
         .filter(|(p, e, _)| {
-            p == path && e["event"] == json!(event) && instance.is_none_or(|i| e["instance"] == json!(i))
+            p == path
+                && e["event"] == json!(event)
+                && instance.is_none_or(|i| e["instance"] == json!(i))
         })
         .map(|(_, e, _)| e.clone())
         .collect()
@@ -233,7 +235,12 @@ async fn a_failing_subscription_is_reported_once_per_episode_to_a_healthy_one() 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let failing_events = got(&received, "/ops", "switchyard.subscription.failing", None);
     let disabled = got(&received, "/ops", "switchyard.subscription.disabled", None);
-    let dead = got(&received, "/ops", "switchyard.subscription.dead_lettered", None);
+    let dead = got(
+        &received,
+        "/ops",
+        "switchyard.subscription.dead_lettered",
+        None,
+    );
     assert_eq!(failing_events.len(), 1, "{failing_events:?}");
     assert_eq!(disabled.len(), 1, "{disabled:?}");
     assert_eq!(dead.len(), 1, "one per episode: {dead:?}");
@@ -249,7 +256,10 @@ async fn a_failing_subscription_is_reported_once_per_episode_to_a_healthy_one() 
         "{f}"
     );
     // Evolution's envelope, like every event.
-    assert!(f["date_time"].is_string() && f["server_url"].is_string(), "{f}");
+    assert!(
+        f["date_time"].is_string() && f["server_url"].is_string(),
+        "{f}"
+    );
     assert!(f["id"].is_string() && f["sequence"].is_u64(), "{f}");
     let d = &disabled[0];
     assert_eq!(d["instance"], json!(instance), "{d}");
@@ -261,7 +271,11 @@ async fn a_failing_subscription_is_reported_once_per_episode_to_a_healthy_one() 
         "failing is written before disabled: {f} {d}"
     );
     assert_eq!(dead[0]["data"]["subscription"], json!(failing), "{dead:?}");
-    assert_eq!(dead[0]["data"]["event"], json!("messages.upsert"), "{dead:?}");
+    assert_eq!(
+        dead[0]["data"]["event"],
+        json!("messages.upsert"),
+        "{dead:?}"
+    );
     let (_, v) = s.get(&format!("/subscriptions/{failing}")).await;
     assert_eq!(v["enabled"], json!(false), "disabled by its policy: {v}");
 
@@ -325,7 +339,13 @@ async fn a_silent_instance_is_reported_once_and_only_when_subscribed() {
     s.create_instance(&mute, json!({})).await;
     s.create_instance(&closed_early, json!({})).await;
     ingest(&s, &mute, "messages.upsert", json!({"n": 1})).await;
-    ingest(&s, &closed_early, "connection.update", json!({"state": "close"})).await;
+    ingest(
+        &s,
+        &closed_early,
+        "connection.update",
+        json!({"state": "close"}),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = s.metrics_text().await;
@@ -340,7 +360,10 @@ async fn a_silent_instance_is_reported_once_and_only_when_subscribed() {
         if silence.is_some_and(|s| s >= 3.0) {
             break;
         }
-        assert!(Instant::now() < deadline, "no silence gauge for {mute}: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "no silence gauge for {mute}: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let written: Vec<Value> = s
@@ -375,14 +398,22 @@ async fn a_silent_instance_is_reported_once_and_only_when_subscribed() {
     // (b) Traffic every 300 ms for twice the window: never silent.
     let flowing = Instant::now();
     let mut n = 0;
+    let mut stopped = Instant::now();
     while flowing.elapsed() < Duration::from_secs(4) {
         ingest(&s, &quiet, "messages.upsert", json!({"n": n})).await;
+        // The last event's receive time is at most this.
+        stopped = Instant::now();
         n += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let stopped = Instant::now();
     assert!(
-        got(&received, "/ops", "switchyard.instance.silent", Some(&quiet)).is_empty(),
+        got(
+            &received,
+            "/ops",
+            "switchyard.instance.silent",
+            Some(&quiet)
+        )
+        .is_empty(),
         "silent while traffic flows"
     );
     let arrived = wait_for(
@@ -394,15 +425,26 @@ async fn a_silent_instance_is_reported_once_and_only_when_subscribed() {
     )
     .await;
     let after = arrived.duration_since(stopped);
-    println!("silent event arrived {after:?} after the last event (window 2 s, checks every 100 ms)");
-    assert!(after >= Duration::from_millis(1900), "before the window ended: {after:?}");
+    println!(
+        "silent event arrived {after:?} after the last event (window 2 s, checks every 100 ms)"
+    );
+    assert!(
+        after >= Duration::from_millis(1900),
+        "before the window ended: {after:?}"
+    );
 
     // (c) A closed connection: one silent event with its cause, at once.
     let closing = unique("closing");
     s.create_instance(&closing, json!({})).await;
     ingest(&s, &closing, "messages.upsert", json!({"n": 0})).await;
     let closed_at = Instant::now();
-    ingest(&s, &closing, "connection.update", json!({"instance": closing, "state": "close", "statusReason": 428})).await;
+    ingest(
+        &s,
+        &closing,
+        "connection.update",
+        json!({"instance": closing, "state": "close", "statusReason": 428}),
+    )
+    .await;
     let arrived = wait_for(
         &received,
         "/ops",
@@ -418,14 +460,24 @@ async fn a_silent_instance_is_reported_once_and_only_when_subscribed() {
 
     // Past another window or two: still one per episode, whatever the cause.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let quiet_ops = got(&received, "/ops", "switchyard.instance.silent", Some(&quiet));
+    let quiet_ops = got(
+        &received,
+        "/ops",
+        "switchyard.instance.silent",
+        Some(&quiet),
+    );
     assert_eq!(quiet_ops.len(), 1, "{quiet_ops:?}");
     let q = &quiet_ops[0];
     assert_eq!(q["data"]["cause"], json!("no_events"), "{q}");
     assert_eq!(q["data"]["reason"], json!("no_events"), "{q}");
     assert!(q["data"]["seconds_silent"].as_f64() >= Some(2.0), "{q}");
     assert_eq!(q["data"]["silence_seconds"].as_f64(), Some(2.0), "{q}");
-    let own = got(&received, "/quiet", "switchyard.instance.silent", Some(&quiet));
+    let own = got(
+        &received,
+        "/quiet",
+        "switchyard.instance.silent",
+        Some(&quiet),
+    );
     assert_eq!(own.len(), 1, "through /webhook/set too: {own:?}");
     let only_listed = received
         .lock()
@@ -434,7 +486,12 @@ async fn a_silent_instance_is_reported_once_and_only_when_subscribed() {
         .filter(|(p, _, _)| p == "/quiet")
         .all(|(_, e, _)| e["event"] == json!("switchyard.instance.silent"));
     assert!(only_listed, "its list names only the operational event");
-    let closing_ops = got(&received, "/ops", "switchyard.instance.silent", Some(&closing));
+    let closing_ops = got(
+        &received,
+        "/ops",
+        "switchyard.instance.silent",
+        Some(&closing),
+    );
     assert_eq!(closing_ops.len(), 1, "{closing_ops:?}");
     assert_eq!(
         closing_ops[0]["data"]["cause"],

@@ -83,7 +83,7 @@ impl InstanceEpisode {
 }
 
 /// What a subscription's check found to report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SubscriptionAlert {
     /// The failure run reached the threshold.
     Failing {
@@ -305,13 +305,19 @@ mod tests {
             }]
         );
         assert!(ep.check(&lag(900), 9_000, &LIMITS).is_empty());
-        assert!(ep.check(&lag(100), 10_000, &LIMITS).is_empty(), "at threshold");
+        assert!(
+            ep.check(&lag(100), 10_000, &LIMITS).is_empty(),
+            "at threshold"
+        );
         assert!(ep.check(&lag(101), 11_000, &LIMITS).is_empty());
         assert_eq!(ep.check(&lag(101), 16_000, &LIMITS).len(), 1);
         let mut brief = SubscriptionEpisodes::default();
         assert!(brief.check(&lag(500), 0, &LIMITS).is_empty());
         assert!(brief.check(&lag(0), 1_000, &LIMITS).is_empty());
-        assert!(brief.check(&lag(500), 5_500, &LIMITS).is_empty(), "restarted");
+        assert!(
+            brief.check(&lag(500), 5_500, &LIMITS).is_empty(),
+            "restarted"
+        );
     }
 
     #[test]
@@ -366,7 +372,10 @@ mod tests {
                 since_ms: 1_000
             })
         );
-        assert_eq!(ep.check(&seen(20_000, Some(1_000), None), 20_100, 2_000), None);
+        assert_eq!(
+            ep.check(&seen(20_000, Some(1_000), None), 20_100, 2_000),
+            None
+        );
         assert_eq!(
             InstanceEpisode::default().check(&seen(30_000, None, None), 30_100, 2_000),
             None,

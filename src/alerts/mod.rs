@@ -70,7 +70,10 @@ pub enum Signal {
 
 /// Builds an operational event: `kind` with `data`, ready for `ingest::store`. Fails only
 /// for `data` that does not serialize (nothing is written then).
-pub fn operational_event(kind: EventKind, data: &Value) -> Result<IncomingEvent, serde_json::Error> {
+pub fn operational_event(
+    kind: EventKind,
+    data: &Value,
+) -> Result<IncomingEvent, serde_json::Error> {
     Ok(IncomingEvent {
         event: kind.dotted().to_string(),
         data: serde_json::value::to_raw_value(data)?,
@@ -124,7 +127,11 @@ impl Watcher {
     }
 
     /// Checks every `alerts.check_interval_ms` and handles `signals` until `shutdown`.
-    pub async fn run(mut self, mut signals: mpsc::UnboundedReceiver<Signal>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut signals: mpsc::UnboundedReceiver<Signal>,
+        shutdown: CancellationToken,
+    ) {
         let mut tick =
             tokio::time::interval(Duration::from_millis(self.config.check_interval_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,7 +174,12 @@ impl Watcher {
                 let Some(sub) = set.subscriptions.iter().find(|s| s.id == subscription) else {
                     return;
                 };
-                if !self.subscriptions.entry(subscription.clone()).or_default().disabled() {
+                if !self
+                    .subscriptions
+                    .entry(subscription.clone())
+                    .or_default()
+                    .disabled()
+                {
                     return;
                 }
                 let streak = self.streak(&subscription);
@@ -312,10 +324,17 @@ impl Watcher {
         let now = Utc::now().timestamp_millis();
         let window_ms = (self.config.silence_seconds * 1000.0) as i64;
         let seen = self.activity.snapshot();
+        let delivered = self.delivery.partitions();
         let mut present = Vec::with_capacity(seen.len());
         for (name, seen) in seen {
             if !self.registry.read(|p| p.instances.contains_key(&name)) {
                 // Deleted: its silence is not news.
+                self.activity.forget(&name);
+                continue;
+            }
+            if !delivered.contains(&self.events.index_for(&name)) {
+                // Its partition moved to another process (Kafka engine), which watches it
+                // now; what this one saw of it is stale.
                 self.activity.forget(&name);
                 continue;
             }
@@ -380,8 +399,17 @@ impl Watcher {
 }
 
 /// `data` of `switchyard.instance.silent`.
-fn silent_data(silence: &Silence, seen: &crate::delivery::activity::Seen, now_ms: i64, window: f64) -> Value {
-    let at = |ms: i64| Utc.timestamp_millis_opt(ms).single().map(|t| t.to_rfc3339());
+fn silent_data(
+    silence: &Silence,
+    seen: &crate::delivery::activity::Seen,
+    now_ms: i64,
+    window: f64,
+) -> Value {
+    let at = |ms: i64| {
+        Utc.timestamp_millis_opt(ms)
+            .single()
+            .map(|t| t.to_rfc3339())
+    };
     json!({
         "reason": silence.cause.as_str(),
         "cause": silence.cause.as_str(),

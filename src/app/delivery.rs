@@ -11,9 +11,9 @@ use tokio_util::task::TaskTracker;
 use super::AppError;
 use crate::alerts::Signal;
 use crate::attempts::AttemptLog;
-use crate::delivery::activity::Activity;
 use crate::catalog::EventKind;
 use crate::config::Config;
+use crate::delivery::activity::Activity;
 use crate::delivery::subscription::{Scope, Subscription};
 use crate::delivery::{
     DeliveryEngine, DeliveryError, DeliveryMetrics, DisableRequest, EngineDeps, EngineOptions,

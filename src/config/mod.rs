@@ -170,7 +170,10 @@ impl Config {
             return Err(rule("alerts.silence_seconds", "must be more than 0"));
         }
         if alerts.check_interval_ms == 0 || alerts.check_interval_ms > 60_000 {
-            return Err(rule("alerts.check_interval_ms", "must be between 1 and 60000"));
+            return Err(rule(
+                "alerts.check_interval_ms",
+                "must be between 1 and 60000",
+            ));
         }
         if self.attempts.flush_ms == 0 || self.attempts.flush_ms > 60_000 {
             return Err(rule("attempts.flush_ms", "must be between 1 and 60000"));

@@ -57,20 +57,14 @@ impl Activity {
             if event.starts_with(OPERATIONAL_PREFIX) {
                 continue;
             }
-            let seen = match instances.get_mut(instance) {
-                Some(seen) => seen,
-                None => instances.entry(instance.into()).or_default(),
-            };
-            let at = record.timestamp_ms;
-            seen.last_event_ms = seen.last_event_ms.max(at);
-            match event {
-                "messages.upsert" => {
-                    seen.last_message_ms = Some(seen.last_message_ms.map_or(at, |m| m.max(at)));
+            // One hash lookup per record; a name is copied only the first time.
+            match instances.get_mut(instance) {
+                Some(seen) => note(seen, event, record),
+                None => {
+                    let mut seen = Seen::default();
+                    note(&mut seen, event, record);
+                    instances.insert(instance.into(), seen);
                 }
-                "connection.update" => {
-                    seen.closed_at_ms = connection_closed(record).then_some(at);
-                }
-                _ => {}
             }
         }
     }
@@ -88,6 +82,21 @@ impl Activity {
     pub fn forget(&self, instance: &str) {
         let mut instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
         instances.remove(instance);
+    }
+}
+
+/// Notes one record of the instance `seen` describes.
+fn note(seen: &mut Seen, event: &str, record: &Record) {
+    let at = record.timestamp_ms;
+    seen.last_event_ms = seen.last_event_ms.max(at);
+    match event {
+        "messages.upsert" => {
+            seen.last_message_ms = Some(seen.last_message_ms.map_or(at, |m| m.max(at)));
+        }
+        "connection.update" => {
+            seen.closed_at_ms = connection_closed(record).then_some(at);
+        }
+        _ => {}
     }
 }
 
@@ -114,7 +123,7 @@ mod tests {
             instance_id: None,
             event: event.into(),
             chat: None,
-            data: serde_json::value::RawValue::from_string(data.into()).unwrap_or_default(),
+            data: serde_json::value::RawValue::from_string(data.into()).expect("JSON"),
             sender: None,
             source: None,
             raw: None,
@@ -124,7 +133,7 @@ mod tests {
         Record {
             sequence,
             timestamp_ms: at,
-            payload: stored.to_bytes().unwrap_or_default(),
+            payload: stored.to_bytes().expect("encodes"),
         }
     }
 
@@ -160,7 +169,13 @@ mod tests {
                 ),
             ]
         );
-        activity.observe(&[record(5, 300, "b", "connection.update", r#"{"state":"open"}"#)]);
+        activity.observe(&[record(
+            5,
+            300,
+            "b",
+            "connection.update",
+            r#"{"state":"open"}"#,
+        )]);
         let b = activity.snapshot().into_iter().find(|(n, _)| n == "b");
         assert_eq!(b.map(|(_, s)| s.closed_at_ms), Some(None));
         activity.forget("a");
@@ -174,7 +189,13 @@ mod tests {
         let records: Vec<Record> = (0..256u64)
             .map(|i| {
                 let instance = format!("instance-{}", i % 16);
-                record(i, i as i64, &instance, "messages.upsert", r#"{"key":{"id":"x"}}"#)
+                record(
+                    i,
+                    i as i64,
+                    &instance,
+                    "messages.upsert",
+                    r#"{"key":{"id":"x"}}"#,
+                )
             })
             .collect();
         let activity = Activity::default();

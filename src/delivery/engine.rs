@@ -11,8 +11,8 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::attempts::AttemptLog;
-use crate::delivery::activity::Activity;
 use crate::config::DeliveryConfig;
+use crate::delivery::activity::Activity;
 use crate::delivery::cursors::{self, CursorStager};
 use crate::delivery::error::DeliveryError;
 use crate::delivery::metrics::{DeliveryMetrics, Metrics};

@@ -131,7 +131,10 @@ impl Hub {
 
     /// Counts a listener's interest in the operational events among `events` (dotted
     /// names); `None` when it names none.
-    pub fn interest(&self, events: Option<&std::collections::BTreeSet<&'static str>>) -> Option<Arc<Interest>> {
+    pub fn interest(
+        &self,
+        events: Option<&std::collections::BTreeSet<&'static str>>,
+    ) -> Option<Arc<Interest>> {
         let names: Vec<&'static str> = events?
             .iter()
             .copied()
