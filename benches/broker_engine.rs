@@ -321,6 +321,7 @@ impl Bench {
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             attempts: None,
+            activity: None,
         })
         .await
         .unwrap();

@@ -247,6 +247,7 @@ async fn start_engine(
         cancel: cancel.clone(),
         tracker: tracker.clone(),
         attempts,
+        activity: None,
     })
     .await
     .unwrap();

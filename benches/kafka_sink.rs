@@ -306,6 +306,7 @@ async fn through_engine(
         cancel: cancel.clone(),
         tracker: tracker.clone(),
         attempts: None,
+        activity: None,
     })
     .await
     .unwrap();

@@ -180,6 +180,7 @@ async fn start_engine(
         cancel: cancel.clone(),
         tracker: tracker.clone(),
         attempts: None,
+        activity: None,
     })
     .await
     .unwrap();

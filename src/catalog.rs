@@ -44,6 +44,18 @@ pub enum EventKind {
     LabelsAssociation,
     RemoveInstance,
     LogoutInstance,
+    /// Operational (`switchyard.*`): a subscription failed `alerts.failing_after` times in a row.
+    SwitchyardSubscriptionFailing,
+    /// Operational: a failing subscription delivered again.
+    SwitchyardSubscriptionRecovered,
+    /// Operational: the server disabled a subscription (a failure run, 410 Gone).
+    SwitchyardSubscriptionDisabled,
+    /// Operational: a subscription dead-lettered an event.
+    SwitchyardSubscriptionDeadLettered,
+    /// Operational: a subscription's lag stayed above `alerts.lag_threshold`.
+    SwitchyardSubscriptionLagExceeded,
+    /// Operational: an instance went silent (no events, no messages, or connection closed).
+    SwitchyardInstanceSilent,
 }
 
 /// The table every spelling derives from: (kind, dotted name as Evolution emits it).
@@ -87,6 +99,39 @@ const TABLE: &[(EventKind, &str)] = &[
     (EventKind::LogoutInstance, "logout.instance"),
 ];
 
+/// The server's own events (`switchyard.*`): spelled by the same rules as Evolution's, but
+/// never part of "every event" (an empty event list, `EventKind::all`), only delivered to
+/// subscriptions that list them, and written only by the server (ingest refuses them).
+const OPERATIONAL: &[(EventKind, &str)] = &[
+    (
+        EventKind::SwitchyardSubscriptionFailing,
+        "switchyard.subscription.failing",
+    ),
+    (
+        EventKind::SwitchyardSubscriptionRecovered,
+        "switchyard.subscription.recovered",
+    ),
+    (
+        EventKind::SwitchyardSubscriptionDisabled,
+        "switchyard.subscription.disabled",
+    ),
+    (
+        EventKind::SwitchyardSubscriptionDeadLettered,
+        "switchyard.subscription.dead_lettered",
+    ),
+    (
+        EventKind::SwitchyardSubscriptionLagExceeded,
+        "switchyard.subscription.lag_exceeded",
+    ),
+    (
+        EventKind::SwitchyardInstanceSilent,
+        "switchyard.instance.silent",
+    ),
+];
+
+/// The namespace of the server's own events: no gateway event may use it.
+pub const OPERATIONAL_PREFIX: &str = "switchyard.";
+
 /// CodeChat names that do not follow the camelCase rule.
 const CODECHAT_EXCEPTIONS: &[(EventKind, &str)] = &[
     (EventKind::QrcodeUpdated, "qrcodeUpdate"),
@@ -96,16 +141,32 @@ const CODECHAT_EXCEPTIONS: &[(EventKind, &str)] = &[
 
 /// An event name that is not in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event `{name}`; valid events are: {}", EventKind::all_upper().join(", "))]
+#[error("unknown event `{name}`; valid events are: {}", EventKind::every().map(EventKind::upper).collect::<Vec<_>>().join(", "))]
 pub struct UnknownEvent {
     /// The name as given.
     pub name: String,
 }
 
 impl EventKind {
-    /// Every event kind, in catalog order.
+    /// Every Evolution event kind, in catalog order: what "all events" means. The
+    /// operational ones are not in it (see [`EventKind::operational`]).
     pub fn all() -> impl Iterator<Item = EventKind> {
         TABLE.iter().map(|(kind, _)| *kind)
+    }
+
+    /// The server's own events (`switchyard.*`), subscribable only by name.
+    pub fn operational() -> impl Iterator<Item = EventKind> {
+        OPERATIONAL.iter().map(|(kind, _)| *kind)
+    }
+
+    /// Every kind a name can select: Evolution's, then the operational ones.
+    pub fn every() -> impl Iterator<Item = EventKind> {
+        Self::all().chain(Self::operational())
+    }
+
+    /// Whether this is one of the server's own events (`switchyard.*`).
+    pub fn is_operational(self) -> bool {
+        OPERATIONAL.iter().any(|(kind, _)| *kind == self)
     }
 
     /// Every UPPER name, for error messages that list the valid ones.
@@ -117,6 +178,7 @@ impl EventKind {
     pub fn dotted(self) -> &'static str {
         TABLE
             .iter()
+            .chain(OPERATIONAL)
             .find(|(kind, _)| *kind == self)
             .map(|(_, dotted)| *dotted)
             .unwrap_or_default()
@@ -223,11 +285,15 @@ impl EventKind {
                     .zip(trimmed.bytes())
                     .all(|(d, t)| fold(d) == fold(t))
         };
-        if let Some((kind, _)) = TABLE.iter().find(|(_, dotted)| same_name(dotted)) {
+        if let Some((kind, _)) = TABLE
+            .iter()
+            .chain(OPERATIONAL)
+            .find(|(_, dotted)| same_name(dotted))
+        {
             return Ok(*kind);
         }
         static CODECHAT: LazyLock<Vec<(String, EventKind)>> =
-            LazyLock::new(|| EventKind::all().map(|k| (k.codechat(), k)).collect());
+            LazyLock::new(|| EventKind::every().map(|k| (k.codechat(), k)).collect());
         if let Some((_, kind)) = CODECHAT.iter().find(|(name, _)| name == trimmed) {
             return Ok(*kind);
         }
@@ -425,8 +491,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn operational_events_are_spelled_by_the_same_rules_and_never_in_all() {
+        let k = EventKind::SwitchyardSubscriptionDeadLettered;
+        assert_eq!(k.dotted(), "switchyard.subscription.dead_lettered");
+        assert_eq!(k.upper(), "SWITCHYARD_SUBSCRIPTION_DEAD_LETTERED");
+        assert_eq!(k.kebab(), "switchyard-subscription-dead-lettered");
+        assert_eq!(k.codechat(), "switchyardSubscriptionDeadLettered");
+        assert_eq!(
+            EventKind::SwitchyardInstanceSilent.rabbitmq_instance_queue("inst"),
+            "inst.switchyard.instance.silent"
+        );
+        assert_eq!(
+            EventKind::SwitchyardInstanceSilent.sqs_instance_queue("inst"),
+            "inst_switchyard_instance_silent.fifo"
+        );
+        assert_eq!(
+            kafka_topic("evolution", None, "switchyard.subscription.failing"),
+            "evolution.global.switchyard.subscription.failing"
+        );
+        assert!(EventKind::all().all(|k| !k.is_operational()));
+        assert_eq!(EventKind::operational().count(), 6);
+        assert!(EventKind::operational().all(|k| k.dotted().starts_with(OPERATIONAL_PREFIX)));
+        let every: Vec<_> = EventKind::every().collect();
+        for (i, a) in every.iter().enumerate() {
+            for b in &every[i + 1..] {
+                assert_ne!(a.upper(), b.upper());
+                assert_ne!(a.codechat(), b.codechat());
+            }
+        }
+    }
+
     fn any_kind() -> impl Strategy<Value = EventKind> {
-        (0..TABLE.len()).prop_map(|i| TABLE[i].0)
+        let every: Vec<EventKind> = EventKind::every().collect();
+        (0..every.len()).prop_map(move |i| every[i])
     }
 
     proptest! {

@@ -176,6 +176,16 @@ pub fn header_instance(payload: &[u8]) -> Option<&str> {
     std::str::from_utf8(fields.get(header_tag::INSTANCE)?).ok()
 }
 
+/// The instance and event name of an event record, read from its header; `None` for a
+/// record without one (written before headers). What per-instance activity tracking reads
+/// of every record, without decoding its JSON.
+pub fn header_instance_event(payload: &[u8]) -> Option<(&str, &str)> {
+    let (fields, _) = header::split(payload).ok()?;
+    let instance = std::str::from_utf8(fields.get(header_tag::INSTANCE)?).ok()?;
+    let event = std::str::from_utf8(fields.get(header_tag::EVENT)?).ok()?;
+    Some((instance, event))
+}
+
 /// The filter facts of the event record `payload`, which decodes to `event`: from its
 /// header's [`header_tag::FACTS`] field, else (records written before it, or a field that
 /// does not read) extracted from the event's `data` as ingest does now.

@@ -8,6 +8,8 @@
 //! - [`log`]: the `EventLog` trait and the embedded segment-file engine.
 //! - [`console`]: the operator's web console at `/ui`, compiled in.
 //! - [`websocket`]: `/ws` and socket.io listeners fed from the log by one shared tail.
+//! - [`alerts`]: the server's own `switchyard.*` events, appended to the log.
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod attempts;

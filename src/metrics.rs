@@ -193,3 +193,45 @@ impl prometheus::core::Collector for AttemptMetrics {
         families
     }
 }
+
+/// `switchyard_instance_silence_seconds{instance}`: seconds since each instance's last
+/// event (its receive time), for instances the delivery tails have seen one of; computed
+/// from the activity tracker (`delivery/activity.rs`) at scrape time.
+pub struct SilenceMetrics {
+    activity: std::sync::Arc<crate::delivery::activity::Activity>,
+    seconds: prometheus::GaugeVec,
+}
+
+impl SilenceMetrics {
+    /// Registers the silence gauge in `registry`.
+    pub fn register(
+        registry: &Registry,
+        activity: std::sync::Arc<crate::delivery::activity::Activity>,
+    ) -> Result<(), prometheus::Error> {
+        let seconds = prometheus::GaugeVec::new(
+            prometheus::Opts::new(
+                "switchyard_instance_silence_seconds",
+                "Seconds since the instance's last event (instances that have received one).",
+            ),
+            &["instance"],
+        )?;
+        registry.register(Box::new(SilenceMetrics { activity, seconds }))
+    }
+}
+
+impl prometheus::core::Collector for SilenceMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.seconds.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let now = chrono::Utc::now().timestamp_millis();
+        // Rebuilt at every scrape, so a forgotten (deleted) instance's series goes too.
+        self.seconds.reset();
+        for (instance, seen) in self.activity.snapshot() {
+            let silent = (now - seen.last_event_ms).max(0) as f64 / 1000.0;
+            self.seconds.with_label_values(&[&instance]).set(silent);
+        }
+        self.seconds.collect()
+    }
+}

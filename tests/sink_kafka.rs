@@ -582,6 +582,7 @@ async fn a_lane_pipelines_and_a_failed_event_is_retried_behind_the_batches_out()
         cancel: cancel.clone(),
         tracker: tracker.clone(),
         attempts: None,
+        activity: None,
     })
     .await
     .expect("engine");

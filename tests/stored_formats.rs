@@ -414,6 +414,29 @@ fn control_samples() -> Vec<(&'static str, ControlRecord)> {
                 ..sink_set(SinkKind::Webhook, Vec::new())
             }),
         ),
+        // A webhook that also subscribed to operational events by name (they are never
+        // part of an empty list): stored in their UPPER spelling like every event.
+        (
+            "sink_set_webhook_alerts",
+            ControlRecord::SinkSet(SinkSet {
+                webhook: Some(WebhookTarget {
+                    url: "https://ops.example.com/alerts".into(),
+                    ..WebhookTarget::default()
+                }),
+                ..sink_set(
+                    SinkKind::Webhook,
+                    vec![
+                        EventKind::MessagesUpsert,
+                        EventKind::SwitchyardSubscriptionFailing,
+                        EventKind::SwitchyardSubscriptionRecovered,
+                        EventKind::SwitchyardSubscriptionDisabled,
+                        EventKind::SwitchyardSubscriptionDeadLettered,
+                        EventKind::SwitchyardSubscriptionLagExceeded,
+                        EventKind::SwitchyardInstanceSilent,
+                    ],
+                )
+            }),
+        ),
         (
             "subscription_put_ventia_filtered",
             ControlRecord::SubscriptionPut {
@@ -585,6 +608,18 @@ fn event_samples() -> Vec<(&'static str, StoredEvent)> {
                     "0194b3c2-7e1a-7c3d-9f00-00000000f005",
                     "send.message",
                     r#"{"key":{"remoteJid":"5511988887777@s.whatsapp.net","fromMe":true,"id":"BAE5F5A632EAE722"},"status":"PENDING"}"#,
+                )
+            },
+        ),
+        // An operational event as the alerts watcher writes it: no sender, source or keys.
+        (
+            "operational_instance_silent",
+            StoredEvent {
+                instance_id: Some(uuid(INSTANCE_ID)),
+                ..event(
+                    "0194b3c2-7e1a-7c3d-9f00-00000000f008",
+                    "switchyard.instance.silent",
+                    r#"{"reason":"no_events","cause":"no_events","seconds_silent":900.4,"silence_seconds":900.0,"since":"2025-01-15T10:15:00+00:00","last_event_at":"2025-01-15T10:15:00+00:00","last_message_at":"2025-01-15T10:14:58+00:00"}"#,
                 )
             },
         ),

@@ -11,6 +11,7 @@ use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
 use super::json::checked_body;
 use super::AppState;
+use crate::catalog::OPERATIONAL_PREFIX;
 use crate::ingest::canonical::{self, CanonicalError};
 use crate::ingest::idempotency::{Decision, StoredAnswer};
 use crate::ingest::{store, IncomingEvent, Owner, StoreError};
@@ -129,6 +130,16 @@ pub async fn accept(
     request_key: Option<String>,
     events: Vec<IncomingEvent>,
 ) -> Result<Accepted, ApiError> {
+    // Only the server writes its own events (`alerts`); no provider may pass one in.
+    if let Some(n) = events
+        .iter()
+        .position(|e| e.event.starts_with(OPERATIONAL_PREFIX))
+    {
+        return Err(ApiError::validation(
+            &format!("events[{n}].event"),
+            canonical::OPERATIONAL_RULE,
+        ));
+    }
     let total = events.len();
     let log = state.events.for_key(instance);
     let keys: Vec<Option<&str>> = events.iter().map(|e| e.dedupe_key.as_deref()).collect();

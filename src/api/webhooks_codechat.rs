@@ -106,7 +106,7 @@ fn apply_flags(flags: &mut Map<String, Value>, given: &Map<String, Value>) -> Re
             continue;
         }
         let field = format!("WebhookEvents.{key}");
-        if !FLAGS.contains(&key.as_str()) {
+        if !FLAGS.contains(&key.as_str()) && !operational_flag(key) {
             let rule = format!("unknown event flag; known flags: {}", FLAGS.join(", "));
             return Err(ApiError::validation(&field, rule));
         }
@@ -118,12 +118,21 @@ fn apply_flags(flags: &mut Map<String, Value>, given: &Map<String, Value>) -> Re
     Ok(())
 }
 
-/// The Evolution events the flags that are on select (`newJwt` selects none).
+/// Whether `key` is the CodeChat spelling of an operational event
+/// (`switchyardSubscriptionFailing`, ...): a flag of ours, off unless given.
+fn operational_flag(key: &str) -> bool {
+    EventKind::operational().any(|k| k.codechat() == key)
+}
+
+/// The Evolution events the flags that are on select (`newJwt` selects none), and the
+/// operational events whose flags are on.
 fn selected(flags: &Map<String, Value>) -> Vec<EventKind> {
     FLAGS
         .iter()
-        .filter(|f| flags.get(**f) == Some(&Value::Bool(true)))
-        .filter_map(|f| EventKind::parse(f).ok())
+        .map(|f| f.to_string())
+        .chain(EventKind::operational().map(EventKind::codechat))
+        .filter(|f| flags.get(f) == Some(&Value::Bool(true)))
+        .filter_map(|f| EventKind::parse(&f).ok())
         .collect()
 }
 

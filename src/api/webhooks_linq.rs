@@ -150,6 +150,12 @@ fn selection(names: &[String]) -> Reply<(Vec<EventKind>, Vec<String>)> {
         match EVENTS.iter().find(|(n, _)| n == name) {
             Some((_, Some(kind))) => kinds.push(*kind),
             Some((_, None)) => custom.push(format!("linq.{name}")),
+            // The server's own events, by their dotted name (not Linq's, but subscribable).
+            None if name.starts_with(crate::catalog::OPERATIONAL_PREFIX)
+                && EventKind::parse(name).is_ok_and(EventKind::is_operational) =>
+            {
+                kinds.extend(EventKind::parse(name).ok());
+            }
             None => {
                 let known: Vec<&str> = EVENTS.iter().map(|(n, _)| *n).collect();
                 let rule = format!("unknown event `{name}`; known: {}", known.join(", "));

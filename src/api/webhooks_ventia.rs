@@ -4,8 +4,9 @@
 //! A topic is a named group of events. Ventia's two: `interactions.official_whatsapp`, the
 //! messages themselves (received, sent, edited, deleted) and
 //! `interactions.official_whatsapp_statuses`, their delivery and read receipts
-//! (`messages.update`). Every dotted Evolution event name is also a topic of its own. No
-//! topics means no events.
+//! (`messages.update`). Every dotted Evolution event name is also a topic of its own, and so
+//! is every operational event (`switchyard.subscription.failing`, ...). No topics means no
+//! events.
 
 use std::collections::HashMap;
 
@@ -52,7 +53,8 @@ fn topic_events(topic: &str) -> Option<Vec<EventKind>> {
     if let Some((_, events)) = TOPICS.iter().find(|(name, _)| *name == topic) {
         return Some(events.to_vec());
     }
-    EventKind::all()
+    // Operational events (`switchyard.*`) are topics of their own too, by name only.
+    EventKind::every()
         .find(|k| k.dotted() == topic)
         .map(|k| vec![k])
 }

@@ -9,9 +9,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::AppError;
+use crate::alerts::Signal;
 use crate::attempts::AttemptLog;
 use crate::catalog::EventKind;
 use crate::config::Config;
+use crate::delivery::activity::Activity;
 use crate::delivery::subscription::{Scope, Subscription};
 use crate::delivery::{
     DeliveryEngine, DeliveryError, DeliveryMetrics, DisableRequest, EngineDeps, EngineOptions,
@@ -57,6 +59,16 @@ pub(super) struct EngineKit {
     disable_requests: tokio::sync::mpsc::UnboundedSender<DisableRequest>,
     metrics: DeliveryMetrics,
     attempts: Option<Arc<AttemptLog>>,
+    activity: Arc<Activity>,
+}
+
+/// What delivery shares with the alerts watcher: the activity its tails note, and the
+/// channel on which disabling a subscription is reported.
+pub(super) struct Alerting {
+    /// Fed by every engine's tail.
+    pub activity: Arc<Activity>,
+    /// Told after the registry recorded a disable.
+    pub signals: tokio::sync::mpsc::UnboundedSender<Signal>,
 }
 
 impl EngineKit {
@@ -80,18 +92,21 @@ impl EngineKit {
             cancel,
             tracker,
             attempts: self.attempts.clone(),
+            activity: Some(self.activity.clone()),
         })
         .await
     }
 }
 
 /// Builds the configured sinks and the engine kit, and forwards the engines' disable
-/// requests (410 Gone, failure runs) to the registry, which owns `enabled`.
+/// requests (410 Gone, failure runs) to the registry, which owns `enabled`, then to the
+/// alerts watcher.
 pub(super) async fn delivery_kit(
     config: &Config,
     registry: &Arc<Registry>,
     metrics: &Metrics,
     attempts: &Option<Arc<AttemptLog>>,
+    alerting: &Alerting,
     shutdown: CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<EngineKit, AppError> {
@@ -111,8 +126,10 @@ pub(super) async fn delivery_kit(
         metrics: DeliveryMetrics::register(metrics.registry())
             .map_err(|e| AppError::Delivery(e.into()))?,
         attempts: attempts.clone(),
+        activity: alerting.activity.clone(),
     };
     let registry = registry.clone();
+    let signals = alerting.signals.clone();
     tasks.spawn(async move {
         loop {
             let request = tokio::select! {
@@ -121,14 +138,23 @@ pub(super) async fn delivery_kit(
             };
             tracing::warn!(subscription = %request.subscription, reason = %request.reason, "subscription disabled");
             let record = ControlRecord::SubscriptionEnabled {
-                id: request.subscription,
+                id: request.subscription.clone(),
                 enabled: false,
-                reason: Some(request.reason),
+                reason: Some(request.reason.clone()),
             };
-            if let Err(crate::registry::ChangeError::Registry(e)) =
-                registry.change(|_| Ok::<_, ()>(vec![record])).await
-            {
-                tracing::error!(error = %e, "recording a disabled subscription failed");
+            match registry.change(|_| Ok::<_, ()>(vec![record])).await {
+                Err(crate::registry::ChangeError::Registry(e)) => {
+                    tracing::error!(error = %e, "recording a disabled subscription failed");
+                }
+                Err(crate::registry::ChangeError::Rejected(())) => {}
+                // Recorded: `switchyard.subscription.disabled` (the watcher keeps it to one
+                // per episode; a closed channel means it stopped, at shutdown).
+                Ok(_) => {
+                    let _ = signals.send(Signal::Disabled {
+                        subscription: request.subscription,
+                        reason: request.reason,
+                    });
+                }
             }
         }
     });

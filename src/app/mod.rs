@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::Watcher;
 use crate::api::{self, AppInner, AppState};
 use crate::attempts::{AttemptLog, AttemptOptions};
 use crate::config::Config;
 use crate::config::LogEngine;
+use crate::delivery::activity::Activity;
 use crate::delivery::DeliveryError;
 use crate::delivery::PartitionedDelivery;
 use crate::ingest::idempotency::Idempotency;
@@ -23,13 +25,14 @@ use crate::log::kafka::{KafkaLog, KafkaLogOptions};
 use crate::log::{EventLog, EventPartitions, FsyncPolicy, LogError};
 use crate::metrics::AttemptMetrics;
 use crate::metrics::Metrics;
+use crate::metrics::SilenceMetrics;
 use crate::registry::{Registry, RegistryError};
 use crate::sinks::BuildError;
 use crate::websocket::{Hub, WsMetrics};
 pub use data_dir::global_api_key;
 use data_dir::{lock_data_dir, lock_file, open_log};
 pub use delivery::global_subscriptions;
-use delivery::{delivery_kit, own_partitions};
+use delivery::{delivery_kit, own_partitions, Alerting};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,14 @@ pub async fn serve(
         AttemptMetrics::register(metrics.registry(), log.clone())?;
     }
     let delivery = Arc::new(PartitionedDelivery::with_attempts(attempts.clone()));
+    // Every partition's tail notes each instance's activity here (silence alerts, gauge).
+    let activity = Arc::new(Activity::default());
+    SilenceMetrics::register(metrics.registry(), activity.clone())?;
+    let (alert_signals, alert_signals_rx) = tokio::sync::mpsc::unbounded_channel();
+    let alerting = Alerting {
+        activity: activity.clone(),
+        signals: alert_signals,
+    };
     let (events, registry, api_key) = match config.log.engine {
         LogEngine::Embedded => {
             let api_key = global_api_key(&config)?;
@@ -114,6 +125,7 @@ pub async fn serve(
                 &registry,
                 &metrics,
                 &attempts,
+                &alerting,
                 shutdown.clone(),
                 &tasks,
             )
@@ -160,6 +172,7 @@ pub async fn serve(
                 &registry,
                 &metrics,
                 &attempts,
+                &alerting,
                 shutdown.clone(),
                 &tasks,
             )
@@ -222,6 +235,17 @@ pub async fn serve(
         );
         None
     };
+    tasks.spawn(
+        Watcher::new(
+            config.alerts.clone(),
+            events.clone(),
+            registry.clone(),
+            delivery.clone(),
+            activity,
+            websocket.clone(),
+        )
+        .run(alert_signals_rx, shutdown.clone()),
+    );
     let state = AppState::new(AppInner {
         config,
         events,

@@ -70,6 +70,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// The attempt log.
     pub attempts: AttemptsConfig,
+    /// Operational events.
+    pub alerts: AlertsConfig,
     // Each sink's section, named after it; the struct and everything else about the section
     // are in the sink's folder (`config.rs`, reached through the registration table).
     /// Webhook sink.
@@ -156,6 +158,22 @@ impl Config {
         let hours = self.attempts.retention_hours;
         if !hours.is_finite() || hours < 0.0 {
             return Err(rule("attempts.retention_hours", "must be 0 or more"));
+        }
+        let alerts = &self.alerts;
+        if alerts.failing_after == 0 {
+            return Err(rule("alerts.failing_after", "must be at least 1"));
+        }
+        if !(alerts.lag_seconds.is_finite() && alerts.lag_seconds >= 0.0) {
+            return Err(rule("alerts.lag_seconds", "must be 0 or more"));
+        }
+        if !(alerts.silence_seconds.is_finite() && alerts.silence_seconds > 0.0) {
+            return Err(rule("alerts.silence_seconds", "must be more than 0"));
+        }
+        if alerts.check_interval_ms == 0 || alerts.check_interval_ms > 60_000 {
+            return Err(rule(
+                "alerts.check_interval_ms",
+                "must be between 1 and 60000",
+            ));
         }
         if self.attempts.flush_ms == 0 || self.attempts.flush_ms > 60_000 {
             return Err(rule("attempts.flush_ms", "must be between 1 and 60000"));

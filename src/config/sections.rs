@@ -213,6 +213,36 @@ impl Default for AttemptsConfig {
     }
 }
 
+/// Operational events (`switchyard.*`): when the server reports failing, disabled or lagging
+/// subscriptions and silent instances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Consecutive failed attempts after which a subscription is reported failing.
+    pub failing_after: u64,
+    /// Events a subscription may lag behind the log before its lag counts as exceeded.
+    pub lag_threshold: u64,
+    /// Seconds the lag must stay above `lag_threshold` before it is reported.
+    pub lag_seconds: f64,
+    /// Seconds without events (or without `messages.upsert`) after which an instance that
+    /// was receiving them is reported silent.
+    pub silence_seconds: f64,
+    /// Milliseconds between checks of subscriptions and instances.
+    pub check_interval_ms: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            failing_after: 5,
+            lag_threshold: 10_000,
+            lag_seconds: 300.0,
+            silence_seconds: 900.0,
+            check_interval_ms: 1000,
+        }
+    }
+}
+
 /// WebSocket listeners.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

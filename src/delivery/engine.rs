@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::attempts::AttemptLog;
 use crate::config::DeliveryConfig;
+use crate::delivery::activity::Activity;
 use crate::delivery::cursors::{self, CursorStager};
 use crate::delivery::error::DeliveryError;
 use crate::delivery::metrics::{DeliveryMetrics, Metrics};
@@ -122,6 +123,9 @@ pub struct EngineDeps {
     pub tracker: TaskTracker,
     /// Where every attempt is recorded (`attempts.enabled`); `None` keeps no record.
     pub attempts: Option<Arc<AttemptLog>>,
+    /// Where the tail notes each instance's activity (for silent-instance alerts and the
+    /// silence gauge); `None` keeps none.
+    pub activity: Option<Arc<Activity>>,
 }
 
 /// State every engine task shares.
@@ -187,6 +191,7 @@ impl DeliveryEngine {
         deps.tracker.spawn(router::tail(
             deps.log.clone(),
             router.clone(),
+            deps.activity.clone(),
             deps.cancel.clone(),
         ));
         let shared = Arc::new(Shared {

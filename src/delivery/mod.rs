@@ -97,6 +97,7 @@
 //! before an earlier one. The batches a pipelining sink has out at once count as one
 //! batch here.
 
+pub mod activity;
 mod cursors;
 mod engine;
 mod error;

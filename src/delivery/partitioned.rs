@@ -105,7 +105,7 @@ impl PartitionedDelivery {
 
     /// Sets `switchyard_delivery_oldest_undelivered_age_seconds` of every enabled
     /// subscription (the oldest across the partitions delivered here); called at scrape
-    /// time. A per-instance silence gauge would be refreshed here too (not kept yet).
+    /// time. (The per-instance silence gauge is `metrics::SilenceMetrics`, read at scrape.)
     pub async fn observe_oldest_undelivered(&self) {
         let engines = self.engines();
         let Some((_, first)) = engines.first() else {

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use crate::delivery::activity::Activity;
 use crate::delivery::runner::View;
 use crate::delivery::status::SubStats;
 use crate::delivery::subscription::Scope;
@@ -382,6 +383,7 @@ fn deliver_to(
 pub(crate) async fn tail(
     log: Arc<dyn EventLog>,
     router: Arc<Router>,
+    activity: Option<Arc<Activity>>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     if !router.gate_open() {
@@ -401,6 +403,9 @@ pub(crate) async fn tail(
             match log.read(position, TAIL_BATCH, 8 << 20).await {
                 Ok(records) if !records.is_empty() => {
                     let next = records.last().map_or(position, |r| r.sequence + 1);
+                    if let Some(activity) = &activity {
+                        activity.observe(&records);
+                    }
                     router.route(&records, next);
                     continue;
                 }

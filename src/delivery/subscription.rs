@@ -23,7 +23,8 @@ pub struct Subscription {
     pub target: SinkTarget,
     /// Which instances' events it receives.
     pub scope: Scope,
-    /// Which events; empty means all (as Evolution does while the sink is enabled).
+    /// Which events; empty means all (as Evolution does while the sink is enabled), the
+    /// operational `switchyard.*` ones excepted: those only when listed.
     pub events: Vec<EventKind>,
     /// Custom (non-catalog) event names it also receives. When both lists are empty every
     /// event, custom ones included, is delivered; a custom list alone selects only those.
@@ -187,7 +188,8 @@ impl Subscription {
             return false;
         }
         if self.events.is_empty() && self.custom_events.is_empty() {
-            return true;
+            // "Every event" is Evolution's: the server's own events are opt-in.
+            return !kind.is_some_and(EventKind::is_operational);
         }
         match kind {
             Some(kind) => self.events.contains(&kind),
@@ -256,6 +258,21 @@ mod tests {
         assert!(s.wants("x", Some("5511999990000"), "call"));
         assert!(!s.wants("x", Some("5511999990001"), "call"));
         assert!(!s.wants("x", None, "call"));
+    }
+
+    #[test]
+    fn operational_events_only_when_listed() {
+        let all = sub(Scope::AllInstances, vec![]);
+        assert!(!all.wants("x", None, "switchyard.instance.silent"));
+        let mut hook = all.clone();
+        hook.target = SinkTarget::Webhook(WebhookTarget::default());
+        assert!(!hook.wants("x", None, "switchyard.subscription.failing"));
+        let listed = sub(
+            Scope::AllInstances,
+            vec![EventKind::SwitchyardInstanceSilent],
+        );
+        assert!(listed.wants("x", None, "switchyard.instance.silent"));
+        assert!(!listed.wants("x", None, "switchyard.subscription.failing"));
     }
 
     #[test]

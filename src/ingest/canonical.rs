@@ -38,6 +38,10 @@ pub enum CanonicalError {
     },
 }
 
+/// Why an operational event (`switchyard.*`) is refused from outside.
+pub const OPERATIONAL_RULE: &str =
+    "`switchyard.*` events are the server's own (operational events); they cannot be ingested";
+
 /// The longest event `id` a client may give (it is an idempotency key, not a payload).
 pub const MAX_EVENT_ID_BYTES: usize = 256;
 
@@ -67,6 +71,12 @@ fn convert(one: One, path: &str) -> Result<IncomingEvent, CanonicalError> {
         field: format!("{path}event"),
         message: e.to_string(),
     })?;
+    if kind.is_operational() {
+        return Err(CanonicalError::Field {
+            field: format!("{path}event"),
+            rule: OPERATIONAL_RULE.into(),
+        });
+    }
     let data = one.data.ok_or_else(|| CanonicalError::Field {
         field: format!("{path}data"),
         rule: "is required (an object with the event's body)".into(),

@@ -181,7 +181,7 @@ async fn connect(
         None => handshake.content.clone(),
     };
     let selection = authorize(hub, &principal, selection).map_err(|e| e.message)?;
-    let filter = Filter::new(selection, hub.registry.clone(), instance_settings);
+    let filter = Filter::new(selection, hub.registry.clone(), instance_settings).counted(hub);
     let namespace = ns.to_string();
     let render = Box::new(move |frame: &super::hub::Frame| {
         Message::Text(socketio::event(&namespace, &frame.event, &frame.envelope).into())

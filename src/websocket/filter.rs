@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::hub::Frame;
-use crate::catalog::{EventKind, UnknownEvent};
+use crate::catalog::{EventKind, UnknownEvent, OPERATIONAL_PREFIX};
 use crate::filter::CompiledFilter;
 use crate::registry::records::SinkKind;
 use crate::registry::Registry;
@@ -73,6 +73,8 @@ pub struct Filter {
     /// `selection.content`, compiled once; `None` when it has no clause. `Err` only for a
     /// filter that did not validate (never built by the API): it then passes nothing.
     content: Result<Option<Arc<CompiledFilter>>, ()>,
+    /// Held while the listener runs: it counts for the operational events it named.
+    _interest: Option<Arc<super::hub::Interest>>,
 }
 
 impl Filter {
@@ -87,7 +89,15 @@ impl Filter {
             registry,
             instance_settings,
             content,
+            _interest: None,
         }
+    }
+
+    /// The filter, counted in `hub` as a receiver of the operational events it names (so
+    /// the alerts watcher writes them while it listens).
+    pub fn counted(mut self, hub: &super::Hub) -> Filter {
+        self._interest = hub.interest(self.selection.events.as_ref());
+        self
     }
 
     /// Whether `frame` passes the content filter.
@@ -127,6 +137,10 @@ impl Filter {
         {
             return false;
         }
+        // The server's own events reach only a listener that named them.
+        if s.events.is_none() && frame.event.starts_with(OPERATIONAL_PREFIX) {
+            return false;
+        }
         if !self.content_accepts(frame) {
             return false;
         }
@@ -161,7 +175,8 @@ impl Filter {
                 Some(set) => {
                     set.enabled
                         && (set.events.is_empty()
-                            || set.events.iter().any(|k| k.dotted() == &*frame.event))
+                            || set.events.iter().any(|k| k.dotted() == &*frame.event)
+                            || frame.event.starts_with(OPERATIONAL_PREFIX))
                 }
             }
         })

@@ -70,6 +70,30 @@ pub struct Hub {
     pub tasks: TaskTracker,
     /// Prometheus metrics.
     pub metrics: WsMetrics,
+    /// The operational events (`switchyard.*`) connected listeners named, with how many
+    /// listeners name each: the alerts watcher writes one only when someone can receive it.
+    operational: Arc<std::sync::Mutex<HashMap<&'static str, usize>>>,
+}
+
+/// A listener's claim on the operational events it named; released when dropped.
+#[derive(Debug)]
+pub struct Interest {
+    names: Vec<&'static str>,
+    counts: Arc<std::sync::Mutex<HashMap<&'static str, usize>>>,
+}
+
+impl Drop for Interest {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        for name in &self.names {
+            if let Some(n) = counts.get_mut(name) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(name);
+                }
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -93,6 +117,7 @@ impl Hub {
             shutdown,
             tasks: tasks.clone(),
             metrics,
+            operational: Arc::default(),
         });
         tasks.spawn(hub.clone().tail());
         hub
@@ -102,6 +127,36 @@ impl Hub {
     /// between the two.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
         self.live.subscribe()
+    }
+
+    /// Counts a listener's interest in the operational events among `events` (dotted
+    /// names); `None` when it names none.
+    pub fn interest(
+        &self,
+        events: Option<&std::collections::BTreeSet<&'static str>>,
+    ) -> Option<Arc<Interest>> {
+        let names: Vec<&'static str> = events?
+            .iter()
+            .copied()
+            .filter(|name| name.starts_with(crate::catalog::OPERATIONAL_PREFIX))
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        let mut counts = self.operational.lock().unwrap_or_else(|p| p.into_inner());
+        for name in &names {
+            *counts.entry(name).or_default() += 1;
+        }
+        Some(Arc::new(Interest {
+            names,
+            counts: self.operational.clone(),
+        }))
+    }
+
+    /// Whether a connected listener named the operational event `dotted`.
+    pub fn listens_for(&self, dotted: &str) -> bool {
+        let counts = self.operational.lock().unwrap_or_else(|p| p.into_inner());
+        counts.get(dotted).is_some_and(|n| *n > 0)
     }
 
     /// The sequence the next appended event gets.

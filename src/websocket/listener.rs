@@ -134,7 +134,7 @@ fn start(
     request: Request,
     handover: Option<(u64, Filter)>,
 ) -> Running {
-    let filter = Filter::new(request.selection, hub.registry.clone(), true);
+    let filter = Filter::new(request.selection, hub.registry.clone(), true).counted(hub);
     let render = Box::new(|frame: &super::hub::Frame| Message::Text(frame.envelope.clone()));
     let mut feed = Feed::new(
         hub.clone(),

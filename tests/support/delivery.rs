@@ -247,6 +247,7 @@ impl Harness {
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             attempts: None,
+            activity: None,
         })
         .await
         .unwrap();
