@@ -181,30 +181,4 @@ mod tests {
         activity.forget("a");
         assert_eq!(activity.snapshot().len(), 1);
     }
-
-    /// The per-record cost the tail pays (run with `--release --ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn cost_per_record() {
-        let records: Vec<Record> = (0..256u64)
-            .map(|i| {
-                let instance = format!("instance-{}", i % 16);
-                record(
-                    i,
-                    i as i64,
-                    &instance,
-                    "messages.upsert",
-                    r#"{"key":{"id":"x"}}"#,
-                )
-            })
-            .collect();
-        let activity = Activity::default();
-        let rounds = 20_000;
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            activity.observe(std::hint::black_box(&records));
-        }
-        let per = start.elapsed().as_nanos() as f64 / (rounds * records.len()) as f64;
-        println!("activity tracking: {per:.1} ns per record");
-    }
 }
