@@ -4,8 +4,8 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use utoipa_axum::routes;
 use serde_json::{json, Value};
+use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};

@@ -3,9 +3,9 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use utoipa_axum::routes;
 use chrono::Utc;
 use std::collections::HashMap;
+use utoipa_axum::routes;
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -15,10 +15,10 @@ use super::error::{ApiError, ErrorCode};
 use super::instance_body::{parse_create, parse_providers};
 use super::json::JsonBody;
 use super::openapi::{ApiRouter, ErrorEnvelope};
+use super::pagination::PageRequest;
 use super::schemas::{
     CreateInstanceBody, CreatedInstance, Deleted, InstanceList, ProvidersView, SetProvidersBody,
 };
-use super::pagination::PageRequest;
 use super::sinks::sink_view;
 use super::AppState;
 use crate::registry::records::{ControlRecord, InstanceCreated, SinkSet};

@@ -116,7 +116,11 @@ fn security_schemes() -> Vec<(&'static str, SecurityScheme, &'static str)> {
     let header = |name: &str| SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(name)));
     let query = |name: &str| SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new(name)));
     vec![
-        ("apikey", header("apikey"), "The `apikey` header (Evolution's)."),
+        (
+            "apikey",
+            header("apikey"),
+            "The `apikey` header (Evolution's).",
+        ),
         ("x_api_key", header("X-API-KEY"), "The `X-API-KEY` header."),
         (
             "bearer",
@@ -201,7 +205,9 @@ fn shared_answers(path: &str, op: &mut Operation) {
         add(
             op,
             "401",
-            error_response("No key (2004), or one that matches neither the global key nor an instance token"),
+            error_response(
+                "No key (2004), or one that matches neither the global key nor an instance token",
+            ),
         );
     }
     let has_path_params = op.parameters.as_ref().is_some_and(|ps| {

@@ -5,10 +5,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
-use utoipa::openapi::path::{HttpMethod, Paths};
-use utoipa::{PartialSchema, ToSchema};
 use chrono::Utc;
 use serde_json::{json, Value};
+use utoipa::openapi::path::{HttpMethod, Paths};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::auth::Principal;
 use super::error::ApiError;
@@ -155,7 +155,10 @@ fn sink_paths<T: utoipa::Path>(kind: SinkKind, path: &str, method: HttpMethod) -
 }
 
 /// The schemas the set/find operations refer to.
-fn sink_schemas() -> Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)> {
+fn sink_schemas() -> Vec<(
+    String,
+    utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+)> {
     let mut schemas = vec![
         (SinkSettings::name().into(), SinkSettings::schema()),
         (SinkView::name().into(), SinkView::schema()),

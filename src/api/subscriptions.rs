@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use utoipa_axum::routes;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Principal;
@@ -16,10 +16,10 @@ use super::error::{ApiError, ErrorCode};
 use super::instance_body::{filter_value, policy_value};
 use super::json::JsonBody;
 use super::openapi::{ApiRouter, ErrorEnvelope};
+use super::pagination::PageRequest;
 use super::schemas::{
     DeadLetterPage, Redriven, Replayed, SubscriptionPage, SubscriptionPatch, SubscriptionView,
 };
-use super::pagination::PageRequest;
 use super::AppState;
 use crate::delivery::{DeliveryError, Redrive, ReplayFrom, Scope, Subscription};
 use crate::registry::records::ControlRecord;

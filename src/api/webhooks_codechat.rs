@@ -9,9 +9,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use utoipa_axum::routes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Principal;

@@ -12,9 +12,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use utoipa_axum::routes;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
+use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use utoipa_axum::routes;
 use serde_json::{json, Value};
+use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::error::ApiError;
