@@ -122,6 +122,7 @@ fn window(page: PageRequest) -> Page {
         (status = 200, description = "One page of deliveries", body = DeliveryPage),
         (status = 400, description = "A bad parameter (2001)", body = ErrorEnvelope),
         (status = 403, description = "An instance token asking for another instance (2005)", body = ErrorEnvelope),
+        (status = 404, description = "`subscription` names no subscription the key can see (2006)", body = ErrorEnvelope),
         (status = 409, description = "The attempt log is off (`attempts.enabled = false`) (2007)", body = ErrorEnvelope),
         (status = 503, description = "This process delivers no partition right now; retry (2010)", body = ErrorEnvelope),
     ))]
