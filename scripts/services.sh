@@ -28,6 +28,7 @@ ensure_rabbitmq() {
 
 # A Python virtualenv with the third-party clients tests verify against.
 MOTO_VERSION=5.2.5
+SCHEMATHESIS_VERSION=4.32.5
 ensure_venv() {
   apt_install python3-venv >/dev/null 2>&1 || true
   # pip, not python: a venv made while python3-venv was missing has python and no pip.
@@ -48,6 +49,12 @@ ensure_venv() {
   elif [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("moto"))')" != "$MOTO_VERSION" ]; then
     log "installing moto[server]==$MOTO_VERSION into .venv"
     .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+  # schemathesis: fuzzes the live server against its own /openapi.json
+  # (tests/openapi_contract.rs); pinned, since its checks and CLI change between releases.
+  if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" != "$SCHEMATHESIS_VERSION" ]; then
+    log "installing schemathesis==$SCHEMATHESIS_VERSION into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
   fi
 }
 

@@ -34,7 +34,7 @@ SWITCHYARD_TEST_ENGINE=kafka cargo test --no-fail-fast \
   --test api_core --test api_conventions --test delivery_server --test webhook_apis \
   --test provider_http --test websocket_listeners --test broker_server --test metrics \
   --test delivery_ordering --test cli --test subscription_policy --test subscription_filters \
-  --test delivery_lookup --test console --test operational_events \
+  --test delivery_lookup --test console --test operational_events --test openapi_contract \
   2>&1 | tee -a target/test-output.log || status=$?
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

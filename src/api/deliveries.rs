@@ -6,14 +6,16 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
+use super::openapi::{ApiRouter, ErrorEnvelope};
 use super::pagination::{PageRequest, Pagination};
+use super::schemas::DeliveryPage;
 use super::AppState;
 use crate::delivery::lookup::{Delivery, DeliveryQuery, DeliveryStatus, LookupError, Page, Viewer};
 
@@ -102,6 +104,28 @@ fn window(page: PageRequest) -> Page {
     }
 }
 
+/// What became of events (by id, by WhatsApp message id, or an instance's in a time range)
+/// at each subscription, with every attempt.
+#[utoipa::path(get, path = "/deliveries", tag = "deliveries",
+    params(
+        ("event_id" = Option<String>, Query, description = "An event id (UUID)"),
+        ("message_id" = Option<String>, Query, description = "A WhatsApp message id"),
+        ("instance" = Option<String>, Query, description = "Only this instance's events"),
+        ("since" = Option<String>, Query, description = "From this time (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "Until this time (RFC 3339)"),
+        ("status" = Option<String>, Query, description = "Comma-separated: delivered, in_flight, parked, dead, filtered"),
+        ("subscription" = Option<String>, Query, description = "Only this subscription"),
+        ("page" = Option<u32>, Query, description = "Page, from 1", minimum = 1),
+        ("limit" = Option<u32>, Query, description = "Items per page, 1 to 100 (default 50)", minimum = 1, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "One page of deliveries", body = DeliveryPage),
+        (status = 400, description = "A bad parameter (2001)", body = ErrorEnvelope),
+        (status = 403, description = "An instance token asking for another instance (2005)", body = ErrorEnvelope),
+        (status = 404, description = "`subscription` names no subscription the key can see (2006)", body = ErrorEnvelope),
+        (status = 409, description = "The attempt log is off (`attempts.enabled = false`) (2007)", body = ErrorEnvelope),
+        (status = 503, description = "This process delivers no partition right now; retry (2010)", body = ErrorEnvelope),
+    ))]
 async fn deliveries(
     State(state): State<AppState>,
     principal: Principal,
@@ -117,6 +141,28 @@ async fn deliveries(
     Ok(render(items, total, page))
 }
 
+/// A subscription's events not delivered yet: in flight, parked, dead.
+#[utoipa::path(get, path = "/subscriptions/{id}/undelivered", tag = "deliveries",
+    params(
+        ("id" = String, Path, description = "Subscription id"),
+        ("event_id" = Option<String>, Query, description = "An event id (UUID)"),
+        ("message_id" = Option<String>, Query, description = "A WhatsApp message id"),
+        ("instance" = Option<String>, Query, description = "Only this instance's events"),
+        ("since" = Option<String>, Query, description = "From this time (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "Until this time (RFC 3339)"),
+        ("status" = Option<String>, Query, description = "Comma-separated: delivered, in_flight, parked, dead, filtered"),
+        ("subscription" = Option<String>, Query, description = "Only this subscription"),
+        ("page" = Option<u32>, Query, description = "Page, from 1", minimum = 1),
+        ("limit" = Option<u32>, Query, description = "Items per page, 1 to 100 (default 50)", minimum = 1, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "One page of deliveries", body = DeliveryPage),
+        (status = 400, description = "A bad parameter (2001)", body = ErrorEnvelope),
+        (status = 403, description = "An instance token asking for another instance (2005)", body = ErrorEnvelope),
+        (status = 409, description = "The attempt log is off (`attempts.enabled = false`) (2007)", body = ErrorEnvelope),
+        (status = 503, description = "This process delivers no partition right now; retry (2010)", body = ErrorEnvelope),
+        (status = 404, description = "No such subscription, or not the caller's (2006)", body = ErrorEnvelope),
+    ))]
 async fn undelivered(
     State(state): State<AppState>,
     principal: Principal,
@@ -134,8 +180,8 @@ async fn undelivered(
 }
 
 /// The lookup routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/deliveries", get(deliveries))
-        .route("/subscriptions/{id}/undelivered", get(undelivered))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(deliveries))
+        .routes(routes!(undelivered))
 }

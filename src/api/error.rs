@@ -36,6 +36,25 @@ pub enum ErrorCode {
     UnsupportedMediaType = 2013,
 }
 
+impl ErrorCode {
+    /// Every code, in numeric order (the OpenAPI document lists them).
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::Validation,
+        ErrorCode::InvalidJson,
+        ErrorCode::UnknownEvent,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::UnsupportedMediaType,
+    ];
+}
+
 /// An error as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

@@ -7,11 +7,12 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::error::ApiError;
+use super::openapi::{ApiRouter, ErrorEnvelope};
+use super::schemas::EventsPage;
 use super::AppState;
 use crate::catalog::EventKind;
 use crate::envelope::LoggedEvent;
@@ -66,6 +67,23 @@ fn parse_query(q: &HashMap<String, String>) -> Result<EventsQuery, ApiError> {
     })
 }
 
+/// Reads the log by sequence or time, filtered by instance and event, optionally waiting
+/// for the next event (long-poll). An instance token reads its own instance only.
+#[utoipa::path(get, path = "/events", tag = "events",
+    params(
+        ("instance" = Option<String>, Query, description = "Only this instance's events"),
+        ("event" = Option<String>, Query, description = "Only this event (any Evolution spelling)"),
+        ("from_sequence" = Option<u64>, Query, description = "Start at this sequence"),
+        ("since" = Option<String>, Query, description = "Start at this time: RFC 3339 or epoch milliseconds"),
+        ("limit" = Option<u32>, Query, description = "Events at most, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+        ("wait_ms" = Option<u64>, Query, description = "Wait up to this long (at most 60000) for an event when none is found", maximum = 60000),
+    ),
+    responses(
+        (status = 200, description = "The events found and where to continue", body = EventsPage),
+        (status = 400, description = "A bad parameter (2001) or an unknown event (2003)", body = ErrorEnvelope),
+        (status = 403, description = "An instance token asking for another instance (2005)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn events(
     State(state): State<AppState>,
     principal: Principal,
@@ -182,6 +200,6 @@ async fn start_at(state: &AppState, sequence: u64, ms: i64) -> Result<u64, ApiEr
 }
 
 /// The events route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/events", get(events))
+pub fn router() -> ApiRouter {
+    ApiRouter::new().routes(routes!(events))
 }

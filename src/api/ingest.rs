@@ -3,13 +3,15 @@
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
 use super::json::checked_body;
+use super::openapi::{ApiRouter, ErrorEnvelope};
+use super::schemas::{IngestAccepted, IngestBody};
 use super::AppState;
 use crate::catalog::OPERATIONAL_PREFIX;
 use crate::ingest::canonical::{self, CanonicalError};
@@ -213,6 +215,22 @@ pub async fn accept(
     })
 }
 
+/// Canonical ingest: one event or a batch, answered 202 once durable.
+#[utoipa::path(post, path = "/ingest/{instance}", tag = "ingest",
+    params(
+        ("instance" = String, Path, description = "Instance name", example = "my-instance"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retried request within the window gets the first answer back"),
+    ),
+    request_body = IngestBody,
+    responses(
+        (status = 202, description = "Stored durably (or deduplicated); `Idempotent-Replayed: true` when this is a replayed answer", body = IngestAccepted),
+        (status = 400, description = "Not JSON (2002), a field breaks a rule or a bad Idempotency-Key (2001), an unknown event (2003)", body = ErrorEnvelope),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+        (status = 409, description = "A request with this Idempotency-Key is being stored right now (2007)", body = ErrorEnvelope),
+        (status = 413, description = "Body over the limit, an event over the record limit, or a batch over `ingest.max_batch_events` (2008)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn ingest(
     State(state): State<AppState>,
     principal: Principal,
@@ -228,6 +246,6 @@ async fn ingest(
 }
 
 /// The canonical ingest route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/ingest/{instance}", post(ingest))
+pub fn router() -> ApiRouter {
+    ApiRouter::new().routes(routes!(ingest))
 }

@@ -2,10 +2,10 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use std::collections::HashMap;
+use utoipa_axum::routes;
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -14,7 +14,11 @@ use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
 use super::instance_body::{parse_create, parse_providers};
 use super::json::JsonBody;
+use super::openapi::{ApiRouter, ErrorEnvelope};
 use super::pagination::PageRequest;
+use super::schemas::{
+    CreateInstanceBody, CreatedInstance, Deleted, InstanceList, ProvidersView, SetProvidersBody,
+};
 use super::sinks::sink_view;
 use super::AppState;
 use crate::registry::records::{ControlRecord, InstanceCreated, SinkSet};
@@ -24,6 +28,16 @@ use crate::sinks::SinkKind;
 /// Tokens shorter than this are accepted (as Evolution does) but logged as a warning.
 const SHORT_TOKEN: usize = 8;
 
+/// Creates an instance, with any sinks the body sets (global key only).
+#[utoipa::path(post, path = "/instance/create", tag = "instances",
+    request_body = CreateInstanceBody,
+    responses(
+        (status = 201, description = "Created; `hash.apikey` is the instance's token", body = CreatedInstance),
+        (status = 400, description = "A field breaks a rule, an unknown event name (2003), or a token already in use (2001)", body = ErrorEnvelope),
+        (status = 403, description = "An instance token (2005)", body = ErrorEnvelope),
+        (status = 409, description = "An instance of that name exists (2007)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -160,6 +174,16 @@ pub fn instance_view(instance: &Instance, show_token: bool) -> Map<String, Value
 
 /// Evolution's `fetchInstances` answers a plain array; with `page` or `limit` the answer is
 /// `{"instances":[...],"pagination":{...}}` instead.
+#[utoipa::path(get, path = "/instance/fetchInstances", tag = "instances",
+    params(
+        ("instanceName" = Option<String>, Query, description = "Only this instance"),
+        ("page" = Option<u32>, Query, description = "Page, from 1 (paginates the answer)", minimum = 1),
+        ("limit" = Option<u32>, Query, description = "Items per page, 1 to 100 (paginates the answer)", minimum = 1, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "The instances the key may see; an instance token sees its own", body = InstanceList),
+        (status = 400, description = "A bad `page` or `limit` (2001)", body = ErrorEnvelope),
+    ))]
 async fn fetch(
     State(state): State<AppState>,
     principal: Principal,
@@ -185,6 +209,15 @@ async fn fetch(
     }))
 }
 
+/// Deletes an instance and its sinks.
+#[utoipa::path(delete, path = "/instance/delete/{instance}", tag = "instances",
+    params(("instance" = String, Path, description = "Instance name", example = "my-instance")),
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     principal: Principal,
@@ -211,6 +244,16 @@ async fn remove(
     })))
 }
 
+/// Sets an instance's provider settings (Meta's app secret and verify token).
+#[utoipa::path(post, path = "/instance/providers/{instance}", tag = "instances",
+    params(("instance" = String, Path, description = "Instance name", example = "my-instance")),
+    request_body = SetProvidersBody,
+    responses(
+        (status = 200, description = "The settings, secrets masked", body = ProvidersView),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn set_providers(
     State(state): State<AppState>,
     principal: Principal,
@@ -238,10 +281,10 @@ async fn set_providers(
 }
 
 /// The instance routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/instance/create", post(create))
-        .route("/instance/fetchInstances", get(fetch))
-        .route("/instance/delete/{instance}", delete(remove))
-        .route("/instance/providers/{instance}", post(set_providers))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(fetch))
+        .routes(routes!(remove))
+        .routes(routes!(set_providers))
 }

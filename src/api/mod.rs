@@ -11,9 +11,11 @@ mod ingest;
 mod instance;
 pub(crate) mod instance_body;
 mod json;
+pub mod openapi;
 mod pagination;
 mod providers;
 mod rate_limit;
+mod schemas;
 mod sinks;
 mod subscriptions;
 mod webhooks_codechat;
@@ -27,7 +29,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::Router;
+use axum::{Extension, Router};
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::delivery::PartitionedDelivery;
@@ -80,10 +83,30 @@ impl Deref for AppState {
     }
 }
 
-/// The whole API.
+/// The whole API, with `/openapi.json` serving its document.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.ingest.max_body_bytes;
-    Router::new()
+    let (router, doc) = api().split_for_parts();
+    let json = serde_json::to_vec(&openapi::finish(doc))
+        .expect("the OpenAPI document is plain data and always serializes");
+    router
+        // The console's static files: not API operations, so outside the document.
+        .merge(crate::console::router())
+        .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
+        .layer(Extension(openapi::OpenApiJson(json.into())))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ))
+        .layer(axum::middleware::from_fn(error::envelope_plain_errors))
+        .with_state(state)
+}
+
+/// Every route, each registered with its OpenAPI annotation (`openapi`).
+fn api() -> openapi::ApiRouter {
+    openapi::ApiRouter::new()
+        .routes(routes!(openapi::openapi_json))
         .merge(health::router())
         .merge(instance::router())
         .merge(ingest::router())
@@ -96,13 +119,9 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks_codechat::router())
         .merge(webhooks_linq::router())
         .merge(webhooks_ventia::router())
-        .merge(crate::console::router())
-        .fallback(|| async { error::ApiError::new(error::ErrorCode::NotFound, "no such route") })
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            rate_limit::limit,
-        ))
-        .layer(axum::middleware::from_fn(error::envelope_plain_errors))
-        .with_state(state)
+}
+
+/// The OpenAPI document `/openapi.json` serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::finish(api().into_openapi())
 }

@@ -22,7 +22,7 @@ pub struct PageRequest {
 }
 
 /// The pagination block of a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Pagination {
     /// Items across all pages.

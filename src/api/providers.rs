@@ -8,13 +8,14 @@
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::Router;
+use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
 use super::ingest::{accept, idempotency_key, instance_owner, Accepted};
 use super::json::checked_body;
+use super::openapi::{ApiRouter, ErrorEnvelope, FreeObject};
+use super::schemas::IngestAccepted;
 use super::AppState;
 use crate::ingest::providers::{evolution, linq, meta, whapi, AdapterError, ErrorKind};
 use crate::ingest::IncomingEvent;
@@ -27,9 +28,6 @@ impl From<AdapterError> for ApiError {
         }
     }
 }
-
-/// The adapters that take the usual API auth: body in, events out.
-type Adapter = fn(&[u8]) -> Result<Vec<IncomingEvent>, AdapterError>;
 
 /// Evolution, Whapi and Linq: authenticate, read, normalize, store.
 async fn adapter_ingest(
@@ -64,17 +62,97 @@ fn keep_evolution_raw(events: &mut [IncomingEvent], body: &[u8]) {
     }
 }
 
-fn adapter_route(normalize: Adapter) -> axum::routing::MethodRouter<AppState> {
-    post(
-        move |State(state): State<AppState>,
-              principal: Principal,
-              Path(instance): Path<String>,
-              request: Request| {
-            adapter_ingest(state, principal, instance, request, normalize)
-        },
-    )
+/// Evolution's webhook (`WEBHOOK_BY_EVENTS=false`): the event named in the body.
+#[utoipa::path(post, path = "/ingest/{instance}/evolution", tag = "ingest",
+    params(
+        ("instance" = String, Path, description = "Instance name", example = "my-instance"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters"),
+    ),
+    request_body(content = FreeObject, description = "Evolution's webhook body, as Evolution sends it"),
+    responses(
+        (status = 202, description = "Stored durably (or deduplicated)", body = IngestAccepted),
+        (status = 400, description = "Not the gateway's shape (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+        (status = 409, description = "This Idempotency-Key is being stored right now (2007)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
+async fn evolution_ingest(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(instance): Path<String>,
+    request: Request,
+) -> Result<Accepted, ApiError> {
+    adapter_ingest(state, principal, instance, request, |body| {
+        evolution::normalize(body, None)
+    })
+    .await
 }
 
+/// Whapi's webhook.
+#[utoipa::path(post, path = "/ingest/{instance}/whapi", tag = "ingest",
+    params(
+        ("instance" = String, Path, description = "Instance name", example = "my-instance"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters"),
+    ),
+    request_body(content = FreeObject, description = "Whapi's webhook body"),
+    responses(
+        (status = 202, description = "Stored durably (or deduplicated)", body = IngestAccepted),
+        (status = 400, description = "Not the gateway's shape (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+        (status = 409, description = "This Idempotency-Key is being stored right now (2007)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
+async fn whapi_ingest(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(instance): Path<String>,
+    request: Request,
+) -> Result<Accepted, ApiError> {
+    adapter_ingest(state, principal, instance, request, whapi::normalize).await
+}
+
+/// Linq's webhook (v3 events).
+#[utoipa::path(post, path = "/ingest/{instance}/linq", tag = "ingest",
+    params(
+        ("instance" = String, Path, description = "Instance name", example = "my-instance"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters"),
+    ),
+    request_body(content = FreeObject, description = "Linq's webhook body"),
+    responses(
+        (status = 202, description = "Stored durably (or deduplicated)", body = IngestAccepted),
+        (status = 400, description = "Not the gateway's shape (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+        (status = 409, description = "This Idempotency-Key is being stored right now (2007)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
+async fn linq_ingest(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(instance): Path<String>,
+    request: Request,
+) -> Result<Accepted, ApiError> {
+    adapter_ingest(state, principal, instance, request, linq::normalize).await
+}
+
+/// Evolution's webhook with `WEBHOOK_BY_EVENTS=true`: the event named in the path.
+#[utoipa::path(post, path = "/ingest/{instance}/evolution/{event}", tag = "ingest",
+    params(
+        ("instance" = String, Path, description = "Instance name", example = "my-instance"),
+        ("event" = String, Path, description = "Evolution's event path segment (`messages-upsert`, ...)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters"),
+    ),
+    request_body(content = FreeObject, description = "Evolution's webhook body"),
+    responses(
+        (status = 202, description = "Stored durably (or deduplicated)", body = IngestAccepted),
+        (status = 400, description = "Not the gateway's shape or an unknown event (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+        (status = 409, description = "This Idempotency-Key is being stored right now (2007)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn evolution_by_event(
     State(state): State<AppState>,
     principal: Principal,
@@ -128,6 +206,21 @@ fn precise_meta_settings(
 }
 
 /// Meta's verification handshake: echo `hub.challenge` when `hub.verify_token` matches.
+/// Open: Meta cannot send a key.
+#[utoipa::path(get, path = "/ingest/{instance}/meta", tag = "ingest", security(()),
+    params(
+        ("instance" = String, Path, description = "Instance name", example = "my-instance"),
+        ("hub.mode" = Option<String>, Query, description = "`subscribe`"),
+        ("hub.verify_token" = Option<String>, Query, description = "Must equal the instance's `providers.meta.verifyToken`"),
+        ("hub.challenge" = Option<String>, Query, description = "Echoed back"),
+    ),
+    responses(
+        (status = 200, description = "The challenge, echoed", body = String, content_type = "text/plain"),
+        (status = 400, description = "A missing or bad handshake parameter (2001)", body = ErrorEnvelope),
+        (status = 401, description = "With a key for the instance: it has no Meta settings (2004)", body = ErrorEnvelope),
+        (status = 403, description = "The verify token does not match (2005)", body = ErrorEnvelope),
+        (status = 404, description = "With a key for the instance: no such instance (2006)", body = ErrorEnvelope),
+    ))]
 async fn meta_verify(
     State(state): State<AppState>,
     Path(instance): Path<String>,
@@ -148,6 +241,23 @@ async fn meta_verify(
     Ok(([(header::CONTENT_TYPE, "text/plain")], challenge))
 }
 
+/// Meta's (WhatsApp Cloud API) webhook, authenticated by `X-Hub-Signature-256` with the
+/// instance's app secret instead of a key.
+#[utoipa::path(post, path = "/ingest/{instance}/meta", tag = "ingest", security(()),
+    params(
+        ("instance" = String, Path, description = "Instance name", example = "my-instance"),
+        ("X-Hub-Signature-256" = Option<String>, Header, description = "`sha256=` and the HMAC-SHA256 of the body with the app secret"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters"),
+    ),
+    request_body(content = FreeObject, description = "Meta's webhook body"),
+    responses(
+        (status = 202, description = "Stored durably (or deduplicated)", body = IngestAccepted),
+        (status = 400, description = "Not Meta's shape (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 401, description = "The signature is missing or does not match, or the instance has no Meta settings (2004)", body = ErrorEnvelope),
+        (status = 404, description = "With a key for the instance: no such instance (2006)", body = ErrorEnvelope),
+        (status = 409, description = "This Idempotency-Key is being stored right now (2007)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn meta_ingest(
     State(state): State<AppState>,
     Path(instance): Path<String>,
@@ -178,20 +288,11 @@ async fn meta_ingest(
 }
 
 /// The provider ingest routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/ingest/{instance}/evolution",
-            adapter_route(|body| evolution::normalize(body, None)),
-        )
-        .route(
-            "/ingest/{instance}/evolution/{event}",
-            post(evolution_by_event),
-        )
-        .route("/ingest/{instance}/whapi", adapter_route(whapi::normalize))
-        .route("/ingest/{instance}/linq", adapter_route(linq::normalize))
-        .route(
-            "/ingest/{instance}/meta",
-            post(meta_ingest).get(meta_verify),
-        )
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(evolution_ingest))
+        .routes(routes!(evolution_by_event))
+        .routes(routes!(whapi_ingest))
+        .routes(routes!(linq_ingest))
+        .routes(routes!(meta_ingest, meta_verify))
 }

@@ -4,14 +4,18 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
+use utoipa::openapi::path::{HttpMethod, Paths};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::auth::Principal;
 use super::error::ApiError;
 use super::instance_body::sink_object;
 use super::json::JsonBody;
+use super::openapi::{ApiRouter, ErrorEnvelope};
+use super::schemas::{SinkSettings, SinkView};
 use super::AppState;
 use crate::catalog::EventKind;
 use crate::registry::records::{ControlRecord, InstanceCreated, SinkKind, SinkSet};
@@ -40,6 +44,18 @@ pub fn sink_view(instance: &InstanceCreated, set: &SinkSet) -> Value {
     view
 }
 
+/// Sets an instance's settings of one sink kind; the document lists this operation once per
+/// kind (`/webhook/set/{instance}`, `/rabbitmq/set/{instance}`, ...).
+#[utoipa::path(post, path = "/webhook/set/{instance}", tag = "sinks",
+    params(("instance" = String, Path, description = "Instance name", example = "my-instance")),
+    request_body(content = SinkSettings, description = "The sink's settings, bare or nested under the sink's name (`{\"webhook\": {...}}`); the sink's own fields besides these"),
+    responses(
+        (status = 201, description = "The settings as stored (a new sink starts at the log's end; a re-set one keeps its cursor)", body = SinkView),
+        (status = 400, description = "A field breaks a rule (2001), an unknown event (2003)", body = ErrorEnvelope),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn set(
     state: AppState,
     kind: SinkKind,
@@ -103,6 +119,14 @@ fn find_view(state: &AppState, kind: SinkKind, instance: &str) -> Result<Value, 
     })
 }
 
+/// An instance's settings of one sink kind (listed once per kind, like `set`).
+#[utoipa::path(get, path = "/webhook/find/{instance}", tag = "sinks",
+    params(("instance" = String, Path, description = "Instance name", example = "my-instance")),
+    responses(
+        (status = 200, description = "The settings; `enabled: false` and no events when never set", body = SinkView),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+    ))]
 async fn find(
     state: AppState,
     kind: SinkKind,
@@ -113,13 +137,48 @@ async fn find(
     find_view(&state, kind, &instance).map(Json)
 }
 
-/// The set/find routes of every sink kind.
-pub fn router() -> Router<AppState> {
-    let mut router = Router::new();
+/// The documentation of `template` (an operation annotated for the webhook kind), for `kind`
+/// at `path`.
+fn sink_paths<T: utoipa::Path>(kind: SinkKind, path: &str, method: HttpMethod) -> Paths {
+    let mut operation = T::operation();
+    operation.operation_id = Some(format!(
+        "{}_{}",
+        kind.as_str(),
+        operation.operation_id.unwrap_or_default()
+    ));
+    operation.summary = operation
+        .summary
+        .map(|s| s.replace("one sink kind", &format!("the `{}` sink", kind.as_str())));
+    let mut paths = Paths::new();
+    paths.add_path_operation(path, vec![method], operation);
+    paths
+}
+
+/// The schemas the set/find operations refer to.
+fn sink_schemas() -> Vec<(
+    String,
+    utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+)> {
+    let mut schemas = vec![
+        (SinkSettings::name().into(), SinkSettings::schema()),
+        (SinkView::name().into(), SinkView::schema()),
+    ];
+    SinkSettings::schemas(&mut schemas);
+    SinkView::schemas(&mut schemas);
+    schemas
+}
+
+/// The set/find routes of every sink kind, each documented from the webhook kind's
+/// annotations.
+pub fn router() -> ApiRouter {
+    let mut router = ApiRouter::new();
     for kind in SinkKind::ALL.iter().copied() {
+        let set_path = format!("/{}/set/{{instance}}", kind.as_str());
+        let find_path = format!("/{}/find/{{instance}}", kind.as_str());
         router = router
-            .route(
-                &format!("/{}/set/{{instance}}", kind.as_str()),
+            .routes((
+                sink_schemas(),
+                sink_paths::<__path_set>(kind, &set_path, HttpMethod::Post),
                 post(
                     move |State(state): State<AppState>,
                           principal: Principal,
@@ -128,9 +187,10 @@ pub fn router() -> Router<AppState> {
                         set(state, kind, principal, instance, body)
                     },
                 ),
-            )
-            .route(
-                &format!("/{}/find/{{instance}}", kind.as_str()),
+            ))
+            .routes((
+                Vec::new(),
+                sink_paths::<__path_find>(kind, &find_path, HttpMethod::Get),
                 get(
                     move |State(state): State<AppState>,
                           principal: Principal,
@@ -138,7 +198,7 @@ pub fn router() -> Router<AppState> {
                         find(state, kind, principal, instance)
                     },
                 ),
-            );
+            ));
     }
     router
 }

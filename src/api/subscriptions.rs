@@ -5,17 +5,21 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
 use super::instance_body::{filter_value, policy_value};
 use super::json::JsonBody;
+use super::openapi::{ApiRouter, ErrorEnvelope};
 use super::pagination::PageRequest;
+use super::schemas::{
+    DeadLetterPage, Redriven, Replayed, SubscriptionPage, SubscriptionPatch, SubscriptionView,
+};
 use super::AppState;
 use crate::delivery::{DeliveryError, Redrive, ReplayFrom, Scope, Subscription};
 use crate::registry::records::ControlRecord;
@@ -73,6 +77,16 @@ fn view(state: &AppState, sub: &Subscription) -> Value {
     v
 }
 
+/// Every subscription the key may see, with its delivery status.
+#[utoipa::path(get, path = "/subscriptions", tag = "subscriptions",
+    params(
+        ("page" = Option<u32>, Query, description = "Page, from 1", minimum = 1),
+        ("limit" = Option<u32>, Query, description = "Items per page, 1 to 100 (default 50)", minimum = 1, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "One page of subscriptions", body = SubscriptionPage),
+        (status = 400, description = "A bad `page` or `limit` (2001)", body = ErrorEnvelope),
+    ))]
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -95,6 +109,14 @@ async fn list(
     ))
 }
 
+/// One subscription with its delivery status.
+#[utoipa::path(get, path = "/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = String, Path, description = "Subscription id")),
+    responses(
+        (status = 200, description = "The subscription", body = SubscriptionView),
+        (status = 403, description = "Not the caller's: another instance's, or account-wide for an instance token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such subscription (2006)", body = ErrorEnvelope),
+    ))]
 async fn one(
     State(state): State<AppState>,
     principal: Principal,
@@ -104,6 +126,19 @@ async fn one(
     Ok(Json(view(&state, &sub)))
 }
 
+/// A subscription's dead letters, with every attempt.
+#[utoipa::path(get, path = "/subscriptions/{id}/dead-letters", tag = "dead letters",
+    params(
+        ("id" = String, Path, description = "Subscription id"),
+        ("page" = Option<u32>, Query, description = "Page, from 1", minimum = 1),
+        ("limit" = Option<u32>, Query, description = "Items per page, 1 to 100 (default 50)", minimum = 1, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "One page of dead letters", body = DeadLetterPage),
+        (status = 400, description = "A bad `page` or `limit` (2001)", body = ErrorEnvelope),
+        (status = 403, description = "Not the caller's: another instance's, or account-wide for an instance token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such subscription (2006)", body = ErrorEnvelope),
+    ))]
 async fn dead_letters(
     State(state): State<AppState>,
     principal: Principal,
@@ -118,7 +153,9 @@ async fn dead_letters(
     ))
 }
 
-#[derive(Deserialize, Default)]
+/// Which dead letters to redrive: `sequences` or `ids`, not both; neither (or an empty body)
+/// redrives all.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RedriveBody {
     /// Redrive these sequences.
@@ -127,6 +164,18 @@ struct RedriveBody {
     ids: Option<Vec<Uuid>>,
 }
 
+/// Queues dead letters for delivery again.
+#[utoipa::path(post, path = "/subscriptions/{id}/dead-letters/redrive", tag = "dead letters",
+    params(("id" = String, Path, description = "Subscription id")),
+    request_body(content = Option<RedriveBody>, description = "Optional: empty means all"),
+    responses(
+        (status = 200, description = "How many were queued", body = Redriven),
+        (status = 400, description = "Not JSON (2002), both `sequences` and `ids`, or an unknown field (2001)", body = ErrorEnvelope),
+        (status = 403, description = "Not the caller's: another instance's, or account-wide for an instance token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such subscription (2006)", body = ErrorEnvelope),
+        (status = 409, description = "The subscription is not running here (2007)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn redrive(
     State(state): State<AppState>,
     principal: Principal,
@@ -155,7 +204,8 @@ async fn redrive(
     Ok(Json(json!({"subscription": id, "redriven": queued})))
 }
 
-#[derive(Deserialize)]
+/// Where to move the cursor: exactly one of `from_sequence` and `since`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReplayBody {
     /// Move the cursor to this sequence (0 = the oldest retained event).
@@ -164,6 +214,18 @@ struct ReplayBody {
     since: Option<String>,
 }
 
+/// Moves the subscription's cursor back (or forward) to a sequence or a time.
+#[utoipa::path(post, path = "/subscriptions/{id}/replay", tag = "dead letters",
+    params(("id" = String, Path, description = "Subscription id")),
+    request_body = ReplayBody,
+    responses(
+        (status = 200, description = "Where delivery continues", body = Replayed),
+        (status = 400, description = "Not exactly one of `from_sequence` and `since`, a bad time, an unknown field (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 403, description = "Not the caller's: another instance's, or account-wide for an instance token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such subscription (2006)", body = ErrorEnvelope),
+        (status = 409, description = "The subscription is not running here (2007)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn replay(
     State(state): State<AppState>,
     principal: Principal,
@@ -220,6 +282,15 @@ async fn switch(
     Ok(Json(view(&state, &sub)))
 }
 
+/// Re-enables a subscription (after the engine disabled it, or an operator did).
+#[utoipa::path(post, path = "/subscriptions/{id}/enable", tag = "subscriptions",
+    params(("id" = String, Path, description = "Subscription id")),
+    responses(
+        (status = 200, description = "The subscription", body = SubscriptionView),
+        (status = 403, description = "Not the caller's: another instance's, or account-wide for an instance token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such subscription (2006)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn enable(
     State(state): State<AppState>,
     principal: Principal,
@@ -228,6 +299,17 @@ async fn enable(
     switch(state, principal, id, true).await
 }
 
+/// Disables a subscription: it keeps its cursor and delivers nothing until enabled again.
+/// A global subscription the config defines is switched off in the config instead.
+#[utoipa::path(post, path = "/subscriptions/{id}/disable", tag = "subscriptions",
+    params(("id" = String, Path, description = "Subscription id")),
+    responses(
+        (status = 200, description = "The subscription", body = SubscriptionView),
+        (status = 403, description = "Not the caller's: another instance's, or account-wide for an instance token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such subscription (2006)", body = ErrorEnvelope),
+        (status = 409, description = "Defined by the config: disable it there (2007)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn disable(
     State(state): State<AppState>,
     principal: Principal,
@@ -240,6 +322,16 @@ async fn disable(
 /// any subscription the caller may see (per-instance sinks, named webhooks, the global
 /// ones config defines). A key present replaces that setting (null clears it); an absent
 /// one keeps it. Answers the subscription as `GET` shows it.
+#[utoipa::path(patch, path = "/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = String, Path, description = "Subscription id")),
+    request_body = SubscriptionPatch,
+    responses(
+        (status = 200, description = "The subscription as `GET` shows it", body = SubscriptionView),
+        (status = 400, description = "Not an object, an unknown field, a bad filter or policy (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 403, description = "Not the caller's: another instance's, or account-wide for an instance token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such subscription (2006)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn patch(
     State(state): State<AppState>,
     principal: Principal,
@@ -285,13 +377,13 @@ async fn patch(
 }
 
 /// The subscription routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/subscriptions", get(list))
-        .route("/subscriptions/{id}", get(one).patch(patch))
-        .route("/subscriptions/{id}/dead-letters", get(dead_letters))
-        .route("/subscriptions/{id}/dead-letters/redrive", post(redrive))
-        .route("/subscriptions/{id}/replay", post(replay))
-        .route("/subscriptions/{id}/enable", post(enable))
-        .route("/subscriptions/{id}/disable", post(disable))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one, patch))
+        .routes(routes!(dead_letters))
+        .routes(routes!(redrive))
+        .routes(routes!(replay))
+        .routes(routes!(enable))
+        .routes(routes!(disable))
 }

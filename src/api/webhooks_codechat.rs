@@ -8,16 +8,18 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Principal;
 use super::error::ApiError;
 use super::instance_body::{filter_value, policy_value};
 use super::json::JsonBody;
+use super::openapi::{ApiRouter, ErrorEnvelope};
+use super::schemas::CodeChatWebhook;
 use super::webhooks_named::{self as named, Api};
 use super::AppState;
 use crate::catalog::EventKind;
@@ -51,7 +53,8 @@ const FLAGS: [&str; 19] = [
 const READ_ONLY: [&str; 3] = ["webhookEventsId", "createdAt", "updatedAt"];
 
 /// The body of create and update.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CodeChatWebhookBody)]
 #[serde(deny_unknown_fields)]
 struct Body {
     /// Identification name (required, as in CodeChat's schema).
@@ -62,11 +65,14 @@ struct Body {
     enabled: Option<bool>,
     /// Per-event booleans; omitted ones keep their value (true on create).
     #[serde(rename = "WebhookEvents", alias = "webhookEvents", alias = "events")]
+    #[schema(value_type = Option<Object>)]
     events: Option<Map<String, Value>>,
     /// Switchyard's delivery policy (`{"ordering": ...}`), an addition to CodeChat's shape.
+    #[schema(value_type = Option<super::schemas::PolicyBody>)]
     policy: Option<Value>,
     /// Switchyard's content filter (`{"from_me": false, ...}`), an addition to CodeChat's
     /// shape.
+    #[schema(value_type = Option<Object>)]
     filter: Option<Value>,
 }
 
@@ -170,6 +176,17 @@ fn view(hook: &NamedSubscription) -> Value {
     )
 }
 
+/// Creates a named webhook of an instance (`enabled` defaults to false, every flag to true).
+#[utoipa::path(post, path = "/api/v2/instance/{instance}/webhook", tag = "webhooks: CodeChat",
+    params(("instance" = String, Path, description = "The instance's UUID or name", example = "my-instance")),
+    request_body(content = Body, description = "`name` and `url` required"),
+    responses(
+        (status = 201, description = "Created", body = CodeChatWebhook),
+        (status = 400, description = "A missing or bad field, an unknown flag (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -208,6 +225,17 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&hook))))
 }
 
+/// Changes a webhook; omitted fields keep their value (`name` required).
+#[utoipa::path(put, path = "/api/v2/instance/{instance}/webhook/{id}", tag = "webhooks: CodeChat",
+    params(("instance" = String, Path, description = "The instance's UUID or name", example = "my-instance"), ("id" = String, Path, description = "The webhook's id")),
+    request_body = Body,
+    responses(
+        (status = 200, description = "The webhook", body = CodeChatWebhook),
+        (status = 400, description = "A missing or bad field, an unknown flag (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance, or no such webhook of it (2006)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -258,6 +286,14 @@ async fn update(
     Ok(Json(view(&hook)))
 }
 
+/// One webhook of an instance.
+#[utoipa::path(get, path = "/api/v2/instance/{instance}/webhook/{id}", tag = "webhooks: CodeChat",
+    params(("instance" = String, Path, description = "The instance's UUID or name", example = "my-instance"), ("id" = String, Path, description = "The webhook's id")),
+    responses(
+        (status = 200, description = "The webhook", body = CodeChatWebhook),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance, or no such webhook of it (2006)", body = ErrorEnvelope),
+    ))]
 async fn one(
     State(state): State<AppState>,
     principal: Principal,
@@ -269,6 +305,14 @@ async fn one(
     Ok(Json(view(&hook)))
 }
 
+/// Every webhook of an instance, oldest first.
+#[utoipa::path(get, path = "/api/v2/instance/{instance}/webhook", tag = "webhooks: CodeChat",
+    params(("instance" = String, Path, description = "The instance's UUID or name", example = "my-instance")),
+    responses(
+        (status = 200, description = "The webhooks", body = Vec<CodeChatWebhook>),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance (2006)", body = ErrorEnvelope),
+    ))]
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -280,6 +324,15 @@ async fn list(
     Ok(Json(Value::Array(hooks.iter().map(view).collect())))
 }
 
+/// Deletes a webhook; answers what it was.
+#[utoipa::path(delete, path = "/api/v2/instance/{instance}/webhook/{id}", tag = "webhooks: CodeChat",
+    params(("instance" = String, Path, description = "The instance's UUID or name", example = "my-instance"), ("id" = String, Path, description = "The webhook's id")),
+    responses(
+        (status = 200, description = "The deleted webhook", body = CodeChatWebhook),
+        (status = 403, description = "Another instance's token (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such instance, or no such webhook of it (2006)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     principal: Principal,
@@ -291,16 +344,10 @@ async fn remove(
 }
 
 /// The CodeChat webhook routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v2/instance/{instance}/webhook",
-            post(create).get(list),
-        )
-        .route(
-            "/api/v2/instance/{instance}/webhook/{id}",
-            get(one).put(update).delete(remove),
-        )
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(one, update, remove))
 }
 
 #[cfg(test)]

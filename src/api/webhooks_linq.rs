@@ -11,14 +11,16 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
+use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::error::{ApiError, ErrorCode};
 use super::instance_body::{filter_value, policy_value};
+use super::openapi::ErrorEnvelope;
+use super::schemas::{LinqErrorEnvelope, LinqSubscription, LinqSubscriptionList};
 use super::webhooks_named::{self as named, Api};
 use super::AppState;
 use crate::catalog::EventKind;
@@ -118,19 +120,27 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
 }
 
 /// The body of create and update (every field optional on update).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = LinqSubscriptionBody)]
 #[serde(deny_unknown_fields)]
 struct Body {
+    /// Where events go (required on create).
     target_url: Option<String>,
+    /// Linq event names (required on create, at least one).
     subscribed_events: Option<Vec<String>>,
+    /// On or off.
     is_active: Option<bool>,
+    /// E.164 numbers to limit it to; null for all.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
     phone_numbers: Option<Option<Vec<String>>>,
     /// Switchyard's delivery policy (`{"ordering": ...}`), an addition to Linq's shape.
+    #[schema(value_type = Option<super::schemas::PolicyBody>)]
     policy: Option<Value>,
     /// Switchyard's content filter (`{"chats": {"allow": [...]}, ...}`), an addition to
     /// Linq's shape. `phone_numbers` stay Linq's own filter on the account's numbers (the
     /// instance's own number), which the content filter's clauses do not cover.
+    #[schema(value_type = Option<Object>)]
     filter: Option<Value>,
 }
 
@@ -282,6 +292,20 @@ fn view(hook: &NamedSubscription) -> Value {
     )
 }
 
+/// Creates an account-wide Linq webhook subscription (global key only); the answer holds
+/// its signing secret, once.
+#[utoipa::path(post, path = "/v3/webhook-subscriptions", tag = "webhooks: Linq",
+    request_body(content = Body, description = "`target_url` and `subscribed_events` required"),
+    responses(
+        (status = 201, description = "Created, with `signing_secret`", body = LinqSubscription),
+        (status = 400, description = "Not JSON, a missing or bad field (1001), a phone number not E.164 (1002); a bad path (2001)", body = LinqErrorEnvelope),
+        (status = 401, description = "No key or a wrong one (2004)", body = LinqErrorEnvelope),
+        (status = 403, description = "An instance token: the global key only (2005)", body = LinqErrorEnvelope),
+        (status = 404, description = "No such subscription (2001)", body = LinqErrorEnvelope),
+        (status = 413, description = "The body exceeds `ingest.max_body_bytes` (2008)", body = ErrorEnvelope),
+        (status = 500, description = "Internal error (3006)", body = LinqErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = LinqErrorEnvelope),
+    ))]
 async fn create(
     State(state): State<AppState>,
     principal: Result<Principal, ApiError>,
@@ -312,6 +336,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
+/// Changes a subscription; omitted fields keep their value.
+#[utoipa::path(put, path = "/v3/webhook-subscriptions/{id}", tag = "webhooks: Linq",
+    params(("id" = String, Path, description = "The subscription's id")),
+    request_body = Body,
+    responses(
+        (status = 200, description = "The subscription", body = LinqSubscription),
+        (status = 400, description = "Not JSON, a missing or bad field (1001), a phone number not E.164 (1002); a bad path (2001)", body = LinqErrorEnvelope),
+        (status = 401, description = "No key or a wrong one (2004)", body = LinqErrorEnvelope),
+        (status = 403, description = "An instance token: the global key only (2005)", body = LinqErrorEnvelope),
+        (status = 404, description = "No such subscription (2001)", body = LinqErrorEnvelope),
+        (status = 413, description = "The body exceeds `ingest.max_body_bytes` (2008)", body = ErrorEnvelope),
+        (status = 500, description = "Internal error (3006)", body = LinqErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = LinqErrorEnvelope),
+    ))]
 async fn update(
     State(state): State<AppState>,
     principal: Result<Principal, ApiError>,
@@ -329,6 +367,19 @@ async fn update(
     Ok(Json(view(&hook)))
 }
 
+/// One subscription.
+#[utoipa::path(get, path = "/v3/webhook-subscriptions/{id}", tag = "webhooks: Linq",
+    params(("id" = String, Path, description = "The subscription's id")),
+    responses(
+        (status = 200, description = "The subscription", body = LinqSubscription),
+        (status = 400, description = "Not JSON, a missing or bad field (1001), a phone number not E.164 (1002); a bad path (2001)", body = LinqErrorEnvelope),
+        (status = 401, description = "No key or a wrong one (2004)", body = LinqErrorEnvelope),
+        (status = 403, description = "An instance token: the global key only (2005)", body = LinqErrorEnvelope),
+        (status = 404, description = "No such subscription (2001)", body = LinqErrorEnvelope),
+        (status = 413, description = "The body exceeds `ingest.max_body_bytes` (2008)", body = ErrorEnvelope),
+        (status = 500, description = "Internal error (3006)", body = LinqErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = LinqErrorEnvelope),
+    ))]
 async fn one(
     State(state): State<AppState>,
     principal: Result<Principal, ApiError>,
@@ -338,6 +389,18 @@ async fn one(
     Ok(Json(view(&named::get(&state, Api::Linq, &id)?)))
 }
 
+/// Every subscription, oldest first.
+#[utoipa::path(get, path = "/v3/webhook-subscriptions", tag = "webhooks: Linq",
+    responses(
+        (status = 200, description = "The subscriptions", body = LinqSubscriptionList),
+        (status = 400, description = "Not JSON, a missing or bad field (1001), a phone number not E.164 (1002); a bad path (2001)", body = LinqErrorEnvelope),
+        (status = 401, description = "No key or a wrong one (2004)", body = LinqErrorEnvelope),
+        (status = 403, description = "An instance token: the global key only (2005)", body = LinqErrorEnvelope),
+        (status = 404, description = "No such subscription (2001)", body = LinqErrorEnvelope),
+        (status = 413, description = "The body exceeds `ingest.max_body_bytes` (2008)", body = ErrorEnvelope),
+        (status = 500, description = "Internal error (3006)", body = LinqErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = LinqErrorEnvelope),
+    ))]
 async fn list(
     State(state): State<AppState>,
     principal: Result<Principal, ApiError>,
@@ -348,6 +411,19 @@ async fn list(
     Ok(Json(json!({ "subscriptions": items })))
 }
 
+/// Deletes a subscription.
+#[utoipa::path(delete, path = "/v3/webhook-subscriptions/{id}", tag = "webhooks: Linq",
+    params(("id" = String, Path, description = "The subscription's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Not JSON, a missing or bad field (1001), a phone number not E.164 (1002); a bad path (2001)", body = LinqErrorEnvelope),
+        (status = 401, description = "No key or a wrong one (2004)", body = LinqErrorEnvelope),
+        (status = 403, description = "An instance token: the global key only (2005)", body = LinqErrorEnvelope),
+        (status = 404, description = "No such subscription (2001)", body = LinqErrorEnvelope),
+        (status = 413, description = "The body exceeds `ingest.max_body_bytes` (2008)", body = ErrorEnvelope),
+        (status = 500, description = "Internal error (3006)", body = LinqErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = LinqErrorEnvelope),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     principal: Result<Principal, ApiError>,
@@ -359,13 +435,10 @@ async fn remove(
 }
 
 /// The Linq webhook-subscription routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v3/webhook-subscriptions", post(create).get(list))
-        .route(
-            "/v3/webhook-subscriptions/{id}",
-            get(one).put(update).delete(remove),
-        )
+pub fn router() -> super::openapi::ApiRouter {
+    super::openapi::ApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(one, update, remove))
 }
 
 #[cfg(test)]

@@ -11,15 +11,17 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::routes;
 
 use super::auth::Principal;
 use super::error::ApiError;
 use super::instance_body::{filter_value, policy_value};
 use super::json::JsonBody;
+use super::openapi::{ApiRouter, ErrorEnvelope};
 use super::pagination::PageRequest;
+use super::schemas::{VentiaCreated, VentiaList, VentiaOk, VentiaOne, VentiaWebhookBody};
 use super::webhooks_named::{self as named, Api};
 use super::AppState;
 use crate::catalog::EventKind;
@@ -198,6 +200,15 @@ fn view(hook: &NamedSubscription) -> Value {
     )
 }
 
+/// Creates an account-wide topic webhook (global key only).
+#[utoipa::path(post, path = "/webhooks", tag = "webhooks: Ventia",
+    request_body(content = VentiaWebhookBody, description = "`active`, `name` and `callbackUrl` required"),
+    responses(
+        (status = 200, description = "Created", body = VentiaCreated),
+        (status = 400, description = "Not an object, a missing, unknown or bad field, an unknown topic (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 403, description = "An instance token: the global key only (2005)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -215,6 +226,17 @@ async fn create(
     ))
 }
 
+/// Changes a webhook; omitted fields keep their value.
+#[utoipa::path(put, path = "/webhooks/{id}", tag = "webhooks: Ventia",
+    params(("id" = String, Path, description = "The webhook's id")),
+    request_body = VentiaWebhookBody,
+    responses(
+        (status = 200, description = "Changed", body = VentiaOk),
+        (status = 400, description = "Not an object, an unknown or bad field, an unknown topic (2001), not JSON (2002)", body = ErrorEnvelope),
+        (status = 403, description = "An instance token: the global key only (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such webhook (2006)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -231,6 +253,14 @@ async fn update(
     Ok(Json(json!({"success": true})))
 }
 
+/// One webhook.
+#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks: Ventia",
+    params(("id" = String, Path, description = "The webhook's id")),
+    responses(
+        (status = 200, description = "The webhook", body = VentiaOne),
+        (status = 403, description = "An instance token: the global key only (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such webhook (2006)", body = ErrorEnvelope),
+    ))]
 async fn one(
     State(state): State<AppState>,
     principal: Principal,
@@ -241,6 +271,17 @@ async fn one(
     Ok(Json(json!({"success": true, "result": view(&hook)})))
 }
 
+/// Every webhook, oldest first, a page at a time.
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks: Ventia",
+    params(
+        ("page" = Option<u32>, Query, description = "Page, from 1", minimum = 1),
+        ("limit" = Option<u32>, Query, description = "Items per page, 1 to 100 (default 50)", minimum = 1, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "One page", body = VentiaList),
+        (status = 400, description = "A bad `page` or `limit` (2001)", body = ErrorEnvelope),
+        (status = 403, description = "An instance token: the global key only (2005)", body = ErrorEnvelope),
+    ))]
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -259,6 +300,15 @@ async fn list(
     })))
 }
 
+/// Deletes a webhook.
+#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks: Ventia",
+    params(("id" = String, Path, description = "The webhook's id")),
+    responses(
+        (status = 200, description = "Deleted", body = VentiaOk),
+        (status = 403, description = "An instance token: the global key only (2005)", body = ErrorEnvelope),
+        (status = 404, description = "No such webhook (2006)", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (2010)", body = ErrorEnvelope),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     principal: Principal,
@@ -270,10 +320,10 @@ async fn remove(
 }
 
 /// The Ventia webhook routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks", get(list).post(create))
-        .route("/webhooks/{id}", get(one).put(update).delete(remove))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(one, update, remove))
 }
 
 #[cfg(test)]

@@ -9,12 +9,12 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::routes;
 
 use super::auth::{authenticate, presented_key, Principal, WS_PROTOCOL};
 use super::error::{ApiError, ErrorCode};
 use super::instance_body::filter_error;
+use super::openapi::{ApiRouter, ErrorEnvelope};
 use super::rate_limit::{authenticate_limited, peer_ip};
 use super::AppState;
 use crate::filter::Filter;
@@ -95,6 +95,26 @@ fn upgrade(
     })
 }
 
+/// A plain WebSocket listener: upgrade (101) and receive the selected events as they are
+/// stored, from `from_sequence` or live. Connect with a WebSocket client; any other request
+/// is answered 400.
+#[utoipa::path(get, path = "/ws", tag = "listeners",
+    params(
+        ("instance" = Option<String>, Query, description = "Instances to follow (repeatable; `instances` too); an instance token follows its own"),
+        ("events" = Option<String>, Query, description = "Events to receive (repeatable, comma-separated; `event` too); none means all"),
+        ("from_sequence" = Option<u64>, Query, description = "Replay from this sequence, then follow live"),
+        ("last_sequence" = Option<u64>, Query, description = "Continue after this sequence (the last one seen)"),
+        ("from_me" = Option<bool>, Query, description = "Content filter: only messages sent (true) or received (false) by the instance"),
+        ("chat_types" = Option<String>, Query, description = "Content filter: comma-separated chat types"),
+        ("chats" = Option<String>, Query, description = "Content filter: comma-separated chat JIDs"),
+        ("message_types" = Option<String>, Query, description = "Content filter: comma-separated message types"),
+    ),
+    responses(
+        (status = 101, description = "Switching protocols: a WebSocket of event envelopes (JSON text frames)"),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad parameter (2001); an unknown event (2003)", body = ErrorEnvelope),
+        (status = 403, description = "An instance token asking for another instance (2005)", body = ErrorEnvelope),
+        (status = 404, description = "Listeners are disabled (`WEBSOCKET_ENABLED=false`) or no such instance (2006)", body = ErrorEnvelope),
+    ))]
 async fn plain(
     State(state): State<AppState>,
     parts: Parts,
@@ -135,6 +155,22 @@ async fn plain(
     }))
 }
 
+/// socket.io (Engine.IO 4, websocket transport only): Evolution's socket.io listeners. The
+/// key may also come in the CONNECT packet's `auth`.
+#[utoipa::path(get, path = "/socket.io/", tag = "listeners", security(()),
+    params(
+        ("EIO" = String, Query, description = "Must be `4`"),
+        ("transport" = String, Query, description = "Must be `websocket`"),
+        ("apikey" = Option<String>, Query, description = "The key (or in a header, or in the CONNECT packet)"),
+        ("from_sequence" = Option<u64>, Query, description = "Replay from this sequence, then follow live"),
+        ("last_sequence" = Option<u64>, Query, description = "Continue after this sequence"),
+    ),
+    responses(
+        (status = 101, description = "Switching protocols: Engine.IO 4 over WebSocket"),
+        (status = 400, description = "Not Engine.IO 4 over a WebSocket upgrade, or a bad parameter (2001)", body = ErrorEnvelope),
+        (status = 401, description = "A key that matches nothing (2004)", body = ErrorEnvelope),
+        (status = 404, description = "Listeners are disabled (`WEBSOCKET_ENABLED=false`) (2006)", body = ErrorEnvelope),
+    ))]
 async fn socket_io(
     State(state): State<AppState>,
     parts: Parts,
@@ -173,10 +209,33 @@ async fn socket_io(
     Ok(ws.on_upgrade(move |socket| tracker.track_future(engineio::serve(socket, hub, handshake))))
 }
 
+/// `/socket.io` without the trailing slash: the same as [`socket_io`].
+#[utoipa::path(get, path = "/socket.io", tag = "listeners", security(()),
+    params(
+        ("EIO" = String, Query, description = "Must be `4`"),
+        ("transport" = String, Query, description = "Must be `websocket`"),
+        ("apikey" = Option<String>, Query, description = "The key (or in a header, or in the CONNECT packet)"),
+        ("from_sequence" = Option<u64>, Query, description = "Replay from this sequence, then follow live"),
+        ("last_sequence" = Option<u64>, Query, description = "Continue after this sequence"),
+    ),
+    responses(
+        (status = 101, description = "Switching protocols: Engine.IO 4 over WebSocket"),
+        (status = 400, description = "Not Engine.IO 4 over a WebSocket upgrade, or a bad parameter (2001)", body = ErrorEnvelope),
+        (status = 401, description = "A key that matches nothing (2004)", body = ErrorEnvelope),
+        (status = 404, description = "Listeners are disabled (`WEBSOCKET_ENABLED=false`) (2006)", body = ErrorEnvelope),
+    ))]
+async fn socket_io_bare(
+    state: State<AppState>,
+    parts: Parts,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    socket_io(state, parts, ws).await
+}
+
 /// The listener routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ws", get(plain))
-        .route("/socket.io", get(socket_io))
-        .route("/socket.io/", get(socket_io))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(plain))
+        .routes(routes!(socket_io))
+        .routes(routes!(socket_io_bare))
 }

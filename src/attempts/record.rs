@@ -8,7 +8,7 @@ use uuid::Uuid;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// How an attempt ended, as the attempt log and the API say it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptResult {
     /// The destination accepted the event.

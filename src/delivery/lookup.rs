@@ -49,7 +49,7 @@ pub const RECENT_SCAN: usize = 20_000;
 const ID_WINDOW_MS: i64 = 60_000;
 
 /// Where an event stands at a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Accepted by the destination.
@@ -141,7 +141,7 @@ pub struct Page {
 }
 
 /// One attempt as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     /// 1 for the first attempt.
     pub attempt: u32,
@@ -177,7 +177,7 @@ impl From<AttemptRecord> for AttemptView {
 }
 
 /// One event at one subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// The event's id.
     pub event_id: Uuid,

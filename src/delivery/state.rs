@@ -16,7 +16,7 @@ use crate::delivery::subscription::OrderBy;
 use crate::log::{EventLog, LogError};
 
 /// How one attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// Accepted by the destination.
@@ -30,7 +30,7 @@ pub enum AttemptOutcome {
 }
 
 /// One delivery attempt, for dead-letter history and the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     /// When the attempt started, UTC milliseconds.
     pub at_ms: i64,
@@ -44,7 +44,7 @@ pub struct Attempt {
 }
 
 /// An event that used all its attempts (or failed permanently), with its history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The event's log sequence (redrive reads it back from the event log).
     pub sequence: u64,

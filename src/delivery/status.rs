@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 /// A snapshot of one subscription's delivery, for the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionStatus {
     /// The subscription id (also its cursor's name).
     pub id: String,
