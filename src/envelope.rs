@@ -151,9 +151,14 @@ impl StoredEvent {
             fields.push((header_tag::CHAT, chat.as_bytes()));
         }
         // Extracted here, once per event: ingest encodes each event once.
-        let facts = EventFacts::extract(&self.event, &self.data).to_bytes();
+        let (facts, message) = EventFacts::extract_with_message_id(&self.event, &self.data);
+        let facts = facts.to_bytes();
         fields.push((header_tag::FACTS, &facts));
-        let message = message_id(&self.data);
+        // A message's id came with its facts (one parse); other kinds are looked at here.
+        let message = match message {
+            Some(id) => id.and_then(bounded_message_id),
+            None => message_id(&self.data),
+        };
         fields.push((
             header_tag::MESSAGE_ID,
             message.as_deref().unwrap_or_default().as_bytes(),
@@ -224,7 +229,12 @@ pub fn message_id(data: &RawValue) -> Option<String> {
     }
     let parsed: Data<'_> = serde_json::from_str(text).ok()?;
     let id = parsed.key.and_then(|k| k.id).or(parsed.key_id)?;
-    (!id.is_empty() && id.len() <= MAX_MESSAGE_ID).then(|| id.into_owned())
+    bounded_message_id(id.into_owned())
+}
+
+/// `id` if it can be a WhatsApp message id: not empty, at most [`MAX_MESSAGE_ID`] bytes.
+fn bounded_message_id(id: String) -> Option<String> {
+    (!id.is_empty() && id.len() <= MAX_MESSAGE_ID).then_some(id)
 }
 
 /// Whether an event stored under `stored_id` (absent in older records) and received at
@@ -499,6 +509,40 @@ mod tests {
             LoggedEvent::decode(&old).unwrap().message_id.as_deref(),
             Some("3EB0C3")
         );
+    }
+
+    #[test]
+    fn ingest_reads_the_message_id_with_the_facts_as_message_id_reads_it() {
+        for (event, data) in [
+            (
+                "messages.upsert",
+                r#"{"key":{"remoteJid":"5511@s.whatsapp.net","id":"3EB0A1"}}"#,
+            ),
+            (
+                "messages.update",
+                r#"{"keyId":"3EB0B2","status":"READ","remoteJid":"x"}"#,
+            ),
+            ("messages.upsert", r#"{"key":{"id":""}}"#),
+            ("messages.upsert", r#"[1,2]"#),
+            ("connection.update", r#"{"state":"open"}"#),
+            ("my.custom.event", r#"{"key":{"id":"C1"}}"#),
+        ] {
+            let stored = StoredEvent {
+                event: event.into(),
+                data: raw(data),
+                ..sample().event
+            };
+            let record = Record {
+                sequence: 1,
+                timestamp_ms: 0,
+                payload: stored.to_bytes().unwrap(),
+            };
+            assert_eq!(
+                LoggedEvent::decode(&record).unwrap().message_id.as_deref(),
+                message_id(&stored.data).as_deref(),
+                "{event} {data}"
+            );
+        }
     }
 
     fn raw(text: &str) -> Box<RawValue> {

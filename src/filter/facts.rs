@@ -49,26 +49,37 @@ impl EventFacts {
     /// `data`. Never fails: a field of the wrong type, or `data` that is not the expected
     /// shape, only leaves the facts it would have given `None`.
     pub fn extract(event_name: &str, data: &RawValue) -> EventFacts {
+        Self::extract_with_message_id(event_name, data).0
+    }
+
+    /// [`EventFacts::extract`], and the WhatsApp message id (`key.id`, else `keyId`) read
+    /// by the same parse, so ingest parses a message once for both: `None` for kinds whose
+    /// `data` is not a message (not parsed here), `Some(None)` for a message without one.
+    pub fn extract_with_message_id(
+        event_name: &str,
+        data: &RawValue,
+    ) -> (EventFacts, Option<Option<String>>) {
         let Ok(kind) = EventKind::parse(event_name) else {
-            return EventFacts::default();
+            return (EventFacts::default(), None);
         };
         if is_message_kind(kind) {
             let text = data.get().trim_start();
             if !text.starts_with('{') {
-                return EventFacts::default();
+                return (EventFacts::default(), Some(None));
             }
             return serde_json::from_str::<MessageAbout>(text)
-                .map(|about| about.facts())
-                .unwrap_or_default();
+                .map(|about| (about.facts(), Some(about.message_id())))
+                .unwrap_or((EventFacts::default(), Some(None)));
         }
         // Chats, contacts, presence, groups, calls, labels: rare next to messages, and
         // about a chat at most, which `chat_of` already knows how to find.
         let chat = crate::chat::chat_of(event_name, data).and_then(|c| id(&c));
-        EventFacts {
+        let facts = EventFacts {
             chat_type: chat.as_deref().and_then(chat_type_of),
             chat,
             ..EventFacts::default()
-        }
+        };
+        (facts, None)
     }
 
     /// Whether the event sent it (`key.fromMe`); `None` when it does not say.
@@ -266,6 +277,9 @@ struct MessageAbout<'a> {
     participant_alt: Option<Scalar<'a>>,
     #[serde(rename = "messageType", borrow)]
     message_type: Option<Scalar<'a>>,
+    /// Evolution's `messages.update` names its message here rather than in `key.id`.
+    #[serde(rename = "keyId", borrow)]
+    key_id: Option<Scalar<'a>>,
 }
 
 /// The key's fields. (Not `#[serde(flatten)]`ed into [`MessageAbout`]: flattening buffers
@@ -282,9 +296,20 @@ struct KeyAbout<'a> {
     participant: Option<Scalar<'a>>,
     #[serde(rename = "participantAlt", borrow)]
     participant_alt: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    id: Option<Scalar<'a>>,
 }
 
 impl MessageAbout<'_> {
+    /// `key.id`, else `keyId`, when a string (unbounded: the caller applies its own bound).
+    fn message_id(&self) -> Option<String> {
+        let key = self.key.as_ref().and_then(|k| k.0.as_ref());
+        key.and_then(|k| k.id.as_ref())
+            .and_then(Scalar::as_str)
+            .or_else(|| self.key_id.as_ref().and_then(Scalar::as_str))
+            .map(str::to_owned)
+    }
+
     fn facts(&self) -> EventFacts {
         let key = self.key.as_ref().and_then(|k| k.0.as_ref());
         // `key.X`, else the top-level `X`, as `chat::chat_of` picks the chat.
