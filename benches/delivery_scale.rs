@@ -24,8 +24,9 @@
 //!
 //! **Attempt log.** Each set-up runs with the attempt log off and on (`src/attempts/`: every
 //! attempt recorded, batched into one append per 100 ms, in the same temp dir), rounds
-//! interleaved, and prints the on/off ratio of events/s and of CPU per event (target: at
-//! most 10% lost). `BENCH_ATTEMPTS=off|on` runs one side only.
+//! interleaved, and prints the on/off ratio of events/s and of CPU per event, paired by round
+//! (target: at most 10% lost). `BENCH_ATTEMPTS=off|on` runs one side only;
+//! `BENCH_ATTEMPTS=control` runs the log off on both sides, whose ratios show the noise floor.
 //!
 //! Run: `cargo bench --bench delivery_scale` (or, reusing the test build's dependencies,
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench --profile dev --bench delivery_scale`).
@@ -479,11 +480,15 @@ fn main() {
     if only.is_empty() || only == "scale" {
         let (url, seen, _receiver_rt) = receiver(Duration::ZERO);
         let rounds = env_or("BENCH_ROUNDS", 3).max(1);
+        // The sides compared: the attempt log off and on, or (`BENCH_ATTEMPTS=control`) off
+        // against off, whose ratios are the measurement's own noise floor.
         let sides: Vec<bool> = match std::env::var("BENCH_ATTEMPTS").as_deref() {
             Ok("off") => vec![false],
             Ok("on") => vec![true],
+            Ok("control") => vec![false, false],
             _ => vec![false, true],
         };
+        let control = sides == [false, false];
         println!("delivery at scale: {events} events, one webhook subscription per instance, loopback receiver, fsync always; medians of {rounds} rounds");
         // Single rounds on 2 cores vary by a few tenths of the ratio: each set-up runs
         // `rounds` times and its medians are the figures (the rounds of the different
@@ -506,18 +511,19 @@ fn main() {
                 }
             }
         }
-        let median = |values: &mut Vec<f64>| {
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
         let mut figures: Vec<Vec<(Phase, Phase)>> = Vec::new();
-        for (side, side_runs) in sides.iter().zip(runs) {
-            println!("  attempt log {}:", if *side { "on" } else { "off" });
+        for (k, (side, side_runs)) in sides.iter().zip(&runs).enumerate() {
+            let label = match (control, side) {
+                (true, _) => format!("control side {}", k + 1),
+                (false, true) => "attempt log on".into(),
+                (false, false) => "attempt log off".into(),
+            };
+            println!("  {label}:");
             println!("  instances | live ev/s | live CPU/ev | ratio | catch-up ev/s | catch-up CPU/ev | ratio | RSS idle | RSS after");
             let mut first: Option<(f64, f64)> = None;
             let mut side_figures = Vec::new();
             for (&n, rounds) in counts.iter().zip(side_runs) {
-                let pick = |f: &dyn Fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect());
+                let pick = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
                 let live = Phase {
                     rate: pick(&|r| r.0.rate),
                     cpu_us: pick(&|r| r.0.cpu_us),
@@ -545,19 +551,8 @@ fn main() {
             figures.push(side_figures);
         }
         println!("  (target: the 1,000-instance CPU per event <= 1.5x the 1-instance figure)");
-        if let [off, on] = &figures[..] {
-            println!("  attempt log on / off (target: events/s >= 0.90x, CPU per event <= 1.11x):");
-            println!("  instances | live ev/s | live CPU/ev | catch-up ev/s | catch-up CPU/ev");
-            for ((&n, (off_live, off_catch)), (on_live, on_catch)) in counts.iter().zip(off).zip(on)
-            {
-                println!(
-                    "  {n:>9} | {:>8.2}x | {:>10.2}x | {:>12.2}x | {:>14.2}x",
-                    on_live.rate / off_live.rate,
-                    on_live.cpu_us / off_live.cpu_us,
-                    on_catch.rate / off_catch.rate,
-                    on_catch.cpu_us / off_catch.cpu_us,
-                );
-            }
+        if let [off, on] = &runs[..] {
+            paired_ratios(&counts, off, on, control);
         }
     }
 
@@ -578,6 +573,58 @@ fn main() {
             chat / base
         );
     }
+}
+
+/// The median of `values` (the upper one of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The second side against the first, round by round: each round ran both sides back to
+/// back (alternating which went first), so a pair shares the machine's state at that
+/// moment (another tenant's load, the disk's write-back) and its ratio cancels what
+/// drifts between rounds, which the ratio of two medians taken minutes apart does not.
+/// Prints each cell's median pair ratio, the spread of the pairs, and the geometric mean
+/// over every cell and pair.
+fn paired_ratios(counts: &[usize], first: &[Vec<Round>], second: &[Vec<Round>], control: bool) {
+    let title = if control {
+        "control: the attempt log off on both sides (the measurement's noise floor)"
+    } else {
+        "attempt log on / off, paired by round (target: events/s >= 0.90x, CPU per event <= 1.11x)"
+    };
+    println!("  {title}:");
+    println!("  instances | live ev/s            | live CPU/ev          | catch-up ev/s        | catch-up CPU/ev");
+    let mut logs = [Vec::new(), Vec::new()];
+    for ((&n, a), b) in counts.iter().zip(first).zip(second) {
+        let cell = |f: &dyn Fn(&Round) -> f64| {
+            let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| f(b) / f(a)).collect();
+            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ratios.iter().copied().fold(0.0, f64::max);
+            (median(ratios.clone()), lo, hi, ratios)
+        };
+        let mut row = format!("  {n:>9}");
+        for (j, f) in [
+            &(|r: &Round| r.0.rate) as &dyn Fn(&Round) -> f64,
+            &|r: &Round| r.0.cpu_us,
+            &|r: &Round| r.1.rate,
+            &|r: &Round| r.1.cpu_us,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (mid, lo, hi, ratios) = cell(f);
+            logs[j % 2].extend(ratios.iter().map(|r| r.ln()));
+            row.push_str(&format!(" | {mid:>5.2}x ({lo:.2}-{hi:.2})"));
+        }
+        println!("{row}");
+    }
+    let geomean = |v: &[f64]| (v.iter().sum::<f64>() / v.len().max(1) as f64).exp();
+    println!(
+        "  every cell and pair, geometric mean: events/s {:.3}x, CPU per event {:.3}x",
+        geomean(&logs[0]),
+        geomean(&logs[1])
+    );
 }
 
 /// The filtered set-up (see the module doc): unfiltered, structured clauses, and with an
@@ -613,10 +660,6 @@ fn filtered(server: &tokio::runtime::Runtime, events: usize) {
             runs[i].push(server.block_on(scale(&url, &seen, instances, events, *filter, false)));
         }
     }
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
     let mut base: Option<(f64, f64)> = None;
     for ((name, _), rounds) in variants.iter().zip(runs) {
         let pick = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());

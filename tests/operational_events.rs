@@ -12,6 +12,8 @@
 //!   nobody subscribed nothing is written (the log holds no `switchyard.*` event), while
 //!   `switchyard_instance_silence_seconds` shows the silence.
 //! - Ingest refuses `switchyard.*` events from outside (400, error envelope).
+//! - A subscription whose lag stays above `alerts.lag_threshold` for `alerts.lag_seconds`
+//!   gets one `switchyard.subscription.lag_exceeded` per excursion.
 
 mod common;
 
@@ -503,5 +505,131 @@ async fn a_silent_instance_is_reported_once_and_only_when_subscribed() {
         let late = got(&received, "/ops", "switchyard.instance.silent", Some(early));
         assert!(late.is_empty(), "{early}: {late:?}");
     }
+    cancel.cancel();
+}
+
+/// `switchyard.subscription.lag_exceeded`: a subscription whose receiver fails keeps every
+/// event of its one chat waiting behind the first; once its lag has stayed above
+/// `alerts.lag_threshold` for `alerts.lag_seconds`, one event reaches the healthy hook, and
+/// no second one while the episode lasts. The episode ends when the lag drops (the receiver
+/// answers again); the next excursion is a new episode with its own event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_subscription_is_reported_once_per_excursion() {
+    let cancel = CancellationToken::new();
+    let fail = Arc::new(AtomicBool::new(true));
+    let (url, received) = receiver(cancel.clone(), fail.clone()).await;
+    let s = TestServer::start(&[
+        ("SWITCHYARD_WEBHOOK__ALLOW_PRIVATE_TARGETS", "true"),
+        ("SWITCHYARD_ALERTS__LAG_THRESHOLD", "3"),
+        ("SWITCHYARD_ALERTS__LAG_SECONDS", "1"),
+        ("SWITCHYARD_ALERTS__CHECK_INTERVAL_MS", "100"),
+    ]);
+    let instance = unique("lagging");
+    s.create_instance(&instance, json!({})).await;
+    let policy = json!({"max_attempts": 1000, "retry_delays_ms": [200]});
+    let (status, v) = s
+        .post(
+            &format!("/webhook/set/{instance}"),
+            &json!({"webhook": {"enabled": true, "url": format!("{url}/failing"), "events": [],
+                "policy": policy}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let lagging = webhook_id(&s, &instance).await;
+    ventia_hook(
+        &s,
+        &format!("{url}/ops"),
+        &["switchyard.subscription.lag_exceeded"],
+    )
+    .await;
+    wait_running(&s, &lagging).await;
+
+    let chat = json!({"remoteJid": "5511987654321@s.whatsapp.net", "fromMe": false});
+    let burst = |round: usize| {
+        let s = &s;
+        let instance = &instance;
+        let chat = chat.clone();
+        async move {
+            for n in 0..10 {
+                let mut key = chat.clone();
+                key["id"] = json!(format!("3EB0LAG{round}{n:04}"));
+                ingest(s, instance, "messages.upsert", json!({"key": key, "n": n})).await;
+            }
+        }
+    };
+    let first_burst = Instant::now();
+    burst(1).await;
+    let arrived = wait_for(
+        &received,
+        "/ops",
+        "switchyard.subscription.lag_exceeded",
+        Some(&instance),
+        60,
+    )
+    .await;
+    let after = arrived.duration_since(first_burst);
+    println!("lag_exceeded arrived {after:?} after the burst (threshold 3 events for 1 s)");
+    assert!(
+        after >= Duration::from_millis(900),
+        "before the lag lasted its time: {after:?}"
+    );
+    // The episode goes on (the receiver still fails): nothing more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lag_events = got(
+        &received,
+        "/ops",
+        "switchyard.subscription.lag_exceeded",
+        Some(&instance),
+    );
+    assert_eq!(lag_events.len(), 1, "one per episode: {lag_events:?}");
+    let e = &lag_events[0];
+    assert_eq!(e["data"]["subscription"], json!(lagging), "{e}");
+    assert_eq!(e["data"]["reason"], json!("lag_exceeded"), "{e}");
+    assert_eq!(e["data"]["threshold"], json!(3), "{e}");
+    assert!(e["data"]["lag"].as_u64() > Some(3), "{e}");
+    assert!(e["data"]["seconds_above"].as_f64() >= Some(1.0), "{e}");
+    assert!(e["data"]["consecutive_failures"].as_u64() >= Some(1), "{e}");
+
+    // The receiver answers again: the backlog drains, the episode ends quietly.
+    fail.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = s.get(&format!("/subscriptions/{lagging}")).await;
+        if v["status"]["lag"] == json!(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never drained: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        got(
+            &received,
+            "/ops",
+            "switchyard.subscription.lag_exceeded",
+            Some(&instance)
+        )
+        .len(),
+        1,
+        "a drained backlog is no news"
+    );
+
+    // A second excursion is a second episode.
+    fail.store(true, Ordering::SeqCst);
+    burst(2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got(
+        &received,
+        "/ops",
+        "switchyard.subscription.lag_exceeded",
+        Some(&instance),
+    )
+    .len()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no second episode reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fail.store(false, Ordering::SeqCst);
     cancel.cancel();
 }
