@@ -619,11 +619,21 @@ fn paired_ratios(counts: &[usize], first: &[Vec<Round>], second: &[Vec<Round>], 
         }
         println!("{row}");
     }
-    let geomean = |v: &[f64]| (v.iter().sum::<f64>() / v.len().max(1) as f64).exp();
+    // Over every cell and pair: the geometric mean and its 95% confidence interval (a
+    // normal approximation on the log ratios), which single cells, a few pairs each, are
+    // too noisy to give (the control shows single pairs from 0.7x to 2.5x).
+    let summary = |v: &[f64]| {
+        let n = v.len().max(2) as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        let half = 1.96 * sd / n.sqrt();
+        (mean.exp(), (mean - half).exp(), (mean + half).exp(), v.len())
+    };
+    let (rate, rate_lo, rate_hi, pairs) = summary(&logs[0]);
+    let (cpu, cpu_lo, cpu_hi, _) = summary(&logs[1]);
     println!(
-        "  every cell and pair, geometric mean: events/s {:.3}x, CPU per event {:.3}x",
-        geomean(&logs[0]),
-        geomean(&logs[1])
+        "  every cell and pair ({pairs} each), geometric mean [95% CI]: events/s {rate:.3}x \
+         [{rate_lo:.3}-{rate_hi:.3}], CPU per event {cpu:.3}x [{cpu_lo:.3}-{cpu_hi:.3}]"
     );
 }
 
