@@ -250,7 +250,11 @@ mod tests {
             activity.observe(&backlog[..split]);
             activity.seed("a", &seed);
             activity.observe(&backlog[split..]);
-            assert_eq!(activity.snapshot(), vec![("a".to_string(), expected)], "{split}");
+            assert_eq!(
+                activity.snapshot(),
+                vec![("a".to_string(), expected)],
+                "{split}"
+            );
         }
         // An older seed adds nothing to newer knowledge.
         let activity = Activity::default();
