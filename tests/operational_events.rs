@@ -564,6 +564,23 @@ async fn failing_webhook(s: &TestServer, instance: &str, url: &str) -> String {
     id
 }
 
+/// A receiver that never answers (until `cancel`): its requests stay in flight.
+async fn hanging_receiver(cancel: CancellationToken) -> String {
+    let app = Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        StatusCode::OK
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await
+            .ok();
+    });
+    format!("http://{addr}")
+}
+
 /// Requests `path` got.
 fn requests(received: &Received, path: &str) -> usize {
     received
@@ -692,7 +709,15 @@ async fn a_silence_that_spans_a_restart_is_reported_once() {
         ("SWITCHYARD_ALERTS__SILENCE_SECONDS", "4"),
         ("SWITCHYARD_ALERTS__CHECK_INTERVAL_MS", "100"),
     ]);
-    ventia_hook(&s, &format!("{url}/ops"), &["switchyard.instance.silent"]).await;
+    // The hook takes the instance's events too: once it delivered the last one its cursor
+    // is at the log's end, so the restarted tail reads nothing again and only the stored
+    // activity knows the instance.
+    ventia_hook(
+        &s,
+        &format!("{url}/ops"),
+        &["switchyard.instance.silent", "messages.upsert"],
+    )
+    .await;
     let instance = unique("spanning");
     s.create_instance(&instance, json!({})).await;
     let mut stopped = Instant::now();
@@ -713,6 +738,13 @@ async fn a_silence_that_spans_a_restart_is_reported_once() {
         f["instances"][&instance]["last_event_ms"].as_i64() == Some(last)
     })
     .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got(&received, "/ops", "messages.upsert", Some(&instance)).len() < 5 {
+        assert!(Instant::now() < deadline, "the hook never got the events");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its cursor is committed every 100 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         got(&received, "/ops", "switchyard.instance.silent", None).is_empty(),
         "silent before the window ended"
@@ -758,7 +790,8 @@ async fn a_silence_that_spans_a_restart_is_reported_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silence_reported_before_a_restart_is_not_reported_again() {
     let cancel = CancellationToken::new();
-    let (url, received) = receiver(cancel.clone(), Arc::new(AtomicBool::new(true))).await;
+    let (url, received) = receiver(cancel.clone(), Arc::new(AtomicBool::new(false))).await;
+    let hanging = hanging_receiver(cancel.clone()).await;
     let mut s = TestServer::start(&[
         ("SWITCHYARD_WEBHOOK__ALLOW_PRIVATE_TARGETS", "true"),
         ("SWITCHYARD_ALERTS__SILENCE_SECONDS", "2"),
@@ -767,10 +800,20 @@ async fn a_silence_reported_before_a_restart_is_not_reported_again() {
     ventia_hook(&s, &format!("{url}/ops"), &["switchyard.instance.silent"]).await;
     let instance = unique("reported");
     s.create_instance(&instance, json!({})).await;
-    // Its own webhook never delivers, so its cursor stays on the instance's first event and
-    // the tail reads those events again after the restart (the backlog that, read into an
-    // empty activity, looked like a silence never reported).
-    let failing = failing_webhook(&s, &instance, &url).await;
+    // Its own webhook never gets an answer (the request stays in flight), so its cursor
+    // stays on the instance's first event and the tail reads those events again after the
+    // restart: the backlog that, read into an empty activity, looked like a silence never
+    // reported.
+    let (status, v) = s
+        .post(
+            &format!("/webhook/set/{instance}"),
+            &json!({"webhook": {"enabled": true, "url": format!("{hanging}/hang"), "events": [],
+                "policy": {"timeout_ms": 600_000}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let failing = webhook_id(&s, &instance).await;
+    wait_running(&s, &failing).await;
     for n in 0..3 {
         ingest(&s, &instance, "messages.upsert", json!({"n": n})).await;
     }
