@@ -627,7 +627,12 @@ fn paired_ratios(counts: &[usize], first: &[Vec<Round>], second: &[Vec<Round>], 
         let mean = v.iter().sum::<f64>() / n;
         let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
         let half = 1.96 * sd / n.sqrt();
-        (mean.exp(), (mean - half).exp(), (mean + half).exp(), v.len())
+        (
+            mean.exp(),
+            (mean - half).exp(),
+            (mean + half).exp(),
+            v.len(),
+        )
     };
     let (rate, rate_lo, rate_hi, pairs) = summary(&logs[0]);
     let (cpu, cpu_lo, cpu_hi, _) = summary(&logs[1]);

@@ -508,6 +508,395 @@ async fn a_silent_instance_is_reported_once_and_only_when_subscribed() {
     cancel.cancel();
 }
 
+// Episodes across a restart (issue 20): the watcher keeps its episodes and each instance's
+// activity in `{data_dir}/alerts/episodes.json`; `TestServer::restart` SIGKILLs the server and
+// starts it again on the same data dir, so only what that file held before the kill counts.
+
+/// The events among `envelopes`, each once: delivery is at least once, and a SIGKILL can
+/// lose a cursor commit, so an event delivered before the kill may come again after it.
+/// A second report would be a second event (its own id).
+fn distinct(envelopes: Vec<Value>) -> Vec<Value> {
+    let mut ids = std::collections::HashSet::new();
+    envelopes
+        .into_iter()
+        .filter(|e| ids.insert(e["id"].to_string()))
+        .collect()
+}
+
+/// The episodes file as the server last wrote it (`Null` before its first write).
+fn episodes_file(s: &TestServer) -> Value {
+    std::fs::read(s.data_dir().join("alerts/episodes.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Waits (at most 30 s) until the episodes file satisfies `ready`.
+async fn wait_file(s: &TestServer, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let file = episodes_file(s);
+        if ready(&file) {
+            return file;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "episodes file never {what}: {file}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A webhook for `instance` on the receiver's `/failing`, retried every 150 ms (up to 1000
+/// attempts, never disabled), so its failure run goes on for as long as `fail` is set and
+/// its cursor stays on its first event; returns its id once it runs.
+async fn failing_webhook(s: &TestServer, instance: &str, url: &str) -> String {
+    let policy =
+        json!({"max_attempts": 1000, "retry_delays_ms": [150], "disable_after_failures": 0});
+    let (status, v) = s
+        .post(
+            &format!("/webhook/set/{instance}"),
+            &json!({"webhook": {"enabled": true, "url": format!("{url}/failing"), "events": [],
+                "policy": policy}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let id = webhook_id(s, instance).await;
+    wait_running(s, &id).await;
+    id
+}
+
+/// A receiver that never answers (until `cancel`): its requests stay in flight.
+async fn hanging_receiver(cancel: CancellationToken) -> String {
+    let app = Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        StatusCode::OK
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await
+            .ok();
+    });
+    format!("http://{addr}")
+}
+
+/// Requests `path` got.
+fn requests(received: &Received, path: &str) -> usize {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _, _)| p == path)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_episode_is_not_reported_again_after_a_restart_and_recovers_once() {
+    let cancel = CancellationToken::new();
+    let fail = Arc::new(AtomicBool::new(true));
+    let (url, received) = receiver(cancel.clone(), fail.clone()).await;
+    let mut s = TestServer::start(&[
+        ("SWITCHYARD_WEBHOOK__ALLOW_PRIVATE_TARGETS", "true"),
+        ("SWITCHYARD_ALERTS__FAILING_AFTER", "3"),
+        ("SWITCHYARD_ALERTS__CHECK_INTERVAL_MS", "100"),
+    ]);
+    let instance = unique("restarted");
+    s.create_instance(&instance, json!({})).await;
+    ventia_hook(
+        &s,
+        &format!("{url}/ops"),
+        &[
+            "switchyard.subscription.failing",
+            "switchyard.subscription.recovered",
+        ],
+    )
+    .await;
+    let failing = failing_webhook(&s, &instance, &url).await;
+    ingest(&s, &instance, "messages.upsert", json!({"n": 1})).await;
+    wait_for(
+        &received,
+        "/ops",
+        "switchyard.subscription.failing",
+        Some(&instance),
+        60,
+    )
+    .await;
+    // The reported episode is on disk before the kill.
+    let file = wait_file(&s, "holds the failing episode", |f| {
+        f["subscriptions"][&failing]["failing"].as_u64() >= Some(3)
+    })
+    .await;
+    assert_eq!(file["v"], json!(1), "{file}");
+
+    s.restart();
+    wait_running(&s, &failing).await;
+    // Still failing after the restart: its run (rebuilt from the attempt log) grows past
+    // the threshold again while the watcher checks every 100 ms.
+    let before = requests(&received, "/failing");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while requests(&received, "/failing") < before + 5 {
+        assert!(Instant::now() < deadline, "no retries after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let failing_events = distinct(got(
+        &received,
+        "/ops",
+        "switchyard.subscription.failing",
+        Some(&instance),
+    ));
+    assert_eq!(
+        failing_events.len(),
+        1,
+        "the episode was reported before the restart: {failing_events:?}"
+    );
+
+    // It delivers again: the episode that started before the restart ends, once.
+    fail.store(false, Ordering::SeqCst);
+    wait_for(
+        &received,
+        "/ops",
+        "switchyard.subscription.recovered",
+        Some(&instance),
+        60,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let recovered = distinct(got(
+        &received,
+        "/ops",
+        "switchyard.subscription.recovered",
+        Some(&instance),
+    ));
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    let r = &recovered[0];
+    assert_eq!(r["data"]["subscription"], json!(failing), "{r}");
+    assert!(
+        r["data"]["consecutive_failures"].as_u64() >= Some(5),
+        "the longest run, counted across the restart: {r}"
+    );
+    assert_eq!(
+        distinct(got(
+            &received,
+            "/ops",
+            "switchyard.subscription.failing",
+            Some(&instance)
+        ))
+        .len(),
+        1
+    );
+    wait_file(&s, "drops the ended episode", |f| {
+        f["v"] == json!(1) && f["subscriptions"].get(&failing).is_none()
+    })
+    .await;
+    cancel.cancel();
+}
+
+/// Milliseconds of an RFC 3339 time.
+fn millis(rfc3339: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{rfc3339}: {e}"))
+        .timestamp_millis()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_that_spans_a_restart_is_reported_once() {
+    let cancel = CancellationToken::new();
+    let (url, received) = receiver(cancel.clone(), Arc::new(AtomicBool::new(false))).await;
+    let mut s = TestServer::start(&[
+        ("SWITCHYARD_WEBHOOK__ALLOW_PRIVATE_TARGETS", "true"),
+        ("SWITCHYARD_ALERTS__SILENCE_SECONDS", "4"),
+        ("SWITCHYARD_ALERTS__CHECK_INTERVAL_MS", "100"),
+    ]);
+    // The hook takes the instance's events too: once it delivered the last one its cursor
+    // is at the log's end, so the restarted tail reads nothing again and only the stored
+    // activity knows the instance.
+    ventia_hook(
+        &s,
+        &format!("{url}/ops"),
+        &["switchyard.instance.silent", "messages.upsert"],
+    )
+    .await;
+    let instance = unique("spanning");
+    s.create_instance(&instance, json!({})).await;
+    let mut stopped = Instant::now();
+    for n in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ingest(&s, &instance, "messages.upsert", json!({"n": n})).await;
+        // The last event's receive time is at most this.
+        stopped = Instant::now();
+    }
+    let events = s.all_events(&format!("&instance={instance}")).await;
+    let last = events
+        .iter()
+        .map(|e| millis(&e["date_time"]))
+        .max()
+        .expect("its events");
+    // Its activity up to the last event is on disk; the window (4 s) is still open.
+    wait_file(&s, "holds the last event", |f| {
+        f["instances"][&instance]["last_event_ms"].as_i64() == Some(last)
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got(&received, "/ops", "messages.upsert", Some(&instance)).len() < 5 {
+        assert!(Instant::now() < deadline, "the hook never got the events");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its cursor is committed every 100 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        got(&received, "/ops", "switchyard.instance.silent", None).is_empty(),
+        "silent before the window ended"
+    );
+
+    s.restart();
+    let arrived = wait_for(
+        &received,
+        "/ops",
+        "switchyard.instance.silent",
+        Some(&instance),
+        60,
+    )
+    .await;
+    let after = arrived.duration_since(stopped);
+    println!("silent event arrived {after:?} after the last event (window 4 s, a restart between)");
+    assert!(
+        after >= Duration::from_millis(3900),
+        "before the window ended: {after:?}"
+    );
+    // A window and more later: still one.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let silent = distinct(got(
+        &received,
+        "/ops",
+        "switchyard.instance.silent",
+        Some(&instance),
+    ));
+    assert_eq!(silent.len(), 1, "{silent:?}");
+    let e = &silent[0];
+    assert_eq!(e["data"]["cause"], json!("no_events"), "{e}");
+    assert_eq!(
+        millis(&e["data"]["since"]),
+        last,
+        "measured from its last event before the restart: {e}"
+    );
+    assert_eq!(millis(&e["data"]["last_event_at"]), last, "{e}");
+    assert!(e["data"]["seconds_silent"].as_f64() >= Some(4.0), "{e}");
+    assert_eq!(e["data"]["silence_seconds"].as_f64(), Some(4.0), "{e}");
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_reported_before_a_restart_is_not_reported_again() {
+    let cancel = CancellationToken::new();
+    let (url, received) = receiver(cancel.clone(), Arc::new(AtomicBool::new(false))).await;
+    let hanging = hanging_receiver(cancel.clone()).await;
+    let mut s = TestServer::start(&[
+        ("SWITCHYARD_WEBHOOK__ALLOW_PRIVATE_TARGETS", "true"),
+        ("SWITCHYARD_ALERTS__SILENCE_SECONDS", "2"),
+        ("SWITCHYARD_ALERTS__CHECK_INTERVAL_MS", "100"),
+    ]);
+    ventia_hook(&s, &format!("{url}/ops"), &["switchyard.instance.silent"]).await;
+    let instance = unique("reported");
+    s.create_instance(&instance, json!({})).await;
+    // Its own webhook never gets an answer (the request stays in flight), so its cursor
+    // stays on the instance's first event and the tail reads those events again after the
+    // restart: the backlog that, read into an empty activity, looked like a silence never
+    // reported.
+    let (status, v) = s
+        .post(
+            &format!("/webhook/set/{instance}"),
+            &json!({"webhook": {"enabled": true, "url": format!("{hanging}/hang"), "events": [],
+                "policy": {"timeout_ms": 600_000}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let failing = webhook_id(&s, &instance).await;
+    wait_running(&s, &failing).await;
+    for n in 0..3 {
+        ingest(&s, &instance, "messages.upsert", json!({"n": n})).await;
+    }
+    wait_for(
+        &received,
+        "/ops",
+        "switchyard.instance.silent",
+        Some(&instance),
+        30,
+    )
+    .await;
+    wait_file(&s, "holds the reported silence", |f| {
+        f["instances"][&instance]["silent"]["cause"] == json!("no_events")
+    })
+    .await;
+
+    s.restart();
+    wait_running(&s, &failing).await;
+    // The tail has read the backlog again (the silence gauge shows the instance), and more
+    // than a window passes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s.metrics_text().await.lines().any(|l| {
+        l.starts_with("switchyard_instance_silence_seconds{")
+            && l.contains(&format!("instance=\"{instance}\""))
+    }) {
+        assert!(Instant::now() < deadline, "no silence gauge for {instance}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let silent = distinct(got(
+        &received,
+        "/ops",
+        "switchyard.instance.silent",
+        Some(&instance),
+    ));
+    assert_eq!(
+        silent.len(),
+        1,
+        "reported before the restart only: {silent:?}"
+    );
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_listener_gets_the_silent_event_only_when_it_names_it() {
+    use common::ws::{assert_quiet, connect, read_envelopes};
+    let s = TestServer::start(&[
+        ("SWITCHYARD_ALERTS__SILENCE_SECONDS", "2"),
+        ("SWITCHYARD_ALERTS__CHECK_INTERVAL_MS", "100"),
+    ]);
+    let instance = unique("wsquiet");
+    s.create_instance(&instance, json!({})).await;
+    let key = &s.key;
+    let mut named = connect(
+        &s,
+        &format!("/ws?apikey={key}&events=switchyard.instance.silent"),
+    )
+    .await;
+    let mut upserts = connect(&s, &format!("/ws?apikey={key}&events=messages.upsert")).await;
+    let mut everything = connect(&s, &format!("/ws?apikey={key}")).await;
+    ingest(&s, &instance, "messages.upsert", json!({"n": 1})).await;
+    let silent = read_envelopes(&mut named, 1, Duration::from_secs(30)).await;
+    assert_eq!(silent[0].event, "switchyard.instance.silent", "{silent:?}");
+    assert_eq!(silent[0].instance, instance, "{silent:?}");
+    for ws in [&mut upserts, &mut everything] {
+        let got = read_envelopes(ws, 1, Duration::from_secs(10)).await;
+        assert_eq!(got[0].event, "messages.upsert", "{got:?}");
+        // The silent event is in the log already: a listener that did not name it gets
+        // nothing more.
+        assert_quiet(ws, Duration::from_millis(1500)).await;
+    }
+    assert_quiet(&mut named, Duration::from_millis(500)).await;
+    let written: Vec<Value> = s
+        .all_events("")
+        .await
+        .into_iter()
+        .filter(|e| e["event"] == json!("switchyard.instance.silent"))
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+}
+
 /// `switchyard.subscription.lag_exceeded`: a subscription whose receiver fails keeps every
 /// event of its one chat waiting behind the first; once its lag has stayed above
 /// `alerts.lag_threshold` for `alerts.lag_seconds`, one event reaches the healthy hook, and

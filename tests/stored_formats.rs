@@ -13,7 +13,9 @@
 //!   without `instance_id`, `key` and `request` that older logs hold;
 //! - `tests/fixtures/stored/attempts/`: the attempt log's records (`attempts::AttemptRecord`);
 //! - `tests/fixtures/stored/delivery/`: the delivery-state log's records, checked by a unit
-//!   test in `src/delivery/state.rs` because that type is private to the crate.
+//!   test in `src/delivery/state.rs` because that type is private to the crate;
+//! - `tests/fixtures/stored/alerts/`: the alerts watcher's episodes file
+//!   (`alerts::persist::EpisodesFile`, `{data_dir}/alerts/episodes.json`).
 //!
 //! Each fixture must decode with today's type and encode back to the same JSON value, and
 //! each sample below must still encode to its fixture (`stored_formats/golden.rs`). Missing
@@ -31,6 +33,9 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use switchyard::alerts::persist::{
+    EpisodesFile, StoredCause, StoredInstance, StoredSilence, StoredSubscription,
+};
 use switchyard::attempts::{AttemptRecord, AttemptResult};
 use switchyard::catalog::EventKind;
 use switchyard::delivery::subscription::{Filter, Policy, Scope, SinkTarget, Subscription};
@@ -880,5 +885,83 @@ fn attempt_records_keep_their_stored_shape() {
     golden::check("attempts", "AttemptRecord", &samples, |bytes| {
         let record = AttemptRecord::decode(bytes).ok_or("does not decode")?;
         record.encode().map_err(|e| e.to_string())
+    });
+}
+
+/// The alerts watcher's episodes file (`src/alerts/persist.rs`): one with every field (a
+/// failing, dead-lettering, lagging, disabled subscription; instances silent for each cause
+/// and one only seen), and an empty one.
+fn episodes_samples() -> Vec<(&'static str, EpisodesFile)> {
+    let mut full = EpisodesFile::new();
+    full.subscriptions.insert(
+        "webhook:0194b3c2-7e1a-7c3d-9f00-00000000a001".into(),
+        StoredSubscription {
+            failing: Some(12),
+            dead_letters: Some(3),
+            dead_lettering: true,
+            lag_above_since_ms: Some(1_736_936_700_000),
+            lag_reported: true,
+            disabled: true,
+        },
+    );
+    full.subscriptions.insert(
+        "global:nats".into(),
+        StoredSubscription {
+            lag_above_since_ms: Some(1_736_936_990_000),
+            ..StoredSubscription::default()
+        },
+    );
+    let silent = |cause, since_ms| Some(StoredSilence { cause, since_ms });
+    full.instances.insert(
+        "sales".into(),
+        StoredInstance {
+            last_event_ms: 1_736_936_100_000,
+            last_message_ms: Some(1_736_936_000_000),
+            closed_at_ms: None,
+            connection_update_ms: Some(1_736_930_000_000),
+            silent: silent(StoredCause::NoEvents, 1_736_936_100_000),
+        },
+    );
+    full.instances.insert(
+        "support".into(),
+        StoredInstance {
+            last_event_ms: 1_736_936_990_000,
+            last_message_ms: Some(1_736_936_000_000),
+            closed_at_ms: None,
+            connection_update_ms: None,
+            silent: silent(StoredCause::NoMessages, 1_736_936_000_000),
+        },
+    );
+    full.instances.insert(
+        "field-team".into(),
+        StoredInstance {
+            last_event_ms: 1_736_936_500_000,
+            last_message_ms: None,
+            closed_at_ms: Some(1_736_936_500_000),
+            connection_update_ms: Some(1_736_936_500_000),
+            silent: silent(StoredCause::ConnectionClosed, 1_736_936_500_000),
+        },
+    );
+    full.instances.insert(
+        "busy".into(),
+        StoredInstance {
+            last_event_ms: 1_736_937_000_000,
+            last_message_ms: Some(1_736_937_000_000),
+            ..StoredInstance::default()
+        },
+    );
+    vec![("episodes", full), ("episodes_empty", EpisodesFile::new())]
+}
+
+#[test]
+fn alert_episodes_keep_their_stored_shape() {
+    let samples: Vec<(&str, Vec<u8>)> = episodes_samples()
+        .iter()
+        .map(|(name, file)| (*name, file.encode().expect("encodes")))
+        .collect();
+    golden::check("alerts", "EpisodesFile", &samples, |bytes| {
+        EpisodesFile::decode(bytes)?
+            .encode()
+            .map_err(|e| e.to_string())
     });
 }

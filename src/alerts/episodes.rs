@@ -1,7 +1,10 @@
 //! The episode state machines: each operational event fires once when its episode starts
 //! (and `recovered` once when a failing one ends), never once per event or per check.
 //! Pure functions of what the watcher observes and the time, so they are tested alone.
+//! Their state converts to and from its stored shape (`persist.rs`), so episodes survive a
+//! restart.
 
+use super::persist::{StoredCause, StoredSilence, StoredSubscription};
 use crate::delivery::activity::Seen;
 
 /// Why an instance is silent (`data.cause` of `switchyard.instance.silent`).
@@ -26,6 +29,26 @@ impl SilenceCause {
     }
 }
 
+impl From<SilenceCause> for StoredCause {
+    fn from(cause: SilenceCause) -> StoredCause {
+        match cause {
+            SilenceCause::NoEvents => StoredCause::NoEvents,
+            SilenceCause::NoMessages => StoredCause::NoMessages,
+            SilenceCause::ConnectionClosed => StoredCause::ConnectionClosed,
+        }
+    }
+}
+
+impl From<StoredCause> for SilenceCause {
+    fn from(cause: StoredCause) -> SilenceCause {
+        match cause {
+            StoredCause::NoEvents => SilenceCause::NoEvents,
+            StoredCause::NoMessages => SilenceCause::NoMessages,
+            StoredCause::ConnectionClosed => SilenceCause::ConnectionClosed,
+        }
+    }
+}
+
 /// A silent episode that just started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Silence {
@@ -37,13 +60,32 @@ pub struct Silence {
 
 /// One instance's silence episode. At most one is open at a time, whatever its cause; it
 /// ends with what contradicts its cause (an event, a message, another `connection.update`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InstanceEpisode {
     /// The open episode and the time it was measured from.
     open: Option<Silence>,
 }
 
 impl InstanceEpisode {
+    /// The episode as stored: the open silence, if any.
+    pub fn stored(&self) -> Option<StoredSilence> {
+        self.open.map(|s| StoredSilence {
+            cause: s.cause.into(),
+            since_ms: s.since_ms,
+        })
+    }
+
+    /// The episode an earlier process stored: a silence it reported stays open (and is not
+    /// reported again) until what contradicts it is seen.
+    pub fn restored(silent: Option<StoredSilence>) -> InstanceEpisode {
+        InstanceEpisode {
+            open: silent.map(|s| Silence {
+                cause: s.cause.into(),
+                since_ms: s.since_ms,
+            }),
+        }
+    }
+
     /// Checks the instance's activity at `now_ms` against the window; returns the silence
     /// that starts now, if one does.
     pub fn check(&mut self, seen: &Seen, now_ms: i64, window_ms: i64) -> Option<Silence> {
@@ -138,7 +180,7 @@ pub struct Observation {
 /// One subscription's episodes: failing (ended by a delivery, which is `recovered`), dead
 /// letters (ended by a delivery), lag (ended when the lag drops to the threshold), and
 /// disabled (ended when it is enabled again).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SubscriptionEpisodes {
     /// Failing, with the longest run seen in the episode.
     failing: Option<u64>,
@@ -152,6 +194,33 @@ pub struct SubscriptionEpisodes {
 }
 
 impl SubscriptionEpisodes {
+    /// The episodes as stored; `None` when there is nothing to keep (no open episode, no
+    /// dead letters): such a subscription starts after a restart as a new one would.
+    pub fn stored(&self) -> Option<StoredSubscription> {
+        let stored = StoredSubscription {
+            failing: self.failing,
+            dead_letters: self.dead_letters.filter(|n| *n > 0),
+            dead_lettering: self.dead_lettering,
+            lag_above_since_ms: self.lag_since_ms,
+            lag_reported: self.lag_reported,
+            disabled: self.disabled,
+        };
+        (stored != StoredSubscription::default()).then_some(stored)
+    }
+
+    /// The episodes an earlier process stored: an episode it reported is not reported
+    /// again, and one that ends now still reports its end (`recovered`).
+    pub fn restored(stored: &StoredSubscription) -> SubscriptionEpisodes {
+        SubscriptionEpisodes {
+            failing: stored.failing,
+            dead_letters: stored.dead_letters,
+            dead_lettering: stored.dead_lettering,
+            lag_since_ms: stored.lag_above_since_ms,
+            lag_reported: stored.lag_reported,
+            disabled: stored.disabled,
+        }
+    }
+
     /// Checks one observation at `now_ms`; returns what starts (or, for failing, ends) now.
     pub fn check(
         &mut self,
@@ -181,8 +250,9 @@ impl SubscriptionEpisodes {
         if failures == 0 {
             self.dead_lettering = false;
         }
-        // The first check only learns the count: dead letters from before this process
-        // started are not news.
+        // Without a count (a new subscription, or one a restart restored without dead
+        // letters) the first check only learns it: dead letters from before are not news.
+        // A restored count makes those dead-lettered since the last write news.
         if let Some(before) = self.dead_letters {
             if seen.dead_letters > before && !self.dead_lettering {
                 self.dead_lettering = true;
@@ -334,6 +404,7 @@ mod tests {
             last_event_ms: last_event,
             last_message_ms: last_message,
             closed_at_ms: closed,
+            connection_update_ms: closed,
         }
     }
 
@@ -398,5 +469,90 @@ mod tests {
             Some(SilenceCause::NoMessages),
             "open again, still without messages"
         );
+    }
+
+    /// Through its stored shape, as across a restart.
+    fn restart(ep: &SubscriptionEpisodes) -> SubscriptionEpisodes {
+        let stored = ep.stored().unwrap_or_default();
+        let json = serde_json::to_vec(&stored).unwrap();
+        SubscriptionEpisodes::restored(&serde_json::from_slice(&json).unwrap())
+    }
+
+    #[test]
+    fn a_restart_keeps_a_reported_failing_run_and_its_recovery() {
+        let mut ep = SubscriptionEpisodes::default();
+        assert!(ep.stored().is_none(), "nothing to keep");
+        assert!(ep.check(&failures(0), 0, &LIMITS).is_empty());
+        assert!(ep.stored().is_none(), "no dead letters counted is nothing");
+        assert_eq!(ep.check(&failures(4), 1, &LIMITS).len(), 1);
+        let mut after = restart(&ep);
+        assert_eq!(after.stored(), ep.stored());
+        assert!(
+            after.check(&failures(9), 2, &LIMITS).is_empty(),
+            "no second failing"
+        );
+        assert_eq!(
+            after.check(&failures(0), 3, &LIMITS),
+            vec![SubscriptionAlert::Recovered { failures_before: 9 }]
+        );
+        assert!(restart(&after).stored().is_none(), "over");
+    }
+
+    #[test]
+    fn a_restart_keeps_lag_and_dead_letter_episodes() {
+        let mut ep = SubscriptionEpisodes::default();
+        let seen = |lag: u64, dead: u64, failures: u64| Observation {
+            lag,
+            dead_letters: dead,
+            consecutive_failures: failures,
+            ..Observation::default()
+        };
+        assert!(ep.check(&seen(500, 3, 1), 0, &LIMITS).is_empty());
+        assert_eq!(ep.check(&seen(500, 4, 2), 5_000, &LIMITS).len(), 2);
+        let mut after = restart(&ep);
+        assert!(
+            after.check(&seen(600, 5, 1), 9_000, &LIMITS).is_empty(),
+            "the same lag and dead-letter episodes"
+        );
+        // Lag dropped while it was down, then rises: a new episode, timed from now.
+        let mut dropped = restart(&after);
+        assert!(dropped.check(&seen(0, 5, 0), 10_000, &LIMITS).is_empty());
+        assert!(dropped.check(&seen(500, 5, 0), 11_000, &LIMITS).is_empty());
+        assert_eq!(dropped.check(&seen(500, 5, 0), 16_000, &LIMITS).len(), 1);
+        // A lag episode not reported yet keeps its start: reported once its time is up.
+        let mut young = SubscriptionEpisodes::default();
+        assert!(young.check(&seen(500, 0, 0), 0, &LIMITS).is_empty());
+        let mut young = restart(&young);
+        assert_eq!(young.check(&seen(500, 0, 0), 5_000, &LIMITS).len(), 1);
+        // The disable flag too, until enabled.
+        let mut disabled = SubscriptionEpisodes::default();
+        assert!(disabled.disabled());
+        assert!(!restart(&disabled).disabled());
+    }
+
+    #[test]
+    fn a_restart_keeps_a_reported_silence() {
+        let mut ep = InstanceEpisode::default();
+        let s = seen(1_000, Some(1_000), None);
+        assert!(ep.check(&s, 3_000, 2_000).is_some());
+        let json = serde_json::to_string(&ep.stored()).unwrap();
+        let mut after = InstanceEpisode::restored(serde_json::from_str(&json).unwrap());
+        assert_eq!(after, ep);
+        assert_eq!(after.check(&s, 90_000, 2_000), None, "not again");
+        let back = seen(95_000, Some(95_000), None);
+        assert_eq!(after.check(&back, 95_001, 2_000), None);
+        assert_eq!(after.stored(), None, "ended by the event");
+        for cause in [
+            SilenceCause::NoEvents,
+            SilenceCause::NoMessages,
+            SilenceCause::ConnectionClosed,
+        ] {
+            let stored: StoredCause = cause.into();
+            assert_eq!(SilenceCause::from(stored), cause);
+            assert_eq!(
+                serde_json::to_value(stored).unwrap(),
+                serde_json::json!(cause.as_str())
+            );
+        }
     }
 }

@@ -28,10 +28,24 @@
 //!
 //! With the Kafka engine each process watches what it delivers: the partitions it owns (their
 //! tails feed the activity) and the attempts it recorded.
+//!
+//! Episodes survive a restart: after a round that changed any, the watcher writes them, with
+//! each instance's activity, to `{data_dir}/alerts/episodes.json` (`persist.rs`), and a start
+//! restores them. An episode reported before the restart is not reported again (a failing
+//! run still failing, a lag still above, a silence still silent), its end still is
+//! (`recovered`), and a silence that spans the restart is reported once, measured from the
+//! instance's last event before it. Subscriptions and instances that no longer exist are
+//! dropped; a crash loses at most the last round. An unreadable file is logged and ignored
+//! (the start goes on without episodes). With the Kafka engine each process keeps its own
+//! file: an instance's restored activity is applied once this process delivers its
+//! partition again; a partition that moved to another process meanwhile may report an
+//! episode that process reported already, once more.
 
 pub mod episodes;
+pub mod persist;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +56,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::EventKind;
 use crate::config::AlertsConfig;
-use crate::delivery::activity::Activity;
+use crate::delivery::activity::{Activity, Seen};
 use crate::delivery::subscription::{Scope, Subscription};
 use crate::delivery::PartitionedDelivery;
 use crate::ingest::{store, IncomingEvent, Owner};
@@ -52,6 +66,7 @@ use crate::websocket::Hub;
 use episodes::{
     InstanceEpisode, Observation, Silence, SubscriptionAlert, SubscriptionEpisodes, Thresholds,
 };
+use persist::{EpisodesFile, StoredInstance};
 
 /// The `instance` of an operational event about a subscription of every instance.
 pub const GLOBAL_INSTANCE: &str = "global";
@@ -101,7 +116,26 @@ pub struct Watcher {
     activity: Arc<Activity>,
     websocket: Option<Arc<Hub>>,
     subscriptions: HashMap<String, SubscriptionEpisodes>,
-    instances: HashMap<String, InstanceEpisode>,
+    instances: HashMap<String, Watched>,
+    /// Restored instances whose partition this process does not deliver yet (Kafka engine:
+    /// partitions are assigned after the start). Applied once it does; kept in the file
+    /// meanwhile.
+    restored: HashMap<String, StoredInstance>,
+    /// Where the episodes are kept (`None`: in memory only).
+    store: Option<PathBuf>,
+    /// Some state changed since the last write.
+    dirty: bool,
+    /// What the last write wrote, so an unchanged file is not written again.
+    written: Vec<u8>,
+    /// The last write failed (warned once until one succeeds).
+    write_failed: bool,
+}
+
+/// An instance being watched: its episode and its activity at the last check.
+#[derive(Debug, Clone, Copy, Default)]
+struct Watched {
+    episode: InstanceEpisode,
+    seen: Seen,
 }
 
 impl Watcher {
@@ -123,7 +157,48 @@ impl Watcher {
             websocket,
             subscriptions: HashMap::new(),
             instances: HashMap::new(),
+            restored: HashMap::new(),
+            store: None,
+            dirty: false,
+            written: Vec::new(),
+            write_failed: false,
         }
+    }
+
+    /// Keeps the episodes in the file at `path` (`persist::path_in`): restores what an earlier
+    /// process wrote there, except subscriptions and instances that no longer exist, and
+    /// writes changes after each round. A file that cannot be used is logged and ignored.
+    pub fn persisted_at(mut self, path: PathBuf) -> Watcher {
+        let file = persist::load(&path);
+        let set = self.registry.subscriptions().borrow().clone();
+        let current: HashSet<&str> = set.subscriptions.iter().map(|s| s.id.as_str()).collect();
+        let stored = file.subscriptions.len() + file.instances.len();
+        for (id, episodes) in file.subscriptions {
+            if current.contains(id.as_str()) {
+                self.subscriptions
+                    .insert(id, SubscriptionEpisodes::restored(&episodes));
+            }
+        }
+        let instances = file.instances;
+        self.restored = self.registry.read(|p| {
+            instances
+                .into_iter()
+                .filter(|(name, _)| p.instances.contains_key(name))
+                .collect()
+        });
+        let kept = self.subscriptions.len() + self.restored.len();
+        if kept > 0 || stored > 0 {
+            tracing::info!(
+                subscriptions = self.subscriptions.len(),
+                instances = self.restored.len(),
+                dropped = stored - kept,
+                "alert episodes restored"
+            );
+        }
+        // Rewritten without what was dropped, at the first round.
+        self.dirty = stored > 0;
+        self.store = Some(path);
+        self
     }
 
     /// Checks every `alerts.check_interval_ms` and handles `signals` until `shutdown`.
@@ -137,17 +212,80 @@ impl Watcher {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
                     self.check_subscriptions().await;
                     self.check_instances().await;
+                    self.save().await;
                 }
                 signal = signals.recv() => match signal {
+                    // Written with the next round.
                     Some(signal) => self.handle(signal).await,
-                    None => return,
+                    None => break,
                 },
             }
         }
+        self.save().await;
+    }
+
+    /// Writes the episodes when some changed (at most once a round: never per event).
+    async fn save(&mut self) {
+        let Some(path) = self.store.clone() else {
+            return;
+        };
+        if !self.dirty {
+            return;
+        }
+        let bytes = match self.snapshot().encode() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "the alert episodes do not encode");
+                return;
+            }
+        };
+        self.dirty = false;
+        if bytes == self.written {
+            return;
+        }
+        let written = bytes.clone();
+        let result = tokio::task::spawn_blocking(move || persist::write(&path, &bytes)).await;
+        match result.map_err(std::io::Error::other).and_then(|r| r) {
+            Ok(()) => {
+                self.written = written;
+                if std::mem::take(&mut self.write_failed) {
+                    tracing::info!("alert episodes written again");
+                }
+            }
+            Err(e) => {
+                // Tried again next round; a restart meanwhile may report an episode again.
+                self.dirty = true;
+                if !std::mem::replace(&mut self.write_failed, true) {
+                    tracing::warn!(error = %e, "cannot write the alert episodes");
+                }
+            }
+        }
+    }
+
+    /// What the file holds now.
+    fn snapshot(&self) -> EpisodesFile {
+        let mut file = EpisodesFile::new();
+        file.subscriptions = self
+            .subscriptions
+            .iter()
+            .filter_map(|(id, episodes)| Some((id.clone(), episodes.stored()?)))
+            .collect();
+        file.instances = self
+            .restored
+            .iter()
+            .map(|(name, stored)| (name.clone(), stored.clone()))
+            .chain(self.instances.iter().map(|(name, watched)| {
+                (
+                    name.clone(),
+                    StoredInstance::new(&watched.seen, watched.episode.stored()),
+                )
+            }))
+            .collect();
+        file
     }
 
     fn thresholds(&self) -> Thresholds {
@@ -182,6 +320,7 @@ impl Watcher {
                 {
                     return;
                 }
+                self.dirty = true;
                 let streak = self.streak(&subscription);
                 let data = json!({
                     "subscription": subscription,
@@ -220,12 +359,16 @@ impl Watcher {
         // A set, not a scan of the list per episode: with 10,000 subscriptions that was
         // 10^8 comparisons a round.
         let current: HashSet<&str> = set.subscriptions.iter().map(|s| s.id.as_str()).collect();
+        let before = self.subscriptions.len();
         self.subscriptions
             .retain(|id, _| current.contains(id.as_str()));
+        self.dirty |= self.subscriptions.len() != before;
         for sub in &set.subscriptions {
             let episodes = self.subscriptions.entry(sub.id.clone()).or_default();
             if sub.enabled {
+                let was = *episodes;
                 episodes.enabled();
+                self.dirty |= *episodes != was;
             }
             // Delivered by another process (Kafka engine): that one watches it.
             let Some(st) = status.get(&sub.id) else {
@@ -242,7 +385,10 @@ impl Watcher {
             let Some(episodes) = self.subscriptions.get_mut(&sub.id) else {
                 continue;
             };
-            for alert in episodes.check(&observed, now, &limits) {
+            let was = *episodes;
+            let alerts = episodes.check(&observed, now, &limits);
+            self.dirty |= *episodes != was;
+            for alert in alerts {
                 if let Some((kind, data)) = self.describe(sub, alert, &observed) {
                     self.emit(instance_of(sub), kind, &data).await;
                 }
@@ -322,12 +468,38 @@ impl Watcher {
         })
     }
 
+    /// Applies the restored instances whose partition this process delivers: their activity
+    /// is merged into the tails' (`Activity::seed`), their open silence restored. Those of
+    /// deleted instances are dropped.
+    fn apply_restored(&mut self, delivered: &[usize]) {
+        if self.restored.is_empty() {
+            return;
+        }
+        let restored = std::mem::take(&mut self.restored);
+        for (name, stored) in restored {
+            if !self.registry.read(|p| p.instances.contains_key(&name)) {
+                self.dirty = true;
+                continue;
+            }
+            if !delivered.contains(&self.events.index_for(&name)) {
+                self.restored.insert(name, stored);
+                continue;
+            }
+            self.activity.seed(&name, &stored.seen());
+            self.instances.entry(name).or_insert_with(|| Watched {
+                episode: InstanceEpisode::restored(stored.silent),
+                seen: stored.seen(),
+            });
+        }
+    }
+
     /// One round over the instances the tails saw.
     async fn check_instances(&mut self) {
         let now = Utc::now().timestamp_millis();
         let window_ms = (self.config.silence_seconds * 1000.0) as i64;
-        let seen = self.activity.snapshot();
         let delivered = self.delivery.partitions();
+        self.apply_restored(&delivered);
+        let seen = self.activity.snapshot();
         let mut present = HashSet::with_capacity(seen.len());
         for (name, seen) in seen {
             if !self.registry.read(|p| p.instances.contains_key(&name)) {
@@ -341,15 +513,21 @@ impl Watcher {
                 self.activity.forget(&name);
                 continue;
             }
-            let episode = self.instances.entry(name.clone()).or_default();
-            if let Some(silence) = episode.check(&seen, now, window_ms) {
+            let watched = self.instances.entry(name.clone()).or_default();
+            let was = *watched;
+            watched.seen = seen;
+            let silence = watched.episode.check(&seen, now, window_ms);
+            self.dirty |= watched.seen != was.seen || watched.episode != was.episode;
+            if let Some(silence) = silence {
                 let data = silent_data(&silence, &seen, now, self.config.silence_seconds);
                 self.emit(&name, EventKind::SwitchyardInstanceSilent, &data)
                     .await;
             }
             present.insert(name);
         }
+        let before = self.instances.len();
         self.instances.retain(|name, _| present.contains(name));
+        self.dirty |= self.instances.len() != before;
     }
 
     /// Whether a subscription or a WebSocket listener could receive `kind` of `instance`.

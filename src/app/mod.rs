@@ -235,17 +235,18 @@ pub async fn serve(
         );
         None
     };
-    tasks.spawn(
-        Watcher::new(
-            config.alerts.clone(),
-            events.clone(),
-            registry.clone(),
-            delivery.clone(),
-            activity,
-            websocket.clone(),
-        )
-        .run(alert_signals_rx, shutdown.clone()),
+    let mut watcher = Watcher::new(
+        config.alerts.clone(),
+        events.clone(),
+        registry.clone(),
+        delivery.clone(),
+        activity,
+        websocket.clone(),
     );
+    if let Some(path) = alert_store(&config) {
+        watcher = watcher.persisted_at(path);
+    }
+    tasks.spawn(watcher.run(alert_signals_rx, shutdown.clone()));
     let state = AppState::new(AppInner {
         config,
         events,
@@ -278,6 +279,29 @@ pub async fn serve(
         log.flush().await;
     }
     Ok(())
+}
+
+/// Where the alerts watcher keeps its episodes (`{data_dir}/alerts/episodes.json`). With the
+/// Kafka engine the data dir is not locked, so the file's directory takes its own lock: a
+/// second process on the same data dir keeps its episodes in memory only (and says so).
+fn alert_store(config: &Config) -> Option<std::path::PathBuf> {
+    let path = crate::alerts::persist::path_in(&config.server.data_dir);
+    let dir = path.parent()?;
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::warn!(path = %dir.display(), error = %e, "cannot create the alerts directory; episodes are kept in memory only");
+        return None;
+    }
+    if config.log.engine == LogEngine::Kafka {
+        match lock_file(&dir.join("LOCK")) {
+            // Held for the process's life: leaked on purpose, released at exit.
+            Ok(file) => std::mem::forget(file),
+            Err(e) => {
+                tracing::warn!(error = %e, "another process keeps alert episodes in this data dir; this one keeps them in memory only");
+                return None;
+            }
+        }
+    }
+    Some(path)
 }
 
 /// Opens the attempt log (`attempts.enabled`) in `{data_dir}/attempts`. With the Kafka

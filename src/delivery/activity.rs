@@ -10,6 +10,12 @@
 //! that reads a backlog again sees the instance as silent since its true last event.
 //! The server's own events (`switchyard.*`) are not activity: a silent instance's
 //! `switchyard.instance.silent` must not end its own silence.
+//!
+//! What was seen survives a restart: the alerts watcher stores it with its episodes and
+//! seeds it back ([`Activity::seed`]). Every field is a maximum of receive times (the
+//! connection state goes with the newest `connection.update`), so a seeded [`Seen`] and what
+//! a tail reads again of a backlog merge to the same result in any order
+//! ([`Seen::merge`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,6 +36,22 @@ pub struct Seen {
     /// Receive time of a `connection.update` with `state: close` that no other
     /// `connection.update` followed.
     pub closed_at_ms: Option<i64>,
+    /// Receive time of its newest `connection.update`, whatever its state: an older one read
+    /// again (a backlog after a restart) must not reopen or close the connection.
+    pub connection_update_ms: Option<i64>,
+}
+
+impl Seen {
+    /// Adds what `other` saw: the same as having read both's records, in any order.
+    pub fn merge(&mut self, other: &Seen) {
+        self.last_event_ms = self.last_event_ms.max(other.last_event_ms);
+        self.last_message_ms = self.last_message_ms.max(other.last_message_ms);
+        // The newer connection.update decides; on a tie the one already here stays.
+        if other.connection_update_ms > self.connection_update_ms {
+            self.connection_update_ms = other.connection_update_ms;
+            self.closed_at_ms = other.closed_at_ms;
+        }
+    }
 }
 
 /// Every instance's [`Seen`], shared by the partitions' tails.
@@ -78,6 +100,18 @@ impl Activity {
             .collect()
     }
 
+    /// Adds `seen` to what is known of `instance` ([`Seen::merge`]): what an earlier process
+    /// saw, restored at start, whether the tail already read newer records or not.
+    pub fn seed(&self, instance: &str, seen: &Seen) {
+        let mut instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        match instances.get_mut(instance) {
+            Some(known) => known.merge(seen),
+            None => {
+                instances.insert(instance.into(), *seen);
+            }
+        }
+    }
+
     /// Forgets an instance (deleted: its silence is not news).
     pub fn forget(&self, instance: &str) {
         let mut instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
@@ -93,7 +127,10 @@ fn note(seen: &mut Seen, event: &str, record: &Record) {
         "messages.upsert" => {
             seen.last_message_ms = Some(seen.last_message_ms.map_or(at, |m| m.max(at)));
         }
-        "connection.update" => {
+        // Only a connection.update at least as new as the last one counts: reading an older
+        // one again must not undo a newer state.
+        "connection.update" if seen.connection_update_ms.is_none_or(|last| at >= last) => {
+            seen.connection_update_ms = Some(at);
             seen.closed_at_ms = connection_closed(record).then_some(at);
         }
         _ => {}
@@ -156,7 +193,8 @@ mod tests {
                     Seen {
                         last_event_ms: 200,
                         last_message_ms: Some(100),
-                        closed_at_ms: None
+                        closed_at_ms: None,
+                        connection_update_ms: None,
                     }
                 ),
                 (
@@ -164,7 +202,8 @@ mod tests {
                     Seen {
                         last_event_ms: 250,
                         last_message_ms: None,
-                        closed_at_ms: Some(250)
+                        closed_at_ms: Some(250),
+                        connection_update_ms: Some(250),
                     }
                 ),
             ]
@@ -180,5 +219,55 @@ mod tests {
         assert_eq!(b.map(|(_, s)| s.closed_at_ms), Some(None));
         activity.forget("a");
         assert_eq!(activity.snapshot().len(), 1);
+    }
+
+    #[test]
+    fn a_seed_and_a_reread_backlog_merge_in_any_order() {
+        // Before a restart: messages until 500, closed at 400, open again at 450, then
+        // closed at 600. The seed carries that; the tail then reads the backlog again from
+        // 100 (an older close and open among it) and one newer event.
+        let seed = Seen {
+            last_event_ms: 600,
+            last_message_ms: Some(500),
+            closed_at_ms: Some(600),
+            connection_update_ms: Some(600),
+        };
+        let backlog = [
+            record(1, 100, "a", "messages.upsert", "{}"),
+            record(2, 400, "a", "connection.update", r#"{"state":"close"}"#),
+            record(3, 450, "a", "connection.update", r#"{"state":"open"}"#),
+            record(4, 500, "a", "messages.upsert", "{}"),
+            record(5, 600, "a", "connection.update", r#"{"state":"close"}"#),
+            record(6, 700, "a", "presence.update", "{}"),
+        ];
+        let expected = Seen {
+            last_event_ms: 700,
+            ..seed
+        };
+        for split in 0..=backlog.len() {
+            // Seeded before the tail read `split` records, then the rest.
+            let activity = Activity::default();
+            activity.observe(&backlog[..split]);
+            activity.seed("a", &seed);
+            activity.observe(&backlog[split..]);
+            assert_eq!(
+                activity.snapshot(),
+                vec![("a".to_string(), expected)],
+                "{split}"
+            );
+        }
+        // An older seed adds nothing to newer knowledge.
+        let activity = Activity::default();
+        activity.observe(&backlog);
+        activity.seed(
+            "a",
+            &Seen {
+                last_event_ms: 300,
+                last_message_ms: Some(300),
+                closed_at_ms: None,
+                connection_update_ms: Some(300),
+            },
+        );
+        assert_eq!(activity.snapshot(), vec![("a".to_string(), expected)]);
     }
 }
